@@ -1,0 +1,69 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every target shares: Swift 6 language mode (strict concurrency) and the
+/// upcoming features the swift-server codebases turn on.
+let sharedSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "dealstream",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "dealstream", targets: ["dealstream"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
+        .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        // The few Linux calls Swift cannot make directly (variadic prctl).
+        .target(name: "CLinuxShims"),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: sharedSettings),
+        .target(name: "DealModel", swiftSettings: sharedSettings),
+        .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
+        .target(
+            name: "Worker",
+            dependencies: [
+                "ZeroMQ", "Metrics", "Wire", "DealModel", "CLinuxShims",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: sharedSettings
+        ),
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "ZeroMQ", "Wire", "DealModel", "Metrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: sharedSettings
+        ),
+        .executableTarget(
+            name: "dealstream",
+            dependencies: [
+                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: sharedSettings
+        ),
+        .testTarget(name: "DealModelTests", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire"], swiftSettings: sharedSettings),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ZeroMQ", "Wire", "DealModel"],
+            swiftSettings: sharedSettings
+        ),
+    ]
+)

@@ -1,0 +1,9 @@
+#ifndef DEALSTREAM_CLINUXSHIMS_H
+#define DEALSTREAM_CLINUXSHIMS_H
+
+/// Asks the kernel to send `signal` to this process when its parent dies
+/// (prctl(PR_SET_PDEATHSIG)), so no worker outlives a daemon killed with SIGKILL.
+/// Returns 0 on success, -1 with errno set otherwise.
+int CLinuxShims_setParentDeathSignal(int signal);
+
+#endif

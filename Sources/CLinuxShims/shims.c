@@ -1,0 +1,13 @@
+#include "CLinuxShims.h"
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+int CLinuxShims_setParentDeathSignal(int signal) {
+#ifdef __linux__
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0);
+#else
+    (void)signal;
+    return 0;
+#endif
+}

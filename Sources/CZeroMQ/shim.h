@@ -1,0 +1,4 @@
+#ifndef DEALSTREAM_CZEROMQ_SHIM_H
+#define DEALSTREAM_CZEROMQ_SHIM_H
+#include <zmq.h>
+#endif

@@ -1,0 +1,143 @@
+import DealModel
+import Foundation
+import Metrics
+
+/// Everything the daemon needs to run, with the defaults of PROTOCOL.md.
+///
+/// Read from an optional JSON config file (see `config/dealstream.json`, which documents
+/// every key) and overridden by command-line flags. The daemon runs with no file at all.
+///
+/// - Configuration keys:
+///   - `model` (string, required unless `--model`): path of the model file (METRICS.md §5)
+///   - `data_dir` (string, default `./data`): where the event log and the worker socket live
+///   - `endpoints.ingest` (string, default `tcp://127.0.0.1:7701`)
+///   - `endpoints.updates` (string, default `tcp://127.0.0.1:7702`)
+///   - `endpoints.snapshot` (string, default `tcp://127.0.0.1:7703`)
+///   - `endpoints.workers` (string, default `ipc://<data_dir>/workers.sock`): where workers connect
+///   - `workers.shards` (int, default 1): shards per metric family
+///   - `workers.spawn` (bool, default true): start and supervise the worker processes
+///   - `workers.families` ([string], default all ten): metric families to serve
+///   - `workers.heartbeat_ms` (int, default 500), `workers.liveness` (int, default 20)
+///   - `publish.interval_ms` (int, default 20): how often a publication round runs
+///   - `publish.subscriber_hwm` (int, default 100000): updates queued per subscriber before drops
+///   - `limits.max_batch_events` (int, default 10000, at least 1000)
+///   - `limits.max_frame_bytes` (int, default 1048576)
+///   - `limits.max_outstanding_batches` (int, default 64): back-pressure on ingest
+public struct DaemonConfiguration: Sendable {
+    public var modelPath: String?
+    public var dataDirectory = "./data"
+    public var ingestEndpoint = "tcp://127.0.0.1:7701"
+    public var updatesEndpoint = "tcp://127.0.0.1:7702"
+    public var snapshotEndpoint = "tcp://127.0.0.1:7703"
+    public var workerEndpoint: String?
+    public var shards = 1
+    public var spawnWorkers = true
+    public var families: [MetricFamily] = MetricFamily.allCases
+    public var heartbeatMilliseconds = 500
+    public var liveness = 20
+    public var publishIntervalMilliseconds = 20
+    public var subscriberHighWaterMark: Int32 = 100_000
+    public var maxBatchEvents = 10_000
+    public var maxFrameBytes = 1 << 20
+    public var maxOutstandingBatches = 64
+
+    public init() {}
+
+    /// The worker endpoint, defaulting to an ipc socket in the data directory.
+    public var resolvedWorkerEndpoint: String {
+        workerEndpoint ?? "ipc://" + URL(fileURLWithPath: dataDirectory).standardizedFileURL.path + "/workers.sock"
+    }
+
+    /// Reads a config file over the defaults. Unknown keys are errors, so a typo is not silently ignored.
+    public static func load(file path: String) throws(ConfigurationError) -> DaemonConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(key: "(file)", reason: "cannot read \(path)")
+        }
+        let root: JSONValue
+        do { root = try JSONParser.parse(Array(data)) } catch {
+            throw ConfigurationError(key: "(file)", reason: "\(path) is not JSON: \(error)")
+        }
+        guard case .object(let members) = root else { throw ConfigurationError(key: "(file)", reason: "not a JSON object") }
+        var c = DaemonConfiguration()
+        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : baseDirectory.appendingPathComponent(p).path }
+        for (key, value) in members {
+            switch key {
+            case "model": c.modelPath = resolve(try string(value, key))
+            case "data_dir": c.dataDirectory = resolve(try string(value, key))
+            case "endpoints":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "ingest": c.ingestEndpoint = try string(v, "endpoints.ingest")
+                    case "updates": c.updatesEndpoint = try string(v, "endpoints.updates")
+                    case "snapshot": c.snapshotEndpoint = try string(v, "endpoints.snapshot")
+                    case "workers": c.workerEndpoint = try string(v, "endpoints.workers")
+                    default: throw ConfigurationError(key: "endpoints.\(k)", reason: "unknown key")
+                    }
+                }
+            case "workers":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "shards": c.shards = try int(v, "workers.shards", min: 1)
+                    case "spawn":
+                        guard case .bool(let b) = v else { throw ConfigurationError(key: "workers.spawn", reason: "not a boolean") }
+                        c.spawnWorkers = b
+                    case "families":
+                        guard case .array(let items) = v else { throw ConfigurationError(key: "workers.families", reason: "not an array") }
+                        c.families = try items.map { (item) throws(ConfigurationError) -> MetricFamily in
+                            guard let name = item.stringValue, let f = MetricFamily(rawValue: name) else {
+                                throw ConfigurationError(key: "workers.families", reason: "unknown family \(item)")
+                            }
+                            return f
+                        }
+                    case "heartbeat_ms": c.heartbeatMilliseconds = try int(v, "workers.heartbeat_ms", min: 10)
+                    case "liveness": c.liveness = try int(v, "workers.liveness", min: 2)
+                    default: throw ConfigurationError(key: "workers.\(k)", reason: "unknown key")
+                    }
+                }
+            case "publish":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "interval_ms": c.publishIntervalMilliseconds = try int(v, "publish.interval_ms", min: 1)
+                    case "subscriber_hwm": c.subscriberHighWaterMark = Int32(try int(v, "publish.subscriber_hwm", min: 0))
+                    default: throw ConfigurationError(key: "publish.\(k)", reason: "unknown key")
+                    }
+                }
+            case "limits":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "max_batch_events": c.maxBatchEvents = try int(v, "limits.max_batch_events", min: 1000)
+                    case "max_frame_bytes": c.maxFrameBytes = try int(v, "limits.max_frame_bytes", min: 1024)
+                    case "max_outstanding_batches": c.maxOutstandingBatches = try int(v, "limits.max_outstanding_batches", min: 1)
+                    default: throw ConfigurationError(key: "limits.\(k)", reason: "unknown key")
+                    }
+                }
+            default:
+                throw ConfigurationError(key: key, reason: "unknown key")
+            }
+        }
+        return c
+    }
+
+    private static func string(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> String {
+        guard let s = v.stringValue, !s.isEmpty else { throw ConfigurationError(key: key, reason: "not a non-empty string") }
+        return s
+    }
+
+    private static func object(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> [(String, JSONValue)] {
+        guard case .object(let m) = v else { throw ConfigurationError(key: key, reason: "not an object") }
+        return m
+    }
+
+    private static func int(_ v: JSONValue, _ key: String, min: Int) throws(ConfigurationError) -> Int {
+        guard case .int(let i) = v, i >= min else { throw ConfigurationError(key: key, reason: "not an integer ≥ \(min)") }
+        return Int(i)
+    }
+}
+
+/// A configuration value that cannot be used, naming its key.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var key: String
+    public var reason: String
+    public var description: String { "config: \(key): \(reason)" }
+}

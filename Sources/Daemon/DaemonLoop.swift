@@ -1,0 +1,391 @@
+import DealModel
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+import Wire
+import ZeroMQ
+
+/// The daemon's socket thread: ingest, worker link, publication and snapshots.
+///
+/// One thread owns all four sockets and all mutable state, so every publication round
+/// and every snapshot is one consistent state with no locking. The work per iteration is
+/// batched: up to `groupLimit` ingest requests are resolved, committed to the log with a
+/// single sync, acknowledged, and sent to the workers as one fact batch.
+final class DaemonLoop {
+    let configuration: DaemonConfiguration
+    let context: ZMQContext
+    let logger: Logger
+    let stop: StopFlag
+    let deadWorkers: DeadWorkerInbox
+    let model: Model
+    let modelBytes: [UInt8]
+    let ingest: IngestProcessor
+
+    private var registry: WorkerRegistry
+    private var published = PublishedState()
+    private var dispatchedLogSeq: UInt64
+    private let groupLimit = 256
+    private var statistics = (requests: 0, events: 0, rounds: 0)
+
+    init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext, logger: Logger,
+         stop: StopFlag, deadWorkers: DeadWorkerInbox) throws {
+        self.configuration = configuration
+        self.context = context
+        self.logger = logger
+        self.stop = stop
+        self.deadWorkers = deadWorkers
+        self.model = model
+        self.modelBytes = modelBytes
+        let started = DispatchTime.now().uptimeNanoseconds
+        ingest = try IngestProcessor(
+            model: model, logPath: configuration.dataDirectory + "/events.log",
+            maxBatchEvents: configuration.maxBatchEvents, maxFrameBytes: configuration.maxFrameBytes, logger: logger)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        logger.info("Event log replayed", metadata: [
+            "log.records": "\(ingest.logSeq)", "store.records": "\(ingest.store.recordCount)",
+            "replay.seconds": "\(String(format: "%.3f", seconds))",
+        ])
+        dispatchedLogSeq = ingest.logSeq
+        registry = WorkerRegistry(families: configuration.families, shards: configuration.shards)
+    }
+
+    private var expiryNanoseconds: UInt64 {
+        UInt64(configuration.heartbeatMilliseconds * configuration.liveness) * 1_000_000
+    }
+
+    /// Binds the sockets and runs until the stop flag is set.
+    func run(bound: @Sendable () -> Void) throws {
+        let ingestSocket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
+        try ingestSocket.set(.receiveHighWaterMark, 10_000)
+        try ingestSocket.set(.sendHighWaterMark, 0)
+        try ingestSocket.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * Int64(configuration.maxBatchEvents) + (1 << 16))
+        try ingestSocket.bind(configuration.ingestEndpoint)
+
+        let updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)
+        try updates.set(.sendHighWaterMark, configuration.subscriberHighWaterMark)
+        try updates.bind(configuration.updatesEndpoint)
+
+        let snapshots = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
+        try snapshots.set(.sendHighWaterMark, 0)
+        try snapshots.setMaximumMessageSize(1 << 16)
+        try snapshots.bind(configuration.snapshotEndpoint)
+
+        let workers = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
+        try workers.set(.sendHighWaterMark, 0)
+        try workers.set(.receiveHighWaterMark, 0)
+        try workers.set(.routerMandatory, 1)
+        try workers.bind(configuration.resolvedWorkerEndpoint)
+        defer {
+            ingestSocket.close()
+            updates.close()
+            snapshots.close()
+            workers.close()
+        }
+        logger.info("Daemon listening", metadata: [
+            "endpoint.ingest": "\(configuration.ingestEndpoint)", "endpoint.updates": "\(configuration.updatesEndpoint)",
+            "endpoint.snapshot": "\(configuration.snapshotEndpoint)", "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
+            "workers.slots": "\(registry.slots.count)",
+        ])
+        bound()
+
+        let interval = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
+        var nextRound = WorkerRegistry.now() + interval
+        var nextHeartbeat = WorkerRegistry.now()
+        while !stop.isSet {
+            let acceptIngest = !registry.isBackPressured(limit: configuration.maxOutstandingBatches)
+            var poller = ZMQPoller()
+            poller.add(workers)
+            poller.add(snapshots)
+            poller.add(updates)
+            if acceptIngest { poller.add(ingestSocket) }
+            let now = WorkerRegistry.now()
+            let wait = nextRound > now ? Int((nextRound - now) / 1_000_000) : 0
+            let ready = try poller.poll(timeoutMilliseconds: max(0, min(wait, configuration.publishIntervalMilliseconds)))
+            if ready[0] { try serviceWorkers(workers) }
+            if acceptIngest && ready[3] { try serviceIngest(ingestSocket, workers: workers) }
+            if ready[1] { try serviceSnapshots(snapshots) }
+            if ready[2] { while try updates.receive(blocking: false) != nil {} }
+            for pid in deadWorkers.drain() { dropSessions(pid: pid) }
+            let after = WorkerRegistry.now()
+            if after >= nextRound {
+                try publishRound(updates)
+                nextRound = after + interval
+            }
+            if after >= nextHeartbeat {
+                try heartbeat(workers)
+                nextHeartbeat = after + UInt64(configuration.heartbeatMilliseconds) * 1_000_000
+            }
+        }
+        // Graceful end: everything received has been answered; publish what is ready.
+        try publishRound(updates)
+        logger.info("Daemon loop stopped", metadata: [
+            "ingest.requests": "\(statistics.requests)", "ingest.events": "\(statistics.events)",
+            "log.records": "\(ingest.logSeq)", "publish.rounds": "\(statistics.rounds)",
+        ])
+    }
+
+    // MARK: ingest
+
+    /// Splits a ROUTER message into its envelope (identity, plus the empty delimiter a
+    /// REQ client sends) and the request frames.
+    private func envelope(_ frames: [[UInt8]]) -> (envelope: [[UInt8]], body: [[UInt8]]) {
+        var split = 1
+        if frames.count > 1 && frames[1].isEmpty { split = 2 }
+        return (Array(frames.prefix(split)), Array(frames.dropFirst(split)))
+    }
+
+    private func serviceIngest(_ socket: ZMQSocket, workers: ZMQSocket) throws {
+        var pendingAcks: [(envelope: [[UInt8]], requestID: [UInt8], body: IngestProtocol.AckBody)] = []
+        var changes: [FactChange] = []
+        var handled = 0
+        while handled < groupLimit, let frames = try socket.receive(blocking: false) {
+            handled += 1
+            let (envelope, body) = envelope(frames)
+            switch ingest.handle(body, changes: &changes) {
+            case .reply(let reply):
+                try socket.send(envelope + reply, blocking: false)
+            case .acknowledge(let requestID, let ack):
+                statistics.events += body.count - 3
+                pendingAcks.append((envelope, requestID, ack))
+            }
+        }
+        statistics.requests += handled
+        guard !pendingAcks.isEmpty else { return }
+        do {
+            try ingest.commit()
+        } catch {
+            let reason = Array("store: \(error); nothing of this request was stored".utf8)
+            for p in pendingAcks { try socket.send(p.envelope + [IngestProtocol.err, p.requestID, reason], blocking: false) }
+            resetAllSessions(workers)
+            return
+        }
+        for p in pendingAcks {
+            try socket.send(p.envelope + [IngestProtocol.ack, p.requestID, p.body.encode()], blocking: false)
+        }
+        try dispatch(changes, workers: workers)
+    }
+
+    /// Sends one fact batch to every session, if the position moved.
+    private func dispatch(_ changes: [FactChange], workers: ZMQSocket) throws {
+        let position = ingest.logSeq
+        guard position != dispatchedLogSeq || !changes.isEmpty else { return }
+        dispatchedLogSeq = position
+        let blob = WorkerLink.FactBatch.encodeChanges(changes)
+        let strings = ingest.store.strings.strings
+        for slot in registry.slots {
+            guard let session = registry.sessions[slot] else { continue }
+            let header = WorkerLink.FactBatch.encodeHeader(
+                logSeq: position, wantsResult: true, firstStringID: UInt32(session.stringsSent),
+                strings: strings[session.stringsSent...])
+            if try send(workers, session, [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]) {
+                registry.update(slot) {
+                    $0.stringsSent = strings.count
+                    $0.outstanding += 1
+                    $0.lastSent = WorkerRegistry.now()
+                }
+            } else {
+                dropSession(slot, reason: "unreachable")
+            }
+        }
+    }
+
+    private func send(_ workers: ZMQSocket, _ session: WorkerRegistry.Session, _ frames: [[UInt8]]) throws -> Bool {
+        do {
+            return try workers.send([session.identity] + frames, blocking: false)
+        } catch let error where error.code == EHOSTUNREACH {
+            return false
+        }
+    }
+
+    // MARK: workers
+
+    private func serviceWorkers(_ workers: ZMQSocket) throws {
+        while let frames = try workers.receive(blocking: false) {
+            guard frames.count >= 2 else { continue }
+            let identity = frames[0]
+            let command = WorkerLink.Command(rawValue: String(decoding: frames[1], as: UTF8.self))
+            let slot = registry.slot(of: identity)
+            if let slot { registry.update(slot) { $0.lastHeard = WorkerRegistry.now() } }
+            switch command {
+            case .ready:
+                guard frames.count == 3, let ready = try? WorkerLink.Ready.decode(frames[2]) else {
+                    _ = try? workers.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array("malformed READY".utf8)], blocking: false)
+                    continue
+                }
+                try admit(ready, identity: identity, workers: workers)
+            case .result:
+                guard let slot, frames.count >= 3, frames.count % 2 == 1,
+                      let header = try? WorkerLink.ResultHeader.decode(frames[2]) else {
+                    logger.warning("Malformed or unexpected RESULT from a worker", metadata: ["worker.slot": "\(slot.map { "\($0)" } ?? "none")"])
+                    continue
+                }
+                var series: [(topic: [UInt8], payload: [UInt8])] = []
+                series.reserveCapacity((frames.count - 3) / 2)
+                var i = 3
+                while i + 1 < frames.count {
+                    series.append((frames[i], frames[i + 1]))
+                    i += 2
+                }
+                registry.update(slot) { s in
+                    s.results.append(.init(logSeq: header.logSeq, isFull: s.awaitingFull, series: series))
+                    s.awaitingFull = false
+                    s.outstanding = max(0, s.outstanding - 1)
+                    s.reported = header.logSeq
+                }
+            case .heartbeat:
+                if slot == nil {
+                    // A worker we do not know (daemon restarted): make it register again.
+                    _ = try? workers.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array("unknown session, send READY".utf8)], blocking: false)
+                }
+            default:
+                logger.warning("Unknown command from a worker", metadata: ["command": "\(String(decoding: frames[1].prefix(32), as: UTF8.self))"])
+            }
+        }
+    }
+
+    /// Registers a worker for its slot and rebuilds it from the current facts.
+    private func admit(_ ready: WorkerLink.Ready, identity: [UInt8], workers: ZMQSocket) throws {
+        switch registry.admit(ready, identity: identity, expiry: expiryNanoseconds) {
+        case .refused(let reason):
+            logger.info("Worker refused", metadata: ["worker.pid": "\(ready.pid)", "reason": "\(reason)"])
+            _ = try? workers.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)], blocking: false)
+        case .admitted(let slot):
+            let facts = ingest.store.allFacts()
+            logger.info("Worker joined, rebuilding", metadata: [
+                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.facts": "\(facts.count)",
+                "rebuild.log_seq": "\(dispatchedLogSeq)",
+            ])
+            guard let session = registry.sessions[slot] else { return }
+            var ok = try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes])
+            let strings = ingest.store.strings.strings
+            let chunk = 20_000
+            var start = 0
+            repeat {
+                let end = min(start + chunk, facts.count)
+                let last = end == facts.count
+                let header = WorkerLink.FactBatch.encodeHeader(
+                    logSeq: dispatchedLogSeq, wantsResult: last, firstStringID: start == 0 ? 0 : UInt32(strings.count),
+                    strings: start == 0 ? strings[...] : strings[strings.count...])
+                ok = try ok && send(workers, session, [Array(WorkerLink.Command.facts.rawValue.utf8), header,
+                                                       WorkerLink.FactBatch.encodeChanges(facts[start..<end])])
+                start = end
+            } while start < facts.count
+            if ok {
+                registry.update(slot) {
+                    $0.stringsSent = strings.count
+                    $0.outstanding = 1
+                }
+            } else {
+                dropSession(slot, reason: "unreachable during rebuild")
+            }
+        }
+    }
+
+    private func dropSession(_ slot: Slot, reason: String) {
+        logger.warning("Worker session dropped", metadata: ["worker.slot": "\(slot)", "reason": "\(reason)"])
+        registry.drop(slot)
+    }
+
+    private func dropSessions(pid: Int32) {
+        for slot in registry.slots where registry.sessions[slot]?.pid == Int(pid) {
+            dropSession(slot, reason: "process \(pid) exited")
+        }
+    }
+
+    /// After the store was reloaded, every worker must be rebuilt from it.
+    private func resetAllSessions(_ workers: ZMQSocket) {
+        for slot in registry.slots {
+            if let s = registry.sessions[slot] {
+                _ = try? workers.send([s.identity, Array(WorkerLink.Command.refused.rawValue.utf8),
+                                       Array("daemon state reloaded, send READY".utf8)], blocking: false)
+            }
+            registry.drop(slot)
+        }
+        dispatchedLogSeq = ingest.logSeq
+    }
+
+    private func heartbeat(_ workers: ZMQSocket) throws {
+        let now = WorkerRegistry.now()
+        let interval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
+        for slot in registry.slots {
+            guard let s = registry.sessions[slot] else { continue }
+            if now - s.lastHeard > expiryNanoseconds {
+                dropSession(slot, reason: "silent for \(configuration.liveness) heartbeats")
+                continue
+            }
+            if now - s.lastSent >= interval {
+                if try send(workers, s, [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]) {
+                    registry.update(slot) { $0.lastSent = now }
+                } else {
+                    dropSession(slot, reason: "unreachable")
+                }
+            }
+        }
+    }
+
+    // MARK: publication
+
+    /// One publication round: takes every result up to the common position, coalesces
+    /// them per topic, publishes the changed series and `_progress`.
+    private func publishRound(_ updates: ZMQSocket) throws {
+        statistics.rounds += 1
+        guard let position = registry.commonPosition, position >= published.logSeq else {
+            try updates.send([Topics.progress, Topics.position(seq: published.seq, logSeq: published.logSeq)], blocking: false)
+            return
+        }
+        var order: [[UInt8]] = []
+        var latest: [[UInt8]: (payload: [UInt8], slot: Slot)] = [:]
+        func set(_ topic: [UInt8], _ payload: [UInt8], _ slot: Slot) {
+            if latest.updateValue((payload, slot), forKey: topic) == nil { order.append(topic) }
+        }
+        for (slot, results) in registry.takeResults(upTo: position) {
+            var current = published.topics(of: slot)
+            for (topic, entry) in latest where entry.slot == slot {
+                if entry.payload.isEmpty { current.remove(topic) } else { current.insert(topic) }
+            }
+            for result in results {
+                if result.isFull {
+                    let fresh = Set(result.series.filter { !$0.payload.isEmpty }.map(\.topic))
+                    for gone in current.subtracting(fresh) { set(gone, [], slot) }
+                    current = fresh
+                }
+                for s in result.series {
+                    set(s.topic, s.payload, slot)
+                    if s.payload.isEmpty { current.remove(s.topic) } else { current.insert(s.topic) }
+                }
+            }
+        }
+        let messages = published.publish(round: order.map { ($0, latest[$0]!.payload, latest[$0]!.slot) }, logSeq: position)
+        for message in messages { try updates.send(message, blocking: false) }
+    }
+
+    // MARK: snapshots
+
+    private func serviceSnapshots(_ socket: ZMQSocket) throws {
+        while let frames = try socket.receive(blocking: false) {
+            let (envelope, body) = envelope(frames)
+            guard let command = body.first, command == IngestProtocol.snapshot, body.count <= 2 else {
+                let shown = String(decoding: (body.first ?? []).prefix(32), as: UTF8.self).filter { !$0.isNewline }
+                let reason = body.first == IngestProtocol.snapshot ? "SNAPSHOT takes one prefix frame"
+                    : "unknown command \"\(shown)\" (expected SNAPSHOT)"
+                try socket.send(envelope + [IngestProtocol.err, Array(reason.utf8)], blocking: false)
+                continue
+            }
+            let prefix = body.count > 1 ? body[1] : []
+            for (topic, payload) in published.snapshot(prefix: prefix) {
+                try socket.send(envelope + [IngestProtocol.kv, topic, payload], blocking: false)
+            }
+            try socket.send(envelope + [IngestProtocol.end, Topics.position(seq: published.seq, logSeq: published.logSeq)],
+                            blocking: false)
+        }
+    }
+}
+
+/// Pids of worker processes that exited, from the supervisor to the loop thread.
+final class DeadWorkerInbox: Sendable {
+    private let pids = Mutex<[Int32]>([])
+    func post(_ pid: Int32) { pids.withLock { $0.append(pid) } }
+    func drain() -> [Int32] { pids.withLock { p in defer { p.removeAll() }; return p } }
+}

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The durable store: an append-only log of accepted events with a checksum per record.
+///
+/// Why a log and not an embedded database: every write is an append, every read is a
+/// replay in order, and durability is one `fdatasync` per group of requests (group
+/// commit), so an ACK costs one sync however many events it covers. Each record is
+/// `length (u32 LE) · CRC-32 (u32 LE) · event bytes`; on open, a torn or corrupt tail
+/// (a crash mid-write) is detected by length or checksum and cut off, and everything
+/// before it is replayed. Only events that changed state are written, so the log's
+/// record count is the daemon's input position, `log_seq`.
+public final class EventLog {
+    /// An I/O failure of the log, with the call and errno.
+    public struct Failure: Error, CustomStringConvertible {
+        public var operation: String
+        public var path: String
+        public var code: Int32
+        public var description: String { "\(operation) \(path): \(String(cString: strerror(code))) (errno \(code))" }
+    }
+
+    public let path: String
+    private let fd: Int32
+    private var pending: [UInt8] = []
+    /// Records durable on disk.
+    public private(set) var durableCount: UInt64 = 0
+    /// Records appended, durable or not.
+    public private(set) var count: UInt64 = 0
+    /// Bytes of the valid log.
+    public private(set) var size: Int = 0
+
+    /// Opens (creating if needed) the log at `path`, replaying every valid record into
+    /// `replay` in order and cutting off a torn tail.
+    public init(path: String, replay: ([UInt8]) throws -> Void) throws {
+        self.path = path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Failure(operation: "open", path: path, code: errno) }
+        self.fd = fd
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(operation: "read", path: path, code: errno)
+            }
+            if n == 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        var offset = 0
+        var records: UInt64 = 0
+        while offset + 8 <= data.count {
+            let length = Int(EventLog.u32(data, offset))
+            let crc = EventLog.u32(data, offset + 4)
+            guard offset + 8 + length <= data.count else { break }
+            let payload = Array(data[(offset + 8)..<(offset + 8 + length)])
+            guard CRC32.checksum(payload) == crc else { break }
+            try replay(payload)
+            offset += 8 + length
+            records += 1
+        }
+        if offset != data.count {
+            guard ftruncate(fd, off_t(offset)) == 0 else { throw Failure(operation: "ftruncate", path: path, code: errno) }
+        }
+        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw Failure(operation: "lseek", path: path, code: errno) }
+        size = offset
+        count = records
+        durableCount = records
+        truncatedBytes = data.count - offset
+    }
+
+    /// Bytes of torn or corrupt tail cut off when the log was opened.
+    public private(set) var truncatedBytes = 0
+
+    deinit { close(fd) }
+
+    private static func u32(_ d: [UInt8], _ o: Int) -> UInt32 {
+        UInt32(d[o]) | UInt32(d[o + 1]) << 8 | UInt32(d[o + 2]) << 16 | UInt32(d[o + 3]) << 24
+    }
+
+    /// Appends a record to the pending group; it is durable after the next `commit`.
+    public func append(_ payload: [UInt8]) {
+        var header = [UInt8](repeating: 0, count: 8)
+        let length = UInt32(payload.count)
+        let crc = CRC32.checksum(payload)
+        for i in 0..<4 {
+            header[i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i)))
+            header[4 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i)))
+        }
+        pending.append(contentsOf: header)
+        pending.append(contentsOf: payload)
+        count += 1
+    }
+
+    /// Writes and syncs the pending group (group commit). On failure nothing of the
+    /// group counts as durable and the file is cut back to its last durable size.
+    public func commit() throws {
+        guard !pending.isEmpty else { return }
+        var written = 0
+        while written < pending.count {
+            let n = pending.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                rollBack()
+                throw Failure(operation: "write", path: path, code: code)
+            }
+            written += n
+        }
+        if fdatasync(fd) != 0 {
+            let code = errno
+            rollBack()
+            throw Failure(operation: "fdatasync", path: path, code: code)
+        }
+        size += pending.count
+        pending.removeAll(keepingCapacity: true)
+        durableCount = count
+    }
+
+    private func rollBack() {
+        _ = ftruncate(fd, off_t(size))
+        _ = lseek(fd, off_t(size), SEEK_SET)
+        pending.removeAll(keepingCapacity: true)
+        count = durableCount
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
+enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func checksum(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}

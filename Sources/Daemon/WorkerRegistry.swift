@@ -1,0 +1,105 @@
+import Dispatch
+import Metrics
+import Wire
+
+/// The worker slots the daemon expects and the session serving each.
+///
+/// A slot (family, shard) is served by at most one worker session at a time. A session
+/// starts with `READY`, is rebuilt from the daemon's current facts, and then receives
+/// every fact batch; its `RESULT`s wait here until a publication round can take them
+/// (the round's position is the lowest position every slot has reported).
+struct WorkerRegistry {
+    struct Result {
+        var logSeq: UInt64
+        /// The first result of a session holds every series of the slot.
+        var isFull: Bool
+        var series: [(topic: [UInt8], payload: [UInt8])]
+    }
+
+    struct Session {
+        var identity: [UInt8]
+        var pid: Int
+        var lastHeard: UInt64
+        var lastSent: UInt64
+        var stringsSent: Int
+        var outstanding = 0
+        var awaitingFull = true
+        var results: [Result] = []
+        /// Highest position reported (results received), `nil` until the rebuild result.
+        var reported: UInt64?
+    }
+
+    let slots: [Slot]
+    let shards: Int
+    private(set) var sessions: [Slot: Session] = [:]
+    private var slotByIdentity: [[UInt8]: Slot] = [:]
+
+    init(families: [MetricFamily], shards: Int) {
+        self.shards = shards
+        slots = families.flatMap { f in (0..<shards).map { Slot(family: f, shard: $0) } }
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    func slot(of identity: [UInt8]) -> Slot? { slotByIdentity[identity] }
+
+    enum Admission { case admitted(Slot), refused(String) }
+
+    /// Decides whether a `READY` may take its slot. A slot whose session has gone silent
+    /// for `expiry` nanoseconds is taken over.
+    mutating func admit(_ ready: WorkerLink.Ready, identity: [UInt8], expiry: UInt64) -> Admission {
+        guard let family = MetricFamily(rawValue: ready.family) else { return .refused("unknown metric family \(ready.family)") }
+        guard ready.shards == shards else { return .refused("daemon runs \(shards) shard(s) per family, worker asked for \(ready.shards)") }
+        let slot = Slot(family: family, shard: ready.shard)
+        guard slots.contains(slot) else { return .refused("daemon does not serve \(slot)") }
+        let now = WorkerRegistry.now()
+        if let existing = sessions[slot], existing.identity != identity, now - existing.lastHeard < expiry {
+            return .refused("slot \(slot) is served by pid \(existing.pid)")
+        }
+        drop(slot)
+        sessions[slot] = Session(identity: identity, pid: ready.pid, lastHeard: now, lastSent: now, stringsSent: 0)
+        slotByIdentity[identity] = slot
+        return .admitted(slot)
+    }
+
+    mutating func drop(_ slot: Slot) {
+        if let old = sessions.removeValue(forKey: slot) { slotByIdentity[old.identity] = nil }
+    }
+
+    mutating func update(_ slot: Slot, _ body: (inout Session) -> Void) {
+        if var s = sessions[slot] {
+            body(&s)
+            sessions[slot] = s
+        }
+    }
+
+    /// The position every slot has reported: what the next round may publish.
+    var commonPosition: UInt64? {
+        var lowest: UInt64?
+        for slot in slots {
+            guard let reported = sessions[slot]?.reported else { return nil }
+            lowest = min(lowest ?? reported, reported)
+        }
+        return lowest
+    }
+
+    /// Whether any session is too far behind to send it more (ingest then waits).
+    func isBackPressured(limit: Int) -> Bool {
+        sessions.values.contains { $0.outstanding >= limit }
+    }
+
+    /// Removes and returns, per slot, the results up to `position`.
+    mutating func takeResults(upTo position: UInt64) -> [(Slot, [Result])] {
+        var out: [(Slot, [Result])] = []
+        for slot in slots {
+            guard var s = sessions[slot] else { continue }
+            let ready = s.results.prefix { $0.logSeq <= position }
+            if !ready.isEmpty {
+                out.append((slot, Array(ready)))
+                s.results.removeFirst(ready.count)
+                sessions[slot] = s
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,187 @@
+/// How an event was taken, as an ACK counts it.
+public enum Outcome: Sendable, Equatable {
+    case applied
+    case duplicate
+    case stale
+}
+
+/// The result of resolving one event against the store.
+public struct Resolution: Sendable {
+    public var outcome: Outcome
+    /// Whether the store changed (an applied event, or a stale one that moves the
+    /// history or the deletion boundary): only such events need to be made durable.
+    public var changedState: Bool
+    /// The change of derived facts, when there is one.
+    public var change: FactChange?
+}
+
+/// The current state of every record, resolved from versions, deletions and history.
+///
+/// METRICS.md §1 in code: the highest version is current (at equal versions a deletion
+/// beats a deal, otherwise the first received stays); a deal's history is every deal
+/// event above its highest deletion version; the furthest stage is a maximum over that
+/// history. The store is a pure function of the events' set (plus the first-received
+/// tie rule), so replaying the durable log in order rebuilds it exactly.
+public struct RecordStore: Sendable {
+    struct RecordKey: Hashable, Sendable {
+        var source: String
+        var id: String
+    }
+
+    /// One history entry reduced to what the furthest stage needs.
+    struct HistoryEntry: Sendable {
+        var version: Int64
+        var pipeline: UInt16
+        var reached: Int16
+    }
+
+    struct DealRecord: Sendable {
+        var version: Int64
+        var deleted: Bool
+        var digest: Digest128
+        /// Highest deletion version seen; -1 when none.
+        var boundary: Int64
+        /// Pareto frontier of (version, reached) per pipeline: dominated entries dropped.
+        var history: [HistoryEntry]
+        var payload: DealPayload?
+        var facts: DealFacts?
+    }
+
+    struct SimpleRecord<Facts: Sendable>: Sendable {
+        var version: Int64
+        var digest: Digest128
+        var facts: Facts
+    }
+
+    public let model: Model
+    public private(set) var strings = StringTable()
+    /// `StringTable` id of `*`, the key of dimension `all`.
+    public let allKey: UInt32
+    private var deals: [RecordKey: DealRecord] = [:]
+    private var spends: [RecordKey: SimpleRecord<SpendFacts>] = [:]
+    private var accounts: [RecordKey: SimpleRecord<AccountFacts>] = [:]
+
+    public init(model: Model) {
+        self.model = model
+        var strings = StringTable()
+        self.allKey = strings.intern("*")
+        for p in model.pipelines { _ = strings.intern(p.name) }
+        self.strings = strings
+    }
+
+    /// Number of records (deals, spends, accounts), tombstones included.
+    public var recordCount: Int { deals.count + spends.count + accounts.count }
+
+    /// Resolves one validated event.
+    public mutating func apply(_ event: Event) -> Resolution {
+        let key = RecordKey(source: event.source, id: event.id)
+        switch event.body {
+        case .deal, .dealDeleted: return applyDeal(event, key: key)
+        case .spend(let payload):
+            let facts = SpendFacts(leadSource: strings.intern(payload.leadSource), amount: payload.amount, date: payload.date)
+            return applySimple(event, key: key, facts: facts, table: &spends) { .spend(old: $0, new: $1) }
+        case .account(let payload):
+            let facts = AccountFacts(source: strings.intern(event.source), account: strings.intern(event.id),
+                                     churnedAt: payload.churned ? payload.changedAt : nil)
+            return applySimple(event, key: key, facts: facts, table: &accounts) { .account(old: $0, new: $1) }
+        }
+    }
+
+    private func applySimple<Facts: Equatable>(
+        _ event: Event, key: RecordKey, facts: Facts, table: inout [RecordKey: SimpleRecord<Facts>],
+        change: (Facts?, Facts?) -> FactChange
+    ) -> Resolution {
+        guard let current = table[key] else {
+            table[key] = SimpleRecord(version: event.version, digest: event.digest, facts: facts)
+            return Resolution(outcome: .applied, changedState: true, change: change(nil, facts))
+        }
+        if current.digest == event.digest { return Resolution(outcome: .duplicate, changedState: false, change: nil) }
+        guard event.version > current.version else { return Resolution(outcome: .stale, changedState: false, change: nil) }
+        table[key] = SimpleRecord(version: event.version, digest: event.digest, facts: facts)
+        return Resolution(outcome: .applied, changedState: true, change: current.facts == facts ? nil : change(current.facts, facts))
+    }
+
+    private mutating func applyDeal(_ event: Event, key: RecordKey) -> Resolution {
+        let isDeletion = event.kind == .dealDeleted
+        var payload: DealPayload?
+        if case .deal(let p) = event.body { payload = p }
+
+        guard var record = deals[key] else {
+            var record = DealRecord(
+                version: event.version, deleted: isDeletion, digest: event.digest,
+                boundary: isDeletion ? event.version : -1, history: [], payload: payload, facts: nil)
+            if let payload { insertHistory(&record, version: event.version, payload: payload) }
+            record.facts = facts(of: record, source: event.source)
+            deals[key] = record
+            return Resolution(outcome: .applied, changedState: true, change: record.facts.map { .deal(old: nil, new: $0) })
+        }
+        if record.digest == event.digest { return Resolution(outcome: .duplicate, changedState: false, change: nil) }
+
+        let becomesCurrent = event.version > record.version || (event.version == record.version && isDeletion && !record.deleted)
+        var changed = becomesCurrent
+        if isDeletion {
+            if event.version > record.boundary {
+                record.boundary = event.version
+                let before = record.history.count
+                record.history.removeAll { $0.version <= event.version }
+                changed = changed || record.history.count != before || becomesCurrent
+                // A later boundary changes what future stale events may add: keep it even
+                // when the history did not shrink.
+                changed = true
+            }
+        } else if let payload, event.version > record.boundary {
+            changed = insertHistory(&record, version: event.version, payload: payload) || changed
+        }
+        if becomesCurrent {
+            record.version = event.version
+            record.deleted = isDeletion
+            record.digest = event.digest
+            record.payload = payload
+        }
+        guard changed else { return Resolution(outcome: .stale, changedState: false, change: nil) }
+        let old = record.facts
+        record.facts = facts(of: record, source: event.source)
+        deals[key] = record
+        let change: FactChange? = old == record.facts ? nil : .deal(old: old, new: record.facts)
+        return Resolution(outcome: becomesCurrent ? .applied : .stale, changedState: true, change: change)
+    }
+
+    /// Adds a history entry unless another entry of the same pipeline dominates it
+    /// (a version at least as high that reached at least as far); drops the entries it
+    /// dominates. Returns whether the frontier changed.
+    @discardableResult
+    private func insertHistory(_ record: inout DealRecord, version: Int64, payload: DealPayload) -> Bool {
+        let entry = HistoryEntry(version: version, pipeline: UInt16(payload.pipeline),
+                                 reached: Int16(payload.reachedIndex(in: model)))
+        if record.history.contains(where: { $0.pipeline == entry.pipeline && $0.version >= entry.version && $0.reached >= entry.reached }) {
+            return false
+        }
+        record.history.removeAll { $0.pipeline == entry.pipeline && $0.version <= entry.version && $0.reached <= entry.reached }
+        record.history.append(entry)
+        return true
+    }
+
+    private mutating func facts(of record: DealRecord, source: String) -> DealFacts? {
+        guard !record.deleted, let p = record.payload, record.version > record.boundary else { return nil }
+        var furthest = Int16(p.reachedIndex(in: model))
+        for h in record.history where h.pipeline == UInt16(p.pipeline) && h.reached > furthest {
+            furthest = h.reached
+        }
+        return DealFacts(
+            source: strings.intern(source), pipeline: strings.intern(model.pipelines[p.pipeline].name),
+            owner: strings.intern(p.owner), team: strings.intern(p.team), leadSource: strings.intern(p.leadSource),
+            account: p.account.isEmpty ? DealFacts.noAccount : strings.intern(p.account),
+            status: p.status, pipelineIndex: UInt16(p.pipeline), furthest: furthest, amount: p.amount,
+            createdAt: p.createdAt, closedAt: p.closedAt)
+    }
+
+    /// Every current fact, as additions: what a (re)started worker is rebuilt from.
+    public func allFacts() -> [FactChange] {
+        var out: [FactChange] = []
+        out.reserveCapacity(recordCount)
+        for record in deals.values { if let f = record.facts { out.append(.deal(old: nil, new: f)) } }
+        for record in spends.values { out.append(.spend(old: nil, new: record.facts)) }
+        for record in accounts.values { out.append(.account(old: nil, new: record.facts)) }
+        return out
+    }
+}

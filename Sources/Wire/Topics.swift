@@ -1,0 +1,123 @@
+import DealModel
+import Metrics
+
+/// Topics and payloads of the public updates stream (PROTOCOL.md §3).
+public enum Topics {
+    /// Topic of the progress message published after every round.
+    public static let progress: [UInt8] = Array("_progress".utf8)
+
+    private static let unreserved: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8 { table[Int(c)] = true }
+        return table
+    }()
+    private static let hex = Array("0123456789ABCDEF".utf8)
+
+    /// RFC 3986 percent-encoding of the UTF-8 bytes, upper-case hex.
+    public static func percentEncode(_ s: String, into out: inout [UInt8]) {
+        for b in s.utf8 {
+            if unreserved[Int(b)] {
+                out.append(b)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0xF)])
+            }
+        }
+    }
+
+    public static func percentEncode(_ s: String) -> String {
+        var out: [UInt8] = []
+        percentEncode(s, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `<metric>/<dimension>/<key>/<period>`, each segment percent-encoded; for
+    /// stage_conversion the metric segment is `stage_conversion:<p>:<from>:<to>`.
+    public static func topic(_ id: SeriesID, strings: StringTable, model: Model) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        if id.metric == .stageConversion {
+            let p = model.pipelines[Int(id.pipeline)]
+            out.append(contentsOf: Array("stage_conversion:".utf8))
+            percentEncode(p.name, into: &out)
+            out.append(UInt8(ascii: ":"))
+            percentEncode(p.stages[Int(id.fromStage)], into: &out)
+            out.append(UInt8(ascii: ":"))
+            percentEncode(p.stages[Int(id.fromStage) + 1], into: &out)
+        } else {
+            percentEncode(id.metric.name, into: &out)
+        }
+        out.append(UInt8(ascii: "/"))
+        percentEncode(id.dimension.name, into: &out)
+        out.append(UInt8(ascii: "/"))
+        percentEncode(strings[id.key], into: &out)
+        out.append(UInt8(ascii: "/"))
+        percentEncode(id.period.description, into: &out)
+        return out
+    }
+
+    /// The payload object without `seq` and `log_seq` (the daemon adds those when it
+    /// publishes): labels first, then the metric's fields.
+    public static func payload(_ id: SeriesID, fields: [(String, FieldValue)], strings: StringTable, model: Model) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(192)
+        func raw(_ s: String) { out.append(contentsOf: s.utf8) }
+        var first = true
+        func label(_ name: String, _ value: String) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSONWriter.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.appendString(value, to: &out)
+        }
+        out.append(UInt8(ascii: "{"))
+        label("metric", id.metric.name)
+        label("dimension", id.dimension.name)
+        label("key", strings[id.key])
+        label("period", id.period.description)
+        if id.metric == .stageConversion {
+            let p = model.pipelines[Int(id.pipeline)]
+            label("pipeline", p.name)
+            label("from", p.stages[Int(id.fromStage)])
+            label("to", p.stages[Int(id.fromStage) + 1])
+        }
+        for (name, value) in fields {
+            out.append(UInt8(ascii: ","))
+            JSONWriter.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            switch value {
+            case .count(let n): raw(String(n))
+            case .number(let d): raw(JSONWriter.number(d))
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// `payload` with `,"seq":…,"log_seq":…` spliced in before the closing brace.
+    public static func stamped(_ payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
+        var out = payload
+        if out.last == UInt8(ascii: "}") { out.removeLast() }
+        out.append(contentsOf: Array(",\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8))
+        return out
+    }
+
+    /// The payload of a removed series: its labels, `value` null and `"removed":true`.
+    public static func removal(labels payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
+        // Keep the labels of the last payload; replace the fields by a null value.
+        var labels: [UInt8] = []
+        if let value = payload.firstRange(of: Array(",\"value\":".utf8)) {
+            labels = Array(payload[..<value.lowerBound])
+        } else {
+            labels = Array(payload.dropLast())
+        }
+        labels.append(contentsOf: Array(",\"value\":null,\"removed\":true,\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8))
+        return labels
+    }
+
+    /// `{"seq":…,"log_seq":…}`: the body of `_progress` and of a snapshot's `END`.
+    public static func position(seq: UInt64, logSeq: UInt64) -> [UInt8] {
+        Array("{\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8)
+    }
+}

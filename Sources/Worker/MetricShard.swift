@@ -1,0 +1,46 @@
+import DealModel
+import Metrics
+import Wire
+
+/// The state of one metric family on one shard, as an actor.
+///
+/// The worker's socket thread hands it whole batches (never single messages: a hop per
+/// message would cost more than the work) and gets back the rendered series to send.
+public actor MetricShard {
+    public let family: MetricFamily
+    public let model: Model
+    private var engine: MetricEngine
+    private var strings = StringTable()
+    private var changesApplied = 0
+
+    public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {
+        self.family = family
+        self.model = model
+        self.engine = MetricEngine(family: family, model: model, assignment: assignment)
+    }
+
+    /// A rendered series: topic, and payload (empty when the series was removed).
+    public struct Rendered: Sendable {
+        public var topic: [UInt8]
+        public var payload: [UInt8]
+    }
+
+    /// Applies a batch; when it asks for a result, returns the changed series.
+    public func apply(_ batch: WorkerLink.FactBatch) throws(WireError) -> [Rendered]? {
+        guard Int(batch.firstStringID) == strings.count else {
+            throw WireError("string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
+        }
+        for s in batch.strings { strings.append(s) }
+        let allKey: UInt32 = 0  // the daemon interns "*" first
+        for change in batch.changes { engine.apply(change, strings: strings, allKey: allKey) }
+        changesApplied += batch.changes.count
+        guard batch.wantsResult else { return nil }
+        return engine.flush().map { update in
+            let topic = Topics.topic(update.id, strings: strings, model: model)
+            guard let fields = update.fields else { return Rendered(topic: topic, payload: []) }
+            return Rendered(topic: topic, payload: Topics.payload(update.id, fields: fields, strings: strings, model: model))
+        }
+    }
+
+    public var statistics: (changes: Int, cells: Int) { (changesApplied, engine.cellCount) }
+}

@@ -1,0 +1,184 @@
+import CLinuxShims
+import DealModel
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+import Wire
+import ZeroMQ
+
+/// A metric worker process: serves one metric family on one shard for a daemon.
+///
+/// It connects a DEALER to the daemon's worker endpoint, announces itself (`READY`),
+/// and from then on applies the fact batches the daemon streams and answers each with
+/// the series it changed. Liveness follows the Guide's Paranoid Pirate pattern: if the
+/// daemon is silent for `liveness` heartbeats the worker reconnects with back-off; a
+/// worker the daemon spawned also exits when the daemon is gone.
+public struct MetricWorker: Sendable {
+    /// How a worker finds its daemon and what it serves.
+    public struct Options: Sendable {
+        public var family: MetricFamily
+        public var shard: Int
+        public var shards: Int
+        /// The daemon's worker endpoint, e.g. `ipc:///var/lib/dealstream/workers.sock`.
+        public var endpoint: String
+        /// Exit when this process (the daemon that spawned us) is gone.
+        public var parentPID: Int32?
+        public var heartbeatMilliseconds: Int = 500
+        public var liveness: Int = 6
+
+        public init(family: MetricFamily, shard: Int, shards: Int, endpoint: String, parentPID: Int32? = nil) {
+            self.family = family
+            self.shard = shard
+            self.shards = shards
+            self.endpoint = endpoint
+            self.parentPID = parentPID
+        }
+    }
+
+    public let options: Options
+    public let logger: Logger
+    private let stopRequested = StopFlag()
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Asks `run` to return soon (from any thread).
+    public func stop() { stopRequested.set() }
+
+    /// Runs until stopped or, for a spawned worker, until the daemon is gone.
+    public func run() async throws {
+        if let parent = options.parentPID {
+            _ = CLinuxShims_setParentDeathSignal(SIGTERM)
+            if getppid() != parent { return }
+        }
+        let context = try ZMQContext()
+        let options = self.options
+        let logger = self.logger
+        let stop = self.stopRequested
+        let failure = Mutex<(any Error)?>(nil)
+        let thread = ZMQThread(name: "worker-\(options.family.rawValue)-\(options.shard)") {
+            do {
+                try WorkerLoop(options: options, context: context, logger: logger, stop: stop).run()
+            } catch {
+                failure.withLock { $0 = error }
+            }
+        }
+        await withTaskCancellationHandler {
+            await thread.joined()
+        } onCancel: {
+            stop.set()
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+}
+
+/// Runs an async operation to completion from a plain (non-cooperative) thread.
+func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let semaphore = DispatchSemaphore(value: 0)
+    let box = Mutex<Result<T, any Error>?>(nil)
+    Task {
+        let result: Result<T, any Error>
+        do { result = .success(try await operation()) } catch { result = .failure(error) }
+        box.withLock { $0 = result }
+        semaphore.signal()
+    }
+    semaphore.wait()
+    return try box.withLock { $0! }.get()
+}
+
+/// The socket thread of a worker. Owns the DEALER; never runs on the cooperative pool.
+struct WorkerLoop {
+    let options: MetricWorker.Options
+    let context: ZMQContext
+    let logger: Logger
+    let stop: StopFlag
+
+    func run() throws {
+        var backoff = 250
+        while !stop.isSet {
+            let outcome = try session()
+            if stop.isSet { return }
+            if case .daemonSilent = outcome {
+                logger.warning("Daemon silent, reconnecting", metadata: ["worker.backoff_ms": "\(backoff)"])
+            }
+            if case .refused(let reason) = outcome {
+                logger.info("Slot refused by daemon, retrying", metadata: ["reason": "\(reason)", "worker.backoff_ms": "\(backoff)"])
+            }
+            if let parent = options.parentPID, getppid() != parent { return }
+            Thread.sleep(forTimeInterval: Double(backoff) / 1000)
+            backoff = min(backoff * 2, 8000)
+        }
+    }
+
+    enum SessionEnd { case daemonSilent, refused(String), stopped }
+
+    /// One connection to the daemon, from READY until the daemon goes silent.
+    func session() throws -> SessionEnd {
+        let socket = try ZMQSocket(context: context, type: .dealer)
+        defer { socket.close() }
+        try socket.set(.receiveHighWaterMark, 0)
+        try socket.set(.sendHighWaterMark, 0)
+        try socket.connect(options.endpoint)
+        let ready = WorkerLink.Ready(family: options.family.rawValue, shard: options.shard, shards: options.shards,
+                                     pid: Int(getpid()))
+        try socket.send([Array(WorkerLink.Command.ready.rawValue.utf8), ready.encode()])
+        var poller = ZMQPoller()
+        poller.add(socket)
+        var shard: MetricShard?
+        var liveness = options.liveness
+        var lastSent = DispatchTime.now()
+        let heartbeat = [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]
+        while !stop.isSet {
+            let ready = try poller.poll(timeoutMilliseconds: options.heartbeatMilliseconds)
+            if let parent = options.parentPID, getppid() != parent { return .stopped }
+            if ready[0] {
+                liveness = options.liveness
+                while let frames = try socket.receive(blocking: false) {
+                    switch WorkerLink.Command(rawValue: String(decoding: frames[0], as: UTF8.self)) {
+                    case .reset:
+                        guard frames.count == 2 else { throw WireError("RESET needs the model frame") }
+                        let model = try Model.parse(frames[1])
+                        shard = MetricShard(
+                            family: options.family, model: model,
+                            assignment: ShardAssignment(shard: options.shard, shards: options.shards))
+                        logger.info("Session started", metadata: ["worker.family": "\(options.family.rawValue)",
+                                                                  "worker.shard": "\(options.shard)/\(options.shards)"])
+                    case .facts:
+                        guard let current = shard, frames.count == 3 else { throw WireError("FACTS before RESET or malformed") }
+                        let batch = try WorkerLink.FactBatch.decode(header: frames[1], changes: frames[2])
+                        let rendered = try blockingAwait { try await current.apply(batch) }
+                        if let rendered {
+                            var reply: [[UInt8]] = [Array(WorkerLink.Command.result.rawValue.utf8),
+                                                    WorkerLink.ResultHeader(logSeq: batch.logSeq).encode()]
+                            reply.reserveCapacity(2 + rendered.count * 2)
+                            for r in rendered {
+                                reply.append(r.topic)
+                                reply.append(r.payload)
+                            }
+                            try socket.send(reply)
+                            lastSent = .now()
+                        }
+                    case .heartbeat:
+                        break
+                    case .refused:
+                        return .refused(frames.count > 1 ? String(decoding: frames[1], as: UTF8.self) : "")
+                    default:
+                        logger.warning("Unknown command from daemon", metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"])
+                    }
+                }
+            } else {
+                liveness -= 1
+                if liveness <= 0 { return .daemonSilent }
+            }
+            if DispatchTime.now().uptimeNanoseconds - lastSent.uptimeNanoseconds > UInt64(options.heartbeatMilliseconds) * 1_000_000 {
+                try socket.send(heartbeat)
+                lastSent = .now()
+            }
+        }
+        return .stopped
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Worker
+
+/// `dealstream worker`: one metric worker process.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run one metric worker (the daemon starts these; you can too, e.g. on another host).",
+        discussion: """
+            Connects to the daemon's worker endpoint, announces the metric family and shard it \
+            serves, and is rebuilt from the daemon's state. A worker started by hand over tcp joins \
+            exactly like the ones the daemon spawns over ipc. Families: \
+            \(MetricFamily.allCases.map(\.rawValue).joined(separator: ", ")).
+            """
+    )
+
+    @Option(help: "The metric family to serve.")
+    var family: String
+
+    @Option(help: "Which shard (0-based).")
+    var shard: Int = 0
+
+    @Option(help: "How many shards the family has (must match the daemon's --shards).")
+    var shards: Int = 1
+
+    @Option(help: "The daemon's worker endpoint, e.g. tcp://daemon-host:7704 or ipc:///path/workers.sock.")
+    var connect: String
+
+    @Option(name: .customLong("parent-pid"), help: "Exit when this process (the spawning daemon) is gone.")
+    var parentPID: Int32?
+
+    @Option(name: .customLong("log-level"), help: "Log level (default info).")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard MetricFamily(rawValue: family) != nil else {
+            throw ValidationError("--family: unknown family \(family); one of \(MetricFamily.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard shards >= 1, shard >= 0, shard < shards else { throw ValidationError("--shard must be in 0..<--shards") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("dealstream.worker", level: logLevel)
+        let worker = MetricWorker(
+            options: .init(family: MetricFamily(rawValue: family)!, shard: shard, shards: shards, endpoint: connect,
+                           parentPID: parentPID),
+            logger: logger)
+        signal(SIGPIPE, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGTERM)
+        signal(SIGTERM, SIG_IGN)
+        source.setEventHandler { worker.stop() }
+        source.resume()
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
+        signal(SIGINT, SIG_IGN)
+        interrupt.setEventHandler { worker.stop() }
+        interrupt.resume()
+        try await worker.run()
+        source.cancel()
+        interrupt.cancel()
+    }
+}
