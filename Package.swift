@@ -29,6 +29,12 @@ let package = Package(
         .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
         .target(
+            name: "Clients",
+            dependencies: ["ZeroMQ", "Wire", "DealModel"],
+            swiftSettings: sharedSettings
+        ),
+        .target(name: "Connectors", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .target(
             name: "Worker",
             dependencies: [
                 "ZeroMQ", "Metrics", "Wire", "DealModel", "CLinuxShims",
@@ -49,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "dealstream",
             dependencies: [
-                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ",
+                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -47,3 +47,24 @@ public enum IngestProtocol {
     public static let kv: [UInt8] = Array("KV".utf8)
     public static let end: [UInt8] = Array("END".utf8)
 }
+
+extension IngestProtocol.AckBody {
+    /// Reads an `ACK` body; `nil` when it is not one.
+    public static func decode(_ bytes: [UInt8]) -> IngestProtocol.AckBody? {
+        guard let v = try? JSONParser.parse(bytes), case .object = v,
+            case .int(let applied)? = v["applied"], case .int(let duplicate)? = v["duplicate"],
+            case .int(let stale)? = v["stale"], case .int(let logSeq)? = v["log_seq"],
+            case .array(let rejected)? = v["rejected"]
+        else { return nil }
+        var body = IngestProtocol.AckBody()
+        body.applied = Int(applied)
+        body.duplicate = Int(duplicate)
+        body.stale = Int(stale)
+        body.logSeq = UInt64(logSeq)
+        for r in rejected {
+            guard case .int(let index)? = r["index"], let error = r["error"]?.stringValue else { return nil }
+            body.rejected.append(.init(index: Int(index), error: error))
+        }
+        return body
+    }
+}

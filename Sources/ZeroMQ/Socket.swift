@@ -52,6 +52,9 @@ public enum ZMQIntOption: Sendable {
 /// pool) and close it there. Messages are multipart: an array of frames.
 public final class ZMQSocket {
     let handle: UnsafeMutableRawPointer
+    /// Keeps the context alive while the socket is open: terminating a context waits for
+    /// its sockets to close.
+    private let context: ZMQContext
     /// Stable storage for the message being received: `zmq_msg_t` keeps small messages
     /// inline, so it must never live in a temporary.
     private let message: UnsafeMutablePointer<zmq_msg_t>
@@ -62,6 +65,7 @@ public final class ZMQSocket {
     public init(context: ZMQContext, type: ZMQSocketType, lingerMilliseconds: Int32 = 0) throws(ZMQError) {
         guard let handle = zmq_socket(context.handle, type.raw) else { throw ZMQError.last("zmq_socket") }
         self.handle = handle
+        self.context = context
         self.message = .allocate(capacity: 1)
         try set(.linger, lingerMilliseconds)
     }

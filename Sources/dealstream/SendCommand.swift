@@ -1,8 +1,156 @@
 import ArgumentParser
+import Clients
+import Connectors
+import DealModel
+import Dispatch
+import Foundation
+import Wire
+import ZeroMQ
 
-/// `dealstream send`: a file connector.
+/// `dealstream send`: the file connector.
 struct SendCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "send", abstract: "Send events from files to the daemon.")
-    @Argument var files: [String] = []
-    func run() async throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Send events from files to the daemon and report what it did with them.",
+        discussion: """
+            FILE is NDJSON (one JSON event per line, PROTOCOL.md §1) or, when it ends in .csv, the \
+            Maven Analytics CRM export's sales_pipeline.csv (sales_teams.csv and products.csv are read \
+            from the same folder; the mapping is in docs/sample-data.md). Events go in batches with \
+            several requests in flight; a request not acknowledged in time is sent again (versions make \
+            that harmless). Prints progress on a terminal, then applied/duplicate/stale/rejected counts \
+            and the reasons for rejections. Exit status: 0 when all events were taken, 1 when some were \
+            rejected, 2 when the daemon could not be reached or refused a request.
+            """
+    )
+
+    @Argument(help: "Event files (NDJSON, or the Maven CRM export's sales_pipeline.csv).")
+    var files: [String]
+
+    @Option(help: "Ingest endpoint of the daemon.")
+    var ingest = "tcp://127.0.0.1:7701"
+
+    @Option(name: .customLong("batch"), help: "Events per request (1…10000).")
+    var batchSize = 500
+
+    @Option(help: "Requests in flight at once.")
+    var window = 4
+
+    @Option(name: .customLong("timeout-ms"), help: "Milliseconds to wait for an ACK before resending.")
+    var timeout = 10_000
+
+    @Option(help: "Resends of one request before giving up.")
+    var retries = 5
+
+    @Option(help: "CSV only: the source id of the events.")
+    var source = "maven-crm"
+
+    @Option(help: "CSV only: the model pipeline the deals belong to.")
+    var pipeline = "sales"
+
+    @Option(name: .customLong("open-created-at"), help: "CSV only: created_at of prospects without an engage_date.")
+    var openCreatedAt = "2017-12-31T00:00:00Z"
+
+    @Flag(help: "Print the report as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch must be in 1…10000") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+    }
+
+    func run() async throws {
+        var options = MavenCRMExport.Options()
+        options.source = source
+        options.pipeline = pipeline
+        options.openCreatedAt = openCreatedAt
+        var events: [SourcedEvent] = []
+        for file in files { events += try EventFile.read(path: file, options: options) }
+        let batches = stride(from: 0, to: events.count, by: batchSize).map { Array(events[$0..<min($0 + batchSize, events.count)]) }
+        let report = SendReport(total: events.count)
+        let settings = (ingest, window, timeout, retries)
+        let thread = ZMQThread(name: "send") {
+            do {
+                let context = try ZMQContext()
+                let client = try IngestClient(context: context, endpoint: settings.0, window: settings.1,
+                                              timeoutMilliseconds: settings.2, retries: settings.3)
+                try client.send(batches: batches.map { $0.map(\.json) }, onAck: { ack in
+                    report.record(ack.body, batch: batches[ack.requestNumber])
+                }, onTick: { report.showProgress() })
+            } catch {
+                report.fail("\(error)")
+            }
+        }
+        await thread.joined()
+        report.finish(json: json)
+        if report.failure != nil { throw ExitCode(2) }
+        if report.rejected > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Counts what the daemon did with the events, and shows progress on a terminal.
+final class SendReport: @unchecked Sendable {
+    let total: Int
+    let started = DispatchTime.now().uptimeNanoseconds
+    var acked = 0, applied = 0, duplicate = 0, stale = 0, rejected = 0
+    var lastLogSeq: UInt64 = 0
+    var reasons: [String: (count: Int, example: String)] = [:]
+    var failure: String?
+    private var lastShown: UInt64 = 0
+    private let interactive = isatty(STDERR_FILENO) != 0
+
+    init(total: Int) { self.total = total }
+
+    func record(_ body: IngestProtocol.AckBody, batch: [SourcedEvent]) {
+        acked += batch.count
+        applied += body.applied
+        duplicate += body.duplicate
+        stale += body.stale
+        rejected += body.rejected.count
+        lastLogSeq = max(lastLogSeq, body.logSeq)
+        for r in body.rejected {
+            let origin = r.index < batch.count ? batch[r.index].origin : "?"
+            let entry = reasons[r.error] ?? (0, origin)
+            reasons[r.error] = (entry.count + 1, entry.example)
+        }
+    }
+
+    func fail(_ reason: String) { failure = reason }
+
+    var seconds: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
+
+    func showProgress() {
+        guard interactive else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now - lastShown > 200_000_000 else { return }
+        lastShown = now
+        let rate = Double(acked) / max(seconds, 0.001)
+        FileHandle.standardError.write(Data("\r\u{1B}[Ksent \(acked)/\(total) events · \(Int(rate)) events/s".utf8))
+    }
+
+    func finish(json: Bool) {
+        if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let rate = Double(acked) / max(seconds, 0.001)
+        if json {
+            var out = "{\"events\":\(total),\"acknowledged\":\(acked),\"applied\":\(applied),\"duplicate\":\(duplicate),"
+            out += "\"stale\":\(stale),\"rejected\":\(rejected),\"log_seq\":\(lastLogSeq),\"seconds\":\(String(format: "%.3f", seconds)),"
+            out += "\"events_per_second\":\(Int(rate))"
+            if let failure { out += ",\"error\":\(jsonString(failure))" }
+            out += ",\"reasons\":{" + reasons.sorted { $0.value.count > $1.value.count }.map { "\(jsonString($0.key)):\($0.value.count)" }
+                .joined(separator: ",") + "}}"
+            print(out)
+            return
+        }
+        print("sent \(acked) of \(total) events in \(String(format: "%.2f", seconds)) s (\(Int(rate)) events/s), log_seq \(lastLogSeq)")
+        print("applied \(applied) · duplicate \(duplicate) · stale \(stale) · rejected \(rejected)")
+        for (reason, entry) in reasons.sorted(by: { $0.value.count > $1.value.count }).prefix(20) {
+            print("  \(entry.count) × \(reason)  (first at \(entry.example))")
+        }
+        if let failure { print("error: \(failure)") }
+    }
+
+    private func jsonString(_ s: String) -> String {
+        var out: [UInt8] = []
+        JSONWriter.appendString(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
 }

@@ -1,0 +1,105 @@
+import Dispatch
+import Foundation
+import DealModel
+import Wire
+import ZeroMQ
+
+/// A connector's side of the ingest endpoint: batched `EVENTS` requests with a window of
+/// requests in flight, ACKs matched by request id, and resends of what was not
+/// acknowledged in time (versions make a resend harmless).
+///
+/// Blocking: run it on a `ZMQThread`, never on the cooperative pool.
+public final class IngestClient {
+    /// The outcome of one acknowledged request, handed to the caller's tally.
+    public struct Acknowledged {
+        public var requestNumber: Int
+        public var body: IngestProtocol.AckBody
+    }
+
+    /// A request the daemon answered with `ERR`, or never answered.
+    public struct RequestFailure: Error, CustomStringConvertible {
+        public var requestNumber: Int
+        public var reason: String
+        public var description: String { "request \(requestNumber): \(reason)" }
+    }
+
+    let socket: ZMQSocket
+    let endpoint: String
+    let timeoutMilliseconds: Int
+    let retries: Int
+    let window: Int
+    private let idPrefix: String
+
+    public init(context: ZMQContext, endpoint: String, window: Int = 4, timeoutMilliseconds: Int = 10_000, retries: Int = 5) throws {
+        socket = try ZMQSocket(context: context, type: .dealer)
+        try socket.set(.sendHighWaterMark, 0)
+        try socket.set(.receiveHighWaterMark, 0)
+        try socket.connect(endpoint)
+        self.endpoint = endpoint
+        self.window = max(1, window)
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.retries = retries
+        idPrefix = "send-\(getpid())-\(DispatchTime.now().uptimeNanoseconds % 1_000_000)-"
+    }
+
+    /// Sends every batch, keeping up to `window` in flight, and calls `onAck` for each
+    /// ACK (in completion order). Throws on an `ERR` or when a request stays unanswered
+    /// after `retries` resends.
+    public func send(batches: [[[UInt8]]], contentType: String = IngestProtocol.jsonContentType,
+                     onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
+        struct InFlight { var frames: [[UInt8]]; var sentAt: UInt64; var attempts: Int }
+        var inFlight: [[UInt8]: (number: Int, request: InFlight)] = [:]
+        var next = 0
+        var poller = ZMQPoller()
+        poller.add(socket)
+        let timeout = UInt64(timeoutMilliseconds) * 1_000_000
+        while next < batches.count || !inFlight.isEmpty {
+            while inFlight.count < window && next < batches.count {
+                let id = Array((idPrefix + String(next)).utf8)
+                let frames = [IngestProtocol.events, id, Array(contentType.utf8)] + batches[next]
+                try socket.send(frames)
+                inFlight[id] = (next, InFlight(frames: frames, sentAt: DispatchTime.now().uptimeNanoseconds, attempts: 1))
+                next += 1
+            }
+            if try poller.poll(timeoutMilliseconds: 100)[0] {
+                while let reply = try socket.receive(blocking: false) {
+                    let frames = reply.first?.isEmpty == true ? Array(reply.dropFirst()) : reply
+                    guard frames.count == 3, let entry = inFlight[frames[1]] else { continue }
+                    inFlight[frames[1]] = nil
+                    if frames[0] == IngestProtocol.err {
+                        throw RequestFailure(requestNumber: entry.number, reason: "ERR: " + String(decoding: frames[2], as: UTF8.self))
+                    }
+                    guard frames[0] == IngestProtocol.ack, let body = IngestProtocol.AckBody.decode(frames[2]) else {
+                        throw RequestFailure(requestNumber: entry.number, reason: "unreadable reply")
+                    }
+                    onAck(Acknowledged(requestNumber: entry.number, body: body))
+                }
+            }
+            let now = DispatchTime.now().uptimeNanoseconds
+            for (id, entry) in inFlight where now - entry.request.sentAt > timeout {
+                guard entry.request.attempts <= retries else {
+                    throw RequestFailure(requestNumber: entry.number,
+                                         reason: "no ACK from \(endpoint) after \(entry.request.attempts) attempts")
+                }
+                try socket.send(entry.request.frames)
+                inFlight[id] = (entry.number, InFlight(frames: entry.request.frames, sentAt: now, attempts: entry.request.attempts + 1))
+            }
+            onTick()
+        }
+    }
+
+    /// `PING` → `PONG`: whether the daemon answers within the timeout.
+    public func ping() throws -> Bool {
+        let id = Array((idPrefix + "ping").utf8)
+        try socket.send([IngestProtocol.ping, id])
+        var poller = ZMQPoller()
+        poller.add(socket)
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
+        while DispatchTime.now().uptimeNanoseconds < deadline {
+            if try poller.poll(timeoutMilliseconds: 100)[0], let reply = try socket.receive(blocking: false) {
+                if reply.count == 2 && reply[0] == IngestProtocol.pong && reply[1] == id { return true }
+            }
+        }
+        return false
+    }
+}
