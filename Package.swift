@@ -63,12 +63,19 @@ let package = Package(
             ],
             swiftSettings: sharedSettings
         ),
+        .target(
+            name: "DealstreamTestSupport",
+            dependencies: ["DealModel", "Metrics", "Wire"],
+            path: "Tests/Support",
+            swiftSettings: sharedSettings
+        ),
         .testTarget(name: "DealModelTests", dependencies: ["DealModel"], swiftSettings: sharedSettings),
-        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ZeroMQ", "Wire", "DealModel"],
+            dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
     ]

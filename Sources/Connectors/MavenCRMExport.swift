@@ -11,7 +11,7 @@ import Foundation
 /// |---|---|
 /// | `source` | `--source` (default `maven-crm`) |
 /// | `id` | `opportunity_id` |
-/// | `version` | `--version` (default 1: the export is one snapshot) |
+/// | `version` | 1 (the export is one snapshot; `MavenCRMExport.Options.version`) |
 /// | `deal.pipeline` | `--pipeline` (default `sales`) |
 /// | `deal.stage` | `Prospecting` → `Prospecting`; `Engaging`, `Won`, `Lost` → `Engaging` (a lost deal without `engage_date` → `Prospecting`) |
 /// | `deal.status` | `Won` → won, `Lost` → lost, else open |

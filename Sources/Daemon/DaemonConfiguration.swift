@@ -40,6 +40,8 @@ public struct DaemonConfiguration: Sendable {
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
     public var maxOutstandingBatches = 64
+    /// Log level of spawned workers (the daemon's `--log-level`; not a file key).
+    public var workerLogLevel = "info"
 
     public init() {}
 

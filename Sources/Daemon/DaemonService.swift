@@ -43,7 +43,11 @@ public struct DaemonService: Service {
         let loop = try DaemonLoop(configuration: configuration, model: model, modelBytes: modelBytes, context: context,
                                   logger: logger, stop: stop, deadWorkers: deadWorkers)
         let supervisor = Supervisor(executable: DaemonService.executablePath, endpoint: configuration.resolvedWorkerEndpoint,
-                                    shards: configuration.shards, logger: logger, deadWorkers: deadWorkers)
+                                    shards: configuration.shards,
+                                    extraArguments: ["--heartbeat-ms", "\(configuration.heartbeatMilliseconds)",
+                                                     "--liveness", "\(configuration.liveness)",
+                                                     "--log-level", configuration.workerLogLevel],
+                                    logger: logger, deadWorkers: deadWorkers)
         let failure = LoopFailure()
         let bound = AsyncSignal()
         let slots = configuration.families.flatMap { f in (0..<configuration.shards).map { Slot(family: f, shard: $0) } }

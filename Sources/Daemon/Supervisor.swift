@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import Metrics
 
@@ -20,13 +21,17 @@ actor Supervisor {
     let executable: String
     let endpoint: String
     let shards: Int
+    /// Flags every worker gets besides its slot (heartbeat, liveness, log level).
+    let extraArguments: [String]
     let logger: Logger
     let deadWorkers: DeadWorkerInbox
     private var children: [Int32: Child] = [:]
+    private let spawner = SpawnerThread()
     private var stopping = false
     private(set) var restarts = 0
 
-    init(executable: String, endpoint: String, shards: Int, logger: Logger, deadWorkers: DeadWorkerInbox) {
+    init(executable: String, endpoint: String, shards: Int, extraArguments: [String], logger: Logger, deadWorkers: DeadWorkerInbox) {
+        self.extraArguments = extraArguments
         self.executable = executable
         self.endpoint = endpoint
         self.shards = shards
@@ -45,7 +50,7 @@ actor Supervisor {
         process.arguments = [
             "worker", "--family", slot.family.rawValue, "--shard", "\(slot.shard)", "--shards", "\(shards)",
             "--connect", endpoint, "--parent-pid", "\(getpid())",
-        ]
+        ] + extraArguments
         process.terminationHandler = { [weak self] p in
             let pid = p.processIdentifier
             let status = p.terminationStatus
@@ -53,7 +58,7 @@ actor Supervisor {
             Task { await self?.exited(pid: pid, status: status, signaled: reason == .uncaughtSignal) }
         }
         do {
-            try process.run()
+            try spawner.run(process)
             children[process.processIdentifier] = Child(slot: slot, process: process, started: Date(), backoff: backoff)
             logger.info("Worker started", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(process.processIdentifier)"])
         } catch {
@@ -98,5 +103,49 @@ actor Supervisor {
         for pid in children.keys { kill(pid, SIGKILL) }
         for child in children.values { child.process.waitUntilExit() }
         children.removeAll()
+    }
+}
+
+/// Starts processes from one long-lived thread.
+///
+/// Linux delivers a child's parent-death signal when the *thread* that forked it exits,
+/// not the process; pool threads come and go, so every worker is forked from this thread,
+/// which lives as long as the daemon.
+final class SpawnerThread: Sendable {
+    private struct Request: @unchecked Sendable {
+        var process: Process
+        var done: DispatchSemaphore
+    }
+
+    private let requests = Mutex<[Request]>([])
+    private let wake = DispatchSemaphore(value: 0)
+    private let errors = Mutex<[ObjectIdentifier: any Error]>([:])
+
+    init() {
+        let thread = Thread { [self] in
+            while true {
+                wake.wait()
+                let batch = requests.withLock { r in defer { r.removeAll() }; return r }
+                for request in batch {
+                    do {
+                        try request.process.run()
+                    } catch {
+                        errors.withLock { $0[ObjectIdentifier(request.process)] = error }
+                    }
+                    request.done.signal()
+                }
+            }
+        }
+        thread.name = "worker-spawner"
+        thread.start()
+    }
+
+    /// Runs `process` from the spawner thread and waits until it has started.
+    func run(_ process: Process) throws {
+        let done = DispatchSemaphore(value: 0)
+        requests.withLock { $0.append(Request(process: process, done: done)) }
+        wake.signal()
+        done.wait()
+        if let error = errors.withLock({ $0.removeValue(forKey: ObjectIdentifier(process)) }) { throw error }
     }
 }

@@ -26,7 +26,7 @@ public struct MetricWorker: Sendable {
         /// Exit when this process (the daemon that spawned us) is gone.
         public var parentPID: Int32?
         public var heartbeatMilliseconds: Int = 500
-        public var liveness: Int = 6
+        public var liveness: Int = 20
 
         public init(family: MetricFamily, shard: Int, shards: Int, endpoint: String, parentPID: Int32? = nil) {
             self.family = family

@@ -67,6 +67,7 @@ struct DaemonCommand: AsyncParsableCommand {
         if let workers { c.workerEndpoint = workers }
         if let publishInterval { c.publishIntervalMilliseconds = publishInterval }
         if noSpawn { c.spawnWorkers = false }
+        c.workerLogLevel = logLevel
         let logger = makeLogger("dealstream.daemon", level: logLevel)
         let service = DaemonService(configuration: c, logger: logger)
         let group = ServiceGroup(

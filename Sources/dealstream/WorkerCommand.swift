@@ -32,6 +32,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("parent-pid"), help: "Exit when this process (the spawning daemon) is gone.")
     var parentPID: Int32?
 
+    @Option(name: .customLong("heartbeat-ms"), help: "Milliseconds between heartbeats (match the daemon's workers.heartbeat_ms).")
+    var heartbeat = 500
+
+    @Option(help: "Silent heartbeats before reconnecting to the daemon (match the daemon's workers.liveness).")
+    var liveness = 20
+
     @Option(name: .customLong("log-level"), help: "Log level (default info).")
     var logLevel: String = "info"
 
@@ -40,14 +46,17 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("--family: unknown family \(family); one of \(MetricFamily.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard shards >= 1, shard >= 0, shard < shards else { throw ValidationError("--shard must be in 0..<--shards") }
+        guard heartbeat >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+        guard liveness >= 2 else { throw ValidationError("--liveness must be at least 2") }
     }
 
     func run() async throws {
         let logger = makeLogger("dealstream.worker", level: logLevel)
-        let worker = MetricWorker(
-            options: .init(family: MetricFamily(rawValue: family)!, shard: shard, shards: shards, endpoint: connect,
-                           parentPID: parentPID),
-            logger: logger)
+        var options = MetricWorker.Options(family: MetricFamily(rawValue: family)!, shard: shard, shards: shards,
+                                           endpoint: connect, parentPID: parentPID)
+        options.heartbeatMilliseconds = heartbeat
+        options.liveness = liveness
+        let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGTERM)
         signal(SIGTERM, SIG_IGN)

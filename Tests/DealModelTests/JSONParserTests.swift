@@ -1,0 +1,65 @@
+import Testing
+
+@testable import DealModel
+
+struct JSONParserTests {
+    @Test func integersStayApartFromFloats() throws {
+        #expect(try JSONParser.parse(Array("5".utf8)) == .int(5))
+        guard case .double(let d) = try JSONParser.parse(Array("5.0".utf8)) else {
+            Issue.record("5.0 must parse as a float literal")
+            return
+        }
+        #expect(d == 5)
+        guard case .bigInt(let digits, _) = try JSONParser.parse(Array("9223372036854775808".utf8)) else {
+            Issue.record("2^63 must not fit Int64")
+            return
+        }
+        #expect(digits == "9223372036854775808")
+        #expect(try JSONParser.parse(Array("-9223372036854775808".utf8)) == .int(.min))
+    }
+
+    @Test func booleansAreNotNumbers() throws {
+        let v = try JSONParser.parse(Array("true".utf8))
+        #expect(v == .bool(true))
+        #expect(v.numberValue == nil)
+    }
+
+    @Test(arguments: [
+        "NaN", "Infinity", "-Infinity", "{\"a\":1,}", "[1,]", "01", "1.", ".5", "\"\\x\"", "{\"a\" 1}",
+        "\"abc", "{\"a\":1} x", "", "[", "tru", "\"\u{01}\"", "\"\\ud800\"", "\"\\udc00x\"", "-", "1e",
+    ])
+    func rejectsWhatIsNotJSON(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(Array(text.utf8)) }
+    }
+
+    @Test func rejectsInvalidUTF8InStrings() {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0xFE, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
+    }
+
+    @Test func limitsNesting() throws {
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(Array(deep.utf8)) }
+        let fine = String(repeating: "[", count: 10) + String(repeating: "]", count: 10)
+        _ = try JSONParser.parse(Array(fine.utf8))
+    }
+
+    @Test func decodesEscapesAndSurrogatePairs() throws {
+        let v = try JSONParser.parse(Array(#""a\"b\\c\/\n\u00fc\ud83d\ude00""#.utf8))
+        #expect(v == .string("a\"b\\c/\nü😀"))
+    }
+
+    @Test func repeatedKeysKeepTheLastValue() throws {
+        let v = try JSONParser.parse(Array(#"{"a":1,"a":2}"#.utf8))
+        #expect(v["a"] == .int(2))
+    }
+
+    @Test func canonicalFormIgnoresKeyOrderWhitespaceAndNumberSpelling() throws {
+        let a = try JSONParser.parse(Array(#"{"b": [1, 2.0], "a": {"y": 1e2, "x": "é"}}"#.utf8))
+        let b = try JSONParser.parse(Array(#"{"a":{"x":"\u00e9","y":100},"b":[1.0,2]}"#.utf8))
+        #expect(a == b)
+        #expect(a.canonicalBytes() == b.canonicalBytes())
+        let c = try JSONParser.parse(Array(#"{"a":{"x":"é","y":100},"b":[1,3]}"#.utf8))
+        #expect(a.canonicalBytes() != c.canonicalBytes())
+    }
+}

@@ -1,0 +1,154 @@
+import DealModel
+import Foundation
+import Wire
+import ZeroMQ
+
+/// A real `dealstream daemon` process with its worker processes, on ipc endpoints in a
+/// temporary directory, driven over real ZeroMQ sockets.
+final class DaemonProcess {
+    let directory: URL
+    let process = Process()
+    let context: ZMQContext
+    let ingest: ZMQSocket
+    let snapshots: ZMQSocket
+    var requestNumber = 0
+
+    var ingestEndpoint: String { "ipc://" + directory.appendingPathComponent("ingest.sock").path }
+    var updatesEndpoint: String { "ipc://" + directory.appendingPathComponent("updates.sock").path }
+    var snapshotEndpoint: String { "ipc://" + directory.appendingPathComponent("snapshot.sock").path }
+
+    /// The built `dealstream` executable: `DEALSTREAM_BINARY`, or the package's debug build.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["DEALSTREAM_BINARY"] { return path }
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+            url.deleteLastPathComponent()
+        }
+        return url.appendingPathComponent(".build/debug/dealstream").path
+    }
+
+    init(directory: URL? = nil, shards: Int, modelJSON: String) throws {
+        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-\(UUID().uuidString.prefix(8))")
+        self.directory = dir
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let modelPath = dir.appendingPathComponent("model.json").path
+        try Data(modelJSON.utf8).write(to: URL(fileURLWithPath: modelPath))
+        process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
+        process.arguments = [
+            "daemon", "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
+            "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
+            "--updates", "ipc://" + dir.appendingPathComponent("updates.sock").path,
+            "--snapshot", "ipc://" + dir.appendingPathComponent("snapshot.sock").path,
+            "--publish-interval-ms", "10", "--log-level", "warning",
+        ]
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        context = try ZMQContext()
+        ingest = try ZMQSocket(context: context, type: .dealer)
+        try ingest.connect("ipc://" + dir.appendingPathComponent("ingest.sock").path)
+        snapshots = try ZMQSocket(context: context, type: .dealer)
+        try snapshots.connect("ipc://" + dir.appendingPathComponent("snapshot.sock").path)
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private func receive(_ socket: ZMQSocket, timeout: Int) throws -> [[UInt8]] {
+        var poller = ZMQPoller()
+        poller.add(socket)
+        guard try poller.poll(timeoutMilliseconds: timeout)[0], let reply = try socket.receive() else {
+            throw Failure(description: "no reply within \(timeout) ms")
+        }
+        return reply
+    }
+
+    /// Sends one EVENTS request and returns its ACK, resending on silence (the daemon may
+    /// be restarting): versions make a resend harmless.
+    func send(_ events: [String], attempts: Int = 20) throws -> IngestProtocol.AckBody {
+        requestNumber += 1
+        let id = Array("it-\(requestNumber)".utf8)
+        for _ in 0..<attempts {
+            try ingest.send([IngestProtocol.events, id, Array("application/json".utf8)] + events.map { Array($0.utf8) })
+            while let reply = try? receive(ingest, timeout: 3000) {
+                guard reply.count == 3, reply[1] == id else { continue }
+                guard reply[0] == IngestProtocol.ack, let body = IngestProtocol.AckBody.decode(reply[2]) else {
+                    throw Failure(description: "not an ACK: \(String(decoding: reply[2], as: UTF8.self))")
+                }
+                return body
+            }
+        }
+        throw Failure(description: "no ACK after \(attempts) attempts")
+    }
+
+    /// The published state {topic: payload without seq/log_seq} and END's log_seq.
+    func snapshot() throws -> (series: [String: String], logSeq: UInt64) {
+        try snapshots.send([IngestProtocol.snapshot, []])
+        var series: [String: String] = [:]
+        while true {
+            let frames = try receive(snapshots, timeout: 10_000)
+            if frames[0] == IngestProtocol.kv {
+                var payload = String(decoding: frames[2], as: UTF8.self)
+                if let cut = payload.range(of: ",\"seq\":", options: .backwards) {
+                    payload = String(payload[..<cut.lowerBound]) + "}"
+                }
+                series[String(decoding: frames[1], as: UTF8.self)] = payload
+            } else if frames[0] == IngestProtocol.end {
+                let position = try JSONParser.parse(frames[1])
+                return (series, UInt64(position["log_seq"]?.numberValue ?? 0))
+            } else {
+                throw Failure(description: "unexpected snapshot reply \(String(decoding: frames[0], as: UTF8.self))")
+            }
+        }
+    }
+
+    /// Polls snapshots until the published state reflects `logSeq`.
+    func waitUntilPublished(_ logSeq: UInt64, timeout: Double = 60) throws -> [String: String] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let s = try? snapshot(), s.logSeq >= logSeq { return s.series }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw Failure(description: "published log_seq did not reach \(logSeq) within \(timeout) s")
+    }
+
+    /// Pids of the daemon's worker processes.
+    var workerPIDs: [Int32] { DaemonProcess.children(of: process.processIdentifier) }
+
+    /// Processes whose parent is `pid` (from /proc/*/stat).
+    static func children(of pid: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { name -> Int32? in
+            guard let child = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                let close = stat.range(of: ")", options: .backwards)
+            else { return nil }
+            let fields = stat[close.upperBound...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == pid ? child : nil
+        }
+    }
+
+    /// Live processes running `dealstream worker` that connect to this daemon's directory.
+    var strayWorkers: [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { name -> Int32? in
+            guard let pid = Int32(name), let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return nil }
+            let text = String(decoding: cmdline, as: UTF8.self)
+            return text.contains("worker") && text.contains(directory.path) ? pid : nil
+        }
+    }
+
+    func terminate() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit {
+        if process.isRunning { kill9() }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+
+// Shared by the test targets: the model, event builders, a seeded scenario generator and
+// an in-process run of the whole metric pipeline (store → engines → topics), which the
+// multi-process tests use as their reference.
+import DealModel
+import Metrics
+import Wire
+
+public let harnessModel: Model = {
+    let json = #"""
+    {"reporting_currency":"USD","fx":{"USD":1.0,"EUR":1.08},
+     "pipelines":{"default":{"stages":["lead","qualified","proposal","negotiation"],"qualified_stage":"qualified"},
+                  "renewals":{"stages":["review","quote"],"qualified_stage":"review"},
+                  "Enterprise Sales":{"stages":["discovery","demo/trial"],"qualified_stage":"demo/trial"}}}
+    """#
+    return try! Model.parse(Array(json.utf8))
+}()
+
+/// Runs events through the record store and every family on `shards` shards, flushing
+/// after every `flushEvery` events, and returns the published state {topic: payload}.
+public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int = 7, model: Model = harnessModel) -> [String: String] {
+    var store = RecordStore(model: model)
+    let decoder = EventDecoder(model: model)
+    var engines: [MetricEngine] = []
+    for family in MetricFamily.allCases {
+        for shard in 0..<shards {
+            engines.append(MetricEngine(family: family, model: model, assignment: ShardAssignment(shard: shard, shards: shards)))
+        }
+    }
+    var state: [String: String] = [:]
+    func flush() {
+        for i in engines.indices {
+            for update in engines[i].flush() {
+                let topic = String(decoding: Topics.topic(update.id, strings: store.strings, model: model), as: UTF8.self)
+                if let fields = update.fields {
+                    state[topic] = String(decoding: Topics.payload(update.id, fields: fields, strings: store.strings, model: model), as: UTF8.self)
+                } else {
+                    precondition(state[topic] != nil, "removal of a series never published: \(topic)")
+                    state[topic] = nil
+                }
+            }
+        }
+    }
+    for (n, text) in events.enumerated() {
+        guard case .success(let event) = decoder.decode(json: Array(text.utf8)) else { continue }
+        if let change = store.apply(event).change {
+            for i in engines.indices { engines[i].apply(change, strings: store.strings, allKey: store.allKey) }
+        }
+        if n % flushEvery == 0 { flush() }
+    }
+    flush()
+    return state
+}
+
+public func deal(_ id: String, v: Int64 = 1, pipeline: String = "default", stage: String = "lead", status: String = "open",
+          amount: Double = 100, created: String, closed: String? = nil, owner: String = "rep-a", team: String = "T1",
+          lead: String = "web", account: String = "acme", source: String = "crm") -> String {
+    let closedField = closed.map { ",\"closed_at\":\"\($0)\"" } ?? ""
+    return """
+        {"kind":"deal","source":"\(source)","id":"\(id)","version":\(v),"deal":{"pipeline":"\(pipeline)","stage":"\(stage)",\
+        "status":"\(status)","amount":\(amount),"currency":"USD","owner":"\(owner)","team":"\(team)","lead_source":"\(lead)",\
+        "account":"\(account)","created_at":"\(created)"\(closedField)}}
+        """
+}
+
+public func spend(_ id: String, v: Int64 = 1, lead: String = "web", amount: Double, date: String) -> String {
+    #"{"kind":"spend","source":"mkt","id":"\#(id)","version":\#(v),"spend":{"lead_source":"\#(lead)","amount":\#(amount),"currency":"USD","date":"\#(date)"}}"#
+}
+
+public func account(_ id: String, v: Int64, status: String, at: String, source: String = "crm") -> String {
+    #"{"kind":"account","source":"\#(source)","id":"\#(id)","version":\#(v),"account":{"status":"\#(status)","changed_at":"\#(at)"}}"#
+}
+
+public func deletion(_ id: String, v: Int64, source: String = "crm") -> String {
+    #"{"kind":"deal_deleted","source":"\#(source)","id":"\#(id)","version":\#(v)}"#
+}
+
+/// A deterministic generator (SplitMix64), so a failure can be replayed by seed.
+public struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    public init(state: UInt64) { self.state = state }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+public enum Scenario {
+    /// Random histories: deals that move, close, reopen, change owner or pipeline, get
+    /// deleted and re-created; spend with revisions; accounts that churn and return.
+    /// Versions are unique per record, so the result does not depend on order.
+    public static func events(seed: UInt64, deals: Int) -> [String] {
+        var rng = SplitMix64(state: seed)
+        var events: [String] = []
+        let stagesByPipeline = ["default": ["lead", "qualified", "proposal", "negotiation"], "renewals": ["review", "quote"],
+                                "Enterprise Sales": ["discovery", "demo/trial"]]
+        for d in 0..<deals {
+            var version: Int64 = 0
+            for _ in 0..<Int.random(in: 1...5, using: &rng) {
+                version += Int64.random(in: 1...3, using: &rng)
+                if Int.random(in: 0..<12, using: &rng) == 0 {
+                    events.append(deletion("d\(d)", v: version, source: ["crm", "hub"][d % 2]))
+                    continue
+                }
+                let pipeline = ["default", "default", "renewals", "Enterprise Sales"].randomElement(using: &rng)!
+                let stage = stagesByPipeline[pipeline]!.randomElement(using: &rng)!
+                let status = ["open", "open", "won", "lost"].randomElement(using: &rng)!
+                let createdDay = Int.random(in: 1...28, using: &rng)
+                let createdMonth = Int.random(in: 1...12, using: &rng)
+                let created = String(format: "2026-%02d-%02dT%02d:00:00Z", createdMonth, createdDay, Int.random(in: 0...23, using: &rng))
+                let closed = status == "open" ? nil : String(format: "2026-%02d-%02dT23:59:59.999Z", min(12, createdMonth + Int.random(in: 0...3, using: &rng)), createdDay)
+                events.append(deal(
+                    "d\(d)", v: version, pipeline: pipeline, stage: stage, status: status,
+                    amount: Double(Int.random(in: 0...100_000, using: &rng)) / 7, created: created, closed: closed,
+                    owner: ["rep-1", "rep-2", "rep 3", ""].randomElement(using: &rng)!, team: ["EMEA", "NA"].randomElement(using: &rng)!,
+                    lead: ["web", "seo", ""].randomElement(using: &rng)!, account: ["acme", "globex", "initech", ""].randomElement(using: &rng)!,
+                    source: ["crm", "hub"][d % 2]))
+            }
+        }
+        for s in 0..<(deals / 5) {
+            for v in 1...Int64.random(in: 1...3, using: &rng) {
+                events.append(spend("s\(s)", v: v, lead: ["web", "seo", "podcast"].randomElement(using: &rng)!,
+                                    amount: Double(Int.random(in: 0...9000, using: &rng)), date: String(format: "2026-%02d-15", Int.random(in: 1...12, using: &rng))))
+            }
+        }
+        for (i, name) in ["acme", "globex", "initech"].enumerated() {
+            for v in 1...Int64(3) {
+                events.append(account(name, v: v, status: ["active", "churned"].randomElement(using: &rng)!,
+                                      at: String(format: "2026-%02d-01T00:00:00Z", Int.random(in: 1...12, using: &rng)),
+                                      source: ["crm", "hub"][i % 2]))
+            }
+        }
+        return events
+    }
+}
