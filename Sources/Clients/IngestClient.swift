@@ -46,7 +46,9 @@ public final class IngestClient {
     /// ACK (in completion order). Throws on an `ERR` or when a request stays unanswered
     /// after `retries` resends.
     public func send(batches: [[[UInt8]]], contentType: String = IngestProtocol.jsonContentType,
-                     onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
+                     eventsPerSecond: Double? = nil, onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var eventsSent = 0
         struct InFlight { var frames: [[UInt8]]; var sentAt: UInt64; var attempts: Int }
         var inFlight: [[UInt8]: (number: Int, request: InFlight)] = [:]
         var next = 0
@@ -55,6 +57,11 @@ public final class IngestClient {
         let timeout = UInt64(timeoutMilliseconds) * 1_000_000
         while next < batches.count || !inFlight.isEmpty {
             while inFlight.count < window && next < batches.count {
+                if let eventsPerSecond {
+                    let due = started + UInt64(Double(eventsSent) / eventsPerSecond * 1e9)
+                    if DispatchTime.now().uptimeNanoseconds < due { break }
+                }
+                eventsSent += batches[next].count
                 let id = Array((idPrefix + String(next)).utf8)
                 let frames = [IngestProtocol.events, id, Array(contentType.utf8)] + batches[next]
                 try socket.send(frames)
@@ -101,5 +108,46 @@ public final class IngestClient {
             }
         }
         return false
+    }
+}
+
+/// Asks the snapshot endpoint for its position only (a prefix no topic has), to learn
+/// when the published state reflects an acknowledged `log_seq`.
+public final class SnapshotProbe {
+    let socket: ZMQSocket
+
+    public init(context: ZMQContext, endpoint: String) throws {
+        socket = try ZMQSocket(context: context, type: .dealer)
+        try socket.connect(endpoint)
+    }
+
+    public struct Timeout: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The published `log_seq` now.
+    public func publishedLogSeq(timeoutMilliseconds: Int) throws -> UInt64 {
+        try socket.send([IngestProtocol.snapshot, Array("_".utf8)])
+        var poller = ZMQPoller()
+        poller.add(socket)
+        while try poller.poll(timeoutMilliseconds: timeoutMilliseconds)[0] {
+            guard let frames = try socket.receive() else { continue }
+            if frames.count == 2 && frames[0] == IngestProtocol.end, let position = try? JSONParser.parse(frames[1]),
+                case .int(let logSeq)? = position["log_seq"] {
+                return UInt64(logSeq)
+            }
+        }
+        throw Timeout(description: "no snapshot reply within \(timeoutMilliseconds) ms")
+    }
+
+    /// Polls until the published `log_seq` reaches `logSeq`.
+    public func waitUntilPublished(_ logSeq: UInt64, timeoutMilliseconds: Int) throws {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
+        while try publishedLogSeq(timeoutMilliseconds: timeoutMilliseconds) < logSeq {
+            guard DispatchTime.now().uptimeNanoseconds < deadline else {
+                throw Timeout(description: "published log_seq did not reach \(logSeq) within \(timeoutMilliseconds) ms")
+            }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
     }
 }

@@ -50,6 +50,12 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .customLong("open-created-at"), help: "CSV only: created_at of prospects without an engage_date.")
     var openCreatedAt = "2017-12-31T00:00:00Z"
 
+    @Option(help: "Send at most this many events per second (default: as fast as the daemon takes them).")
+    var rate: Double?
+
+    @Option(help: "After the last ACK, wait until the published state (asked at this snapshot endpoint) reflects it, and report the end-to-end rate.")
+    var wait: String?
+
     @Flag(help: "Print the report as one JSON object.")
     var json = false
 
@@ -67,15 +73,21 @@ struct SendCommand: AsyncParsableCommand {
         for file in files { events += try EventFile.read(path: file, options: options) }
         let batches = stride(from: 0, to: events.count, by: batchSize).map { Array(events[$0..<min($0 + batchSize, events.count)]) }
         let report = SendReport(total: events.count)
-        let settings = (ingest, window, timeout, retries)
+        let settings = (ingest, window, timeout, retries, rate, wait)
         let thread = ZMQThread(name: "send") {
             do {
                 let context = try ZMQContext()
                 let client = try IngestClient(context: context, endpoint: settings.0, window: settings.1,
                                               timeoutMilliseconds: settings.2, retries: settings.3)
-                try client.send(batches: batches.map { $0.map(\.json) }, onAck: { ack in
+                try client.send(batches: batches.map { $0.map(\.json) }, eventsPerSecond: settings.4, onAck: { ack in
                     report.record(ack.body, batch: batches[ack.requestNumber])
                 }, onTick: { report.showProgress() })
+                report.ackedSeconds = report.seconds
+                if let snapshotEndpoint = settings.5 {
+                    let probe = try SnapshotProbe(context: context, endpoint: snapshotEndpoint)
+                    try probe.waitUntilPublished(report.lastLogSeq, timeoutMilliseconds: settings.2 * 6)
+                    report.publishedSeconds = report.seconds
+                }
             } catch {
                 report.fail("\(error)")
             }
@@ -95,6 +107,8 @@ final class SendReport: @unchecked Sendable {
     var lastLogSeq: UInt64 = 0
     var reasons: [String: (count: Int, example: String)] = [:]
     var failure: String?
+    var ackedSeconds: Double?
+    var publishedSeconds: Double?
     private var lastShown: UInt64 = 0
     private let interactive = isatty(STDERR_FILENO) != 0
 
@@ -135,6 +149,9 @@ final class SendReport: @unchecked Sendable {
             out += "\"stale\":\(stale),\"rejected\":\(rejected),\"log_seq\":\(lastLogSeq),\"seconds\":\(String(format: "%.3f", seconds)),"
             out += "\"events_per_second\":\(Int(rate))"
             if let failure { out += ",\"error\":\(jsonString(failure))" }
+            if let publishedSeconds {
+                out += ",\"published_seconds\":\(String(format: "%.3f", publishedSeconds)),\"end_to_end_events_per_second\":\(Int(Double(acked) / publishedSeconds))"
+            }
             out += ",\"reasons\":{" + reasons.sorted { $0.value.count > $1.value.count }.map { "\(jsonString($0.key)):\($0.value.count)" }
                 .joined(separator: ",") + "}}"
             print(out)
@@ -144,6 +161,9 @@ final class SendReport: @unchecked Sendable {
         print("applied \(applied) · duplicate \(duplicate) · stale \(stale) · rejected \(rejected)")
         for (reason, entry) in reasons.sorted(by: { $0.value.count > $1.value.count }).prefix(20) {
             print("  \(entry.count) × \(reason)  (first at \(entry.example))")
+        }
+        if let publishedSeconds {
+            print("published state reached log_seq \(lastLogSeq) after \(String(format: "%.2f", publishedSeconds)) s: \(Int(Double(acked) / publishedSeconds)) events/s end to end")
         }
         if let failure { print("error: \(failure)") }
     }
