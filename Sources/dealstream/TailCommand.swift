@@ -32,7 +32,7 @@ struct TailCommand: AsyncParsableCommand {
     var seconds: Double?
 
     @Option(help: "Terminal table: rows shown.")
-    var rows = 30
+    var rows = 40
 
     @Flag(help: "Print JSON lines even on a terminal.")
     var json = false
@@ -127,30 +127,36 @@ struct Tail {
     }
 
     private func draw(_ follower: UpdatesFollower, changed: [String: Date], gaps: Int) {
-        // Most recently changed first, then by topic.
-        let series = follower.state.values.sorted {
-            let a = changed[$0.topic] ?? .distantPast
-            let b = changed[$1.topic] ?? .distantPast
-            return a != b ? a > b : $0.topic < $1.topic
-        }
+        // First the headline (dimension all, all time), then the most recently changed series.
+        let headline = follower.state.values.filter {
+            $0.payload["dimension"]?.stringValue == "all" && $0.payload["period"]?.stringValue == "all"
+        }.sorted { $0.topic < $1.topic }
+        let headlineTopics = Set(headline.map(\.topic))
+        let recent = follower.state.values.filter { changed[$0.topic] != nil && !headlineTopics.contains($0.topic) }
+            .sorted { changed[$0.topic]! > changed[$1.topic]! }
         var out = "\u{1B}[H\u{1B}[2J"
         out += "dealstream · \(follower.state.count) series · seq \(follower.seq) · log_seq \(follower.logSeq)"
         out += gaps > 0 ? " · \(gaps) gap(s) repaired\n" : "\n"
-        out += pad("metric", 30) + pad("dimension", 12) + pad("key", 22) + pad("period", 9) + pad("value", 16) + "details\n"
-        for s in series.prefix(rows) {
-            let p = s.payload
-            var metric = p["metric"]?.stringValue ?? ""
-            if metric == "stage_conversion" {
-                metric = "conv \(p["from"]?.stringValue ?? "")→\(p["to"]?.stringValue ?? "")"
-            }
-            var details: [String] = []
-            for name in ["numerator", "denominator", "count", "sum", "p50", "p90", "revenue", "spend", "start", "end", "new"] {
-                if let v = p[name], v != .null { details.append("\(name)=\(format(v))") }
-            }
-            out += pad(metric, 30) + pad(p["dimension"]?.stringValue ?? "", 12) + pad(p["key"]?.stringValue ?? "", 22)
-            out += pad(p["period"]?.stringValue ?? "", 9) + pad(format(p["value"] ?? .null), 16) + details.joined(separator: " ") + "\n"
-        }
+        let header = pad("metric", 34) + pad("dimension", 12) + pad("key", 22) + pad("period", 9) + pad("value", 14) + "details\n"
+        out += "\n\u{1B}[1mall deals, all time\u{1B}[0m\n" + header
+        for s in headline { out += row(s) }
+        out += "\n\u{1B}[1mlatest changes\u{1B}[0m\n" + header
+        for s in recent.prefix(max(0, rows - headline.count)) { out += row(s) }
         FileHandle.standardOutput.write(Data(out.utf8))
+    }
+
+    private func row(_ s: UpdatesFollower.Series) -> String {
+        let p = s.payload
+        var metric = p["metric"]?.stringValue ?? ""
+        if metric == "stage_conversion" {
+            metric = "conversion \(p["from"]?.stringValue ?? "")→\(p["to"]?.stringValue ?? "")"
+        }
+        var details: [String] = []
+        for name in ["numerator", "denominator", "count", "sum", "p50", "p90", "opportunities", "revenue", "spend", "start", "end", "new"] {
+            if let v = p[name], v != .null { details.append("\(name)=\(format(v))") }
+        }
+        return pad(metric, 34) + pad(p["dimension"]?.stringValue ?? "", 12) + pad(p["key"]?.stringValue ?? "", 22)
+            + pad(p["period"]?.stringValue ?? "", 9) + pad(format(p["value"] ?? .null), 14) + details.joined(separator: " ") + "\n"
     }
 
     private func pad(_ s: String, _ n: Int) -> String {
