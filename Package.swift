@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "DealModelTests", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .testTarget(
             name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: sharedSettings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
         .testTarget(
             name: "IntegrationTests",

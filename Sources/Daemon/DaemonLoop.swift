@@ -221,11 +221,11 @@ final class DaemonLoop {
                     logger.warning("Malformed or unexpected RESULT from a worker", metadata: ["worker.slot": "\(slot.map { "\($0)" } ?? "none")"])
                     continue
                 }
-                var series: [(topic: [UInt8], payload: [UInt8])] = []
+                var series: [(topic: TopicKey, payload: [UInt8])] = []
                 series.reserveCapacity((frames.count - 3) / 2)
                 var i = 3
                 while i + 1 < frames.count {
-                    series.append((frames[i], frames[i + 1]))
+                    series.append((TopicKey(frames[i]), frames[i + 1]))
                     i += 2
                 }
                 registry.update(slot) { s in
@@ -335,25 +335,25 @@ final class DaemonLoop {
             try updates.send([Topics.progress, Topics.position(seq: published.seq, logSeq: published.logSeq)], blocking: false)
             return
         }
-        var order: [[UInt8]] = []
-        var latest: [[UInt8]: (payload: [UInt8], slot: Slot)] = [:]
-        func set(_ topic: [UInt8], _ payload: [UInt8], _ slot: Slot) {
+        var order: [TopicKey] = []
+        var latest: [TopicKey: (payload: [UInt8], slot: Slot)] = [:]
+        func set(_ topic: TopicKey, _ payload: [UInt8], _ slot: Slot) {
             if latest.updateValue((payload, slot), forKey: topic) == nil { order.append(topic) }
         }
         for (slot, results) in registry.takeResults(upTo: position) {
-            var current = published.topics(of: slot)
-            for (topic, entry) in latest where entry.slot == slot {
-                if entry.payload.isEmpty { current.remove(topic) } else { current.insert(topic) }
-            }
+            // A session's first result holds all its series: whatever the slot published
+            // before and is not in it is gone. (It is always the slot's first result here:
+            // results of an earlier session are dropped when a new one is admitted.)
+            var current: Set<TopicKey>?
             for result in results {
                 if result.isFull {
                     let fresh = Set(result.series.filter { !$0.payload.isEmpty }.map(\.topic))
-                    for gone in current.subtracting(fresh) { set(gone, [], slot) }
+                    for gone in (current ?? published.topics(of: slot)).subtracting(fresh) { set(gone, [], slot) }
                     current = fresh
                 }
                 for s in result.series {
                     set(s.topic, s.payload, slot)
-                    if s.payload.isEmpty { current.remove(s.topic) } else { current.insert(s.topic) }
+                    if s.payload.isEmpty { current?.remove(s.topic) } else { current?.insert(s.topic) }
                 }
             }
         }

@@ -13,7 +13,7 @@ struct WorkerRegistry {
         var logSeq: UInt64
         /// The first result of a session holds every series of the slot.
         var isFull: Bool
-        var series: [(topic: [UInt8], payload: [UInt8])]
+        var series: [(topic: TopicKey, payload: [UInt8])]
     }
 
     struct Session {

@@ -50,7 +50,7 @@ public struct EventDecoder: Sendable {
         case .account: body = .account(try account(ev["account"]))
         }
         return Event(kind: kind, source: source, id: id, version: version, body: body,
-                     digest: StableHash.digest128(ev.canonicalBytes()))
+                     digest: ev.digest())
     }
 
     private func identifier(_ value: JSONValue?, _ field: String) throws(EventRejection) -> String {

@@ -230,12 +230,15 @@ public struct JSONParser {
     private mutating func parseString() throws(JSONParseError) -> String {
         position += 1  // opening quote
         let start = position
+        var isASCII = true
         // Fast path: no escapes.
         while position < bytes.count {
             let c = bytes[position]
+            if c >= 0x80 { isASCII = false }
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
                 position += 1
+                if isASCII { return String(decoding: slice, as: UTF8.self) }
                 guard let s = String(validating: slice, as: UTF8.self) else {
                     throw JSONParseError(offset: start, reason: "string is not valid UTF-8")
                 }
@@ -335,50 +338,50 @@ public struct JSONParser {
 }
 
 extension JSONValue {
-    /// A canonical serialization: object keys sorted, numbers by value. Two values that
-    /// are equal as JSON values serialize to the same bytes; used to tell a duplicate.
-    public func canonicalBytes() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        writeCanonical(into: &out)
-        return out
+    /// A 128-bit digest of the value as a JSON value: object member order, whitespace,
+    /// escapes and the spelling of numbers (`1`, `1.0`, `1e0`) do not change it. Equal
+    /// digests mean equal events; used to tell a duplicate without keeping the event.
+    public func digest() -> Digest128 {
+        Digest128(high: hash(seed: 0x1234_5678), low: hash(seed: 0xDEAD_BEEF_CAFE))
     }
 
-    private func writeCanonical(into out: inout [UInt8]) {
+    private func hash(seed: UInt64) -> UInt64 {
         switch self {
-        case .null: out.append(contentsOf: Array("null".utf8))
-        case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
+        case .null: return StableHash.mix(seed ^ 1, 0xA076_1D64_78BD_642F)
+        case .bool(let b): return StableHash.mix(seed ^ (b ? 2 : 3), 0xA076_1D64_78BD_642F)
         case .int, .bigInt, .double:
-            out.append(contentsOf: Array(JSONValue.canonicalNumber(self).utf8))
-        case .string(let s): JSONWriter.appendString(s, to: &out)
+            // By value: every number that is exactly a double hashes as that double.
+            var exact: Double?
+            switch self {
+            case .int(let i): if let d = Double(exactly: i) { exact = d }
+            case .double(let d): exact = d
+            case .bigInt(let digits, let d): if d.isFinite, let i = Int128(exactly: d), String(i) == digits { exact = d }
+            default: break
+            }
+            if let d = exact {
+                return StableHash.mix(seed ^ 4 ^ (d == 0 ? 0 : d.bitPattern), 0xE703_7ED1_A0B4_28DB)
+            }
+            let digits: String
+            switch self {
+            case .int(let i): digits = String(i)
+            case .bigInt(let text, _): digits = text
+            default: digits = ""
+            }
+            return StableHash.hash64(digits, seed: seed ^ 5)
+        case .string(let s):
+            return StableHash.hash64(s, seed: seed ^ 6)
         case .array(let elements):
-            out.append(UInt8(ascii: "["))
-            for (i, e) in elements.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                e.writeCanonical(into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
+            var h = seed ^ 7
+            for e in elements { h = StableHash.mix(h ^ e.hash(seed: seed), 0x8EBC_6AF0_9C88_C6E3) }
+            return StableHash.mix(h ^ UInt64(elements.count), 0xA076_1D64_78BD_642F)
         case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            for (i, (key, value)) in members.sorted(by: { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }).enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                JSONWriter.appendString(key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                value.writeCanonical(into: &out)
+            // A sum of per-member hashes: independent of member order.
+            var sum: UInt64 = 0
+            for (key, value) in members {
+                let k = StableHash.hash64(key, seed: seed ^ 8)
+                sum &+= StableHash.mix(k ^ value.hash(seed: seed &+ k), 0xE703_7ED1_A0B4_28DB)
             }
-            out.append(UInt8(ascii: "}"))
-        }
-    }
-
-    private static func canonicalNumber(_ value: JSONValue) -> String {
-        switch value {
-        case .int(let i): return String(i)
-        case .bigInt(let digits, let d):
-            return d.isFinite && d.rounded() == d && abs(d) < 9.007_199_254_740_992e15 ? String(Int64(d)) : digits
-        case .double(let d):
-            if d.isFinite && d.rounded() == d && abs(d) < 9.2e18 { return String(Int64(d)) }
-            return "\(d)"
-        default: return ""
+            return StableHash.mix(sum ^ seed ^ 9 ^ (UInt64(members.count) << 32), 0x8EBC_6AF0_9C88_C6E3)
         }
     }
 }

@@ -53,6 +53,11 @@ public struct MetricEngine: Sendable {
         var dimension: Dimension
         var key: UInt32
         var period: Period
+
+        /// One word to hash instead of three fields: this lookup runs 18 times per event.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(UInt64(key) << 32 | UInt64(dimension.rawValue) << 24 | UInt64(UInt32(bitPattern: period.raw) & 0xFF_FFFF))
+        }
     }
 
     public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {

@@ -121,3 +121,14 @@ public enum Topics {
         Array("{\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8)
     }
 }
+
+/// A topic as a dictionary key: hashed in one pass over its bytes (an `[UInt8]` key
+/// would be hashed byte by byte).
+public struct TopicKey: Hashable, Sendable {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+    public static func == (a: TopicKey, b: TopicKey) -> Bool { a.bytes == b.bytes }
+}

@@ -54,12 +54,30 @@ struct JSONParserTests {
         #expect(v["a"] == .int(2))
     }
 
-    @Test func canonicalFormIgnoresKeyOrderWhitespaceAndNumberSpelling() throws {
+    @Test func digestIgnoresKeyOrderWhitespaceAndNumberSpelling() throws {
         let a = try JSONParser.parse(Array(#"{"b": [1, 2.0], "a": {"y": 1e2, "x": "é"}}"#.utf8))
         let b = try JSONParser.parse(Array(#"{"a":{"x":"\u00e9","y":100},"b":[1.0,2]}"#.utf8))
         #expect(a == b)
-        #expect(a.canonicalBytes() == b.canonicalBytes())
+        #expect(a.digest() == b.digest())
         let c = try JSONParser.parse(Array(#"{"a":{"x":"é","y":100},"b":[1,3]}"#.utf8))
-        #expect(a.canonicalBytes() != c.canonicalBytes())
+        #expect(a.digest() != c.digest())
+        // members moved between objects, or swapped between keys, must not collide
+        let d = try JSONParser.parse(Array(#"{"a":{"x":"é"},"b":[1,2],"y":100}"#.utf8))
+        #expect(a.digest() != d.digest())
+        let e = try JSONParser.parse(Array(#"{"a":1,"b":2}"#.utf8))
+        let f = try JSONParser.parse(Array(#"{"a":2,"b":1}"#.utf8))
+        #expect(e.digest() != f.digest())
+        #expect(try JSONParser.parse(Array("[1,2]".utf8)).digest() != JSONParser.parse(Array("[2,1]".utf8)).digest())
+    }
+}
+
+struct StableHashTests {
+    @Test func isStableAcrossRunsAndInputForms() {
+        // A fixed value: shard ownership and duplicate detection depend on it never changing.
+        let bytes = Array("revenue/team/EMEA".utf8)
+        #expect(StableHash.hash64(bytes) == StableHash.hash64("revenue/team/EMEA"))
+        #expect(StableHash.hash64(bytes[...]) == StableHash.hash64(bytes))
+        #expect(StableHash.hash64("a") != StableHash.hash64("b"))
+        #expect(StableHash.hash64("") != StableHash.hash64("\u{0}"))
     }
 }
