@@ -69,10 +69,14 @@ let package = Package(
             path: "Tests/Support",
             swiftSettings: sharedSettings
         ),
-        .testTarget(name: "DealModelTests", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .testTarget(name: "DealModelTests", dependencies: ["DealModel", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
             name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "DaemonTests",
+            dependencies: ["Daemon", "DealModel", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
         .testTarget(
             name: "IntegrationTests",

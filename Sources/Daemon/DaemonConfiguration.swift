@@ -23,6 +23,7 @@ import Metrics
 ///   - `limits.max_batch_events` (int, default 10000, at least 1000)
 ///   - `limits.max_frame_bytes` (int, default 1048576)
 ///   - `limits.max_outstanding_batches` (int, default 64): back-pressure on ingest
+///   - `checkpoint.every_records` (int, default 1000000): log records between checkpoints
 public struct DaemonConfiguration: Sendable {
     public var modelPath: String?
     public var dataDirectory = "./data"
@@ -40,6 +41,7 @@ public struct DaemonConfiguration: Sendable {
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
     public var maxOutstandingBatches = 64
+    public var checkpointEveryRecords: UInt64 = 1_000_000
     /// Log level of spawned workers (the daemon's `--log-level`; not a file key).
     public var workerLogLevel = "info"
 
@@ -112,6 +114,13 @@ public struct DaemonConfiguration: Sendable {
                     case "max_frame_bytes": c.maxFrameBytes = try int(v, "limits.max_frame_bytes", min: 1024)
                     case "max_outstanding_batches": c.maxOutstandingBatches = try int(v, "limits.max_outstanding_batches", min: 1)
                     default: throw ConfigurationError(key: "limits.\(k)", reason: "unknown key")
+                    }
+                }
+            case "checkpoint":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "every_records": c.checkpointEveryRecords = UInt64(try int(v, "checkpoint.every_records", min: 1))
+                    default: throw ConfigurationError(key: "checkpoint.\(k)", reason: "unknown key")
                     }
                 }
             default:

@@ -19,6 +19,7 @@ final class DaemonLoop {
     let logger: Logger
     let stop: StopFlag
     let deadWorkers: DeadWorkerInbox
+    let spawnedWorkers: SpawnedWorkers
     let model: Model
     let modelBytes: [UInt8]
     let ingest: IngestProcessor
@@ -30,7 +31,8 @@ final class DaemonLoop {
     private var statistics = (requests: 0, events: 0, rounds: 0)
 
     init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext, logger: Logger,
-         stop: StopFlag, deadWorkers: DeadWorkerInbox) throws {
+         stop: StopFlag, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers) throws {
+        self.spawnedWorkers = spawnedWorkers
         self.configuration = configuration
         self.context = context
         self.logger = logger
@@ -38,14 +40,14 @@ final class DaemonLoop {
         self.deadWorkers = deadWorkers
         self.model = model
         self.modelBytes = modelBytes
-        let started = DispatchTime.now().uptimeNanoseconds
-        ingest = try IngestProcessor(
-            model: model, logPath: configuration.dataDirectory + "/events.log",
-            maxBatchEvents: configuration.maxBatchEvents, maxFrameBytes: configuration.maxFrameBytes, logger: logger)
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        logger.info("Event log replayed", metadata: [
-            "log.records": "\(ingest.logSeq)", "store.records": "\(ingest.store.recordCount)",
-            "replay.seconds": "\(String(format: "%.3f", seconds))",
+        let durable = try DurableStore(directory: configuration.dataDirectory, model: model, logger: logger)
+        ingest = IngestProcessor(model: model, durable: durable, maxBatchEvents: configuration.maxBatchEvents,
+                                 maxFrameBytes: configuration.maxFrameBytes, logger: logger)
+        logger.info("State restored", metadata: [
+            "log_seq": "\(durable.position)", "store.records": "\(durable.store.recordCount)",
+            "restore.checkpoint": "\(durable.lastReplay.fromCheckpoint ? "\(durable.checkpointPosition)" : "none")",
+            "restore.replayed_events": "\(durable.lastReplay.records)",
+            "restore.seconds": "\(String(format: "%.3f", durable.lastReplay.seconds))",
         ])
         dispatchedLogSeq = ingest.logSeq
         registry = WorkerRegistry(families: configuration.families, shards: configuration.shards)
@@ -118,8 +120,13 @@ final class DaemonLoop {
                 nextHeartbeat = after + UInt64(configuration.heartbeatMilliseconds) * 1_000_000
             }
         }
-        // Graceful end: everything received has been answered; publish what is ready.
+        // Graceful end: everything received has been answered; publish what is ready and
+        // checkpoint, so the next start replays nothing.
         try publishRound(updates)
+        if ingest.durable.recordsSinceCheckpoint > 0 {
+            do { try ingest.durable.checkpoint(wait: true) } catch { logger.error("Final checkpoint failed", metadata: ["error": "\(error)"]) }
+        }
+        ingest.durable.waitForCheckpoint()
         logger.info("Daemon loop stopped", metadata: [
             "ingest.requests": "\(statistics.requests)", "ingest.events": "\(statistics.events)",
             "log.records": "\(ingest.logSeq)", "publish.rounds": "\(statistics.rounds)",
@@ -165,6 +172,10 @@ final class DaemonLoop {
             try socket.send(p.envelope + [IngestProtocol.ack, p.requestID, p.body.encode()], blocking: false)
         }
         try dispatch(changes, workers: workers)
+        ingest.durable.pollCheckpoint()
+        if ingest.durable.recordsSinceCheckpoint >= configuration.checkpointEveryRecords && !ingest.durable.isCheckpointing {
+            do { try ingest.durable.checkpoint(wait: false) } catch { logger.error("Checkpoint could not start", metadata: ["error": "\(error)"]) }
+        }
     }
 
     /// Sends one fact batch to every session, if the position moved.
@@ -313,6 +324,12 @@ final class DaemonLoop {
             guard let s = registry.sessions[slot] else { continue }
             if now - s.lastHeard > expiryNanoseconds {
                 dropSession(slot, reason: "silent for \(configuration.liveness) heartbeats")
+                // A spawned worker that stopped answering is hung: kill it so the
+                // supervisor starts a fresh one. (A remote worker is only dropped.)
+                if spawnedWorkers.contains(Int32(s.pid)) {
+                    logger.warning("Killing hung worker", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(s.pid)"])
+                    kill(Int32(s.pid), SIGKILL)
+                }
                 continue
             }
             if now - s.lastSent >= interval {
@@ -388,4 +405,13 @@ final class DeadWorkerInbox: Sendable {
     private let pids = Mutex<[Int32]>([])
     func post(_ pid: Int32) { pids.withLock { $0.append(pid) } }
     func drain() -> [Int32] { pids.withLock { p in defer { p.removeAll() }; return p } }
+}
+
+/// Pids of the worker processes this daemon spawned (kept by the supervisor), so the loop
+/// may kill a hung one and never a process it does not own.
+final class SpawnedWorkers: Sendable {
+    private let pids = Mutex<Set<Int32>>([])
+    func insert(_ pid: Int32) { _ = pids.withLock { $0.insert(pid) } }
+    func remove(_ pid: Int32) { _ = pids.withLock { $0.remove(pid) } }
+    func contains(_ pid: Int32) -> Bool { pids.withLock { $0.contains(pid) } }
 }

@@ -40,14 +40,15 @@ public struct DaemonService: Service {
         let context = try ZMQContext(ioThreads: 1)
         let stop = StopFlag()
         let deadWorkers = DeadWorkerInbox()
+        let spawnedWorkers = SpawnedWorkers()
         let loop = try DaemonLoop(configuration: configuration, model: model, modelBytes: modelBytes, context: context,
-                                  logger: logger, stop: stop, deadWorkers: deadWorkers)
+                                  logger: logger, stop: stop, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
         let supervisor = Supervisor(executable: DaemonService.executablePath, endpoint: configuration.resolvedWorkerEndpoint,
                                     shards: configuration.shards,
                                     extraArguments: ["--heartbeat-ms", "\(configuration.heartbeatMilliseconds)",
                                                      "--liveness", "\(configuration.liveness)",
                                                      "--log-level", configuration.workerLogLevel],
-                                    logger: logger, deadWorkers: deadWorkers)
+                                    logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
         let failure = LoopFailure()
         let bound = AsyncSignal()
         let slots = configuration.families.flatMap { f in (0..<configuration.shards).map { Slot(family: f, shard: $0) } }
@@ -65,7 +66,8 @@ public struct DaemonService: Service {
         await withGracefulShutdownHandler {
             await thread.joined()
         } onGracefulShutdown: {
-            logger.info("Shutdown requested: finishing in-flight requests")
+            logger.info("Shutdown requested: finishing in-flight requests (a second signal exits at once)")
+            ImpatientExit.arm(logger: logger)
             stop.set()
         }
         await supervisor.stopAll()
@@ -100,6 +102,29 @@ final class AsyncSignal: Sendable {
                 return false
             }
             if resumeNow { c.resume() }
+        }
+    }
+}
+
+/// After the first shutdown signal, a second SIGTERM or SIGINT ends the process at once.
+///
+/// Graceful shutdown answers the requests in hand and stops the workers; an operator who
+/// signals again does not want to wait. Workers die with the daemon (parent-death signal).
+enum ImpatientExit {
+    private static let sources = Mutex<[any DispatchSourceSignal]>([])
+
+    static func arm(logger: Logger) {
+        sources.withLock { sources in
+            guard sources.isEmpty else { return }
+            for signal in [SIGTERM, SIGINT] {
+                let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+                source.setEventHandler {
+                    logger.warning("Second signal: exiting now")
+                    exit(1)
+                }
+                source.resume()
+                sources.append(source)
+            }
         }
     }
 }

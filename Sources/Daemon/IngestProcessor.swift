@@ -13,9 +13,7 @@ final class IngestProcessor {
     let decoder: EventDecoder
     let maxBatchEvents: Int
     let maxFrameBytes: Int
-    let logPath: String
-    private(set) var store: RecordStore
-    private(set) var log: EventLog
+    let durable: DurableStore
     let logger: Logger
 
     /// What to do with one request.
@@ -26,39 +24,19 @@ final class IngestProcessor {
         case acknowledge(requestID: [UInt8], body: IngestProtocol.AckBody)
     }
 
-    init(model: Model, logPath: String, maxBatchEvents: Int, maxFrameBytes: Int, logger: Logger) throws {
+    init(model: Model, durable: DurableStore, maxBatchEvents: Int, maxFrameBytes: Int, logger: Logger) {
         self.model = model
         self.decoder = EventDecoder(model: model)
         self.maxBatchEvents = maxBatchEvents
         self.maxFrameBytes = maxFrameBytes
-        self.logPath = logPath
+        self.durable = durable
         self.logger = logger
-        (self.store, self.log) = try IngestProcessor.open(logPath: logPath, model: model, logger: logger)
     }
 
-    /// Opens the log and rebuilds the record store by replaying it.
-    static func open(logPath: String, model: Model, logger: Logger) throws -> (RecordStore, EventLog) {
-        var store = RecordStore(model: model)
-        let decoder = EventDecoder(model: model)
-        var skipped = 0
-        let log = try EventLog(path: logPath) { payload in
-            switch decoder.decode(json: payload) {
-            case .success(let event): _ = store.apply(event)
-            case .failure: skipped += 1
-            }
-        }
-        if log.truncatedBytes > 0 {
-            logger.warning("Cut torn tail off the event log", metadata: ["log.path": "\(logPath)", "log.bytes": "\(log.truncatedBytes)"])
-        }
-        if skipped > 0 {
-            logger.error("Logged events no longer valid under this model were skipped",
-                         metadata: ["log.skipped": "\(skipped)", "log.path": "\(logPath)"])
-        }
-        return (store, log)
-    }
+    /// The input position: records ever made durable (or pending in this group).
+    var logSeq: UInt64 { durable.position }
 
-    /// The input position: records in the log.
-    var logSeq: UInt64 { log.count }
+    var store: RecordStore { durable.store }
 
     /// Handles one request (the frames after the routing envelope), appending the fact
     /// changes it causes to `changes`.
@@ -111,30 +89,21 @@ final class IngestProcessor {
             case .failure(let rejection):
                 ack.rejected.append(.init(index: index, error: rejection.description))
             case .success(let event):
-                let resolution = store.apply(event)
+                let resolution = durable.apply(event)
                 switch resolution.outcome {
                 case .applied: ack.applied += 1
                 case .duplicate: ack.duplicate += 1
                 case .stale: ack.stale += 1
                 }
-                if resolution.changedState { log.append(frame) }
+                if resolution.changedState { durable.append(frame) }
                 if let change = resolution.change { changes.append(change) }
             }
         }
-        ack.logSeq = log.count
+        ack.logSeq = durable.position
         return .acknowledge(requestID: requestID, body: ack)
     }
 
-    /// Makes the current group durable. On failure the in-memory store is rebuilt from
-    /// the log, so nothing that was not stored stays applied; the caller must then
-    /// answer the group with `ERR` and rebuild the workers.
-    func commit() throws {
-        do {
-            try log.commit()
-        } catch {
-            logger.error("Event log commit failed; reloading state from the log", metadata: ["error": "\(error)"])
-            (store, log) = try IngestProcessor.open(logPath: logPath, model: model, logger: logger)
-            throw error
-        }
-    }
+    /// Makes the current group durable; on failure nothing of it stays applied (see
+    /// `DurableStore.commit`) and the caller answers the group with `ERR`.
+    func commit() throws { try durable.commit() }
 }

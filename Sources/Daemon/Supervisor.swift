@@ -25,12 +25,15 @@ actor Supervisor {
     let extraArguments: [String]
     let logger: Logger
     let deadWorkers: DeadWorkerInbox
+    let spawnedWorkers: SpawnedWorkers
     private var children: [Int32: Child] = [:]
     private let spawner = SpawnerThread()
     private var stopping = false
     private(set) var restarts = 0
 
-    init(executable: String, endpoint: String, shards: Int, extraArguments: [String], logger: Logger, deadWorkers: DeadWorkerInbox) {
+    init(executable: String, endpoint: String, shards: Int, extraArguments: [String], logger: Logger,
+         deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers) {
+        self.spawnedWorkers = spawnedWorkers
         self.extraArguments = extraArguments
         self.executable = executable
         self.endpoint = endpoint
@@ -60,6 +63,7 @@ actor Supervisor {
         do {
             try spawner.run(process)
             children[process.processIdentifier] = Child(slot: slot, process: process, started: Date(), backoff: backoff)
+            spawnedWorkers.insert(process.processIdentifier)
             logger.info("Worker started", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(process.processIdentifier)"])
         } catch {
             logger.error("Worker could not be started", metadata: ["worker.slot": "\(slot)", "error": "\(error)"])
@@ -69,6 +73,7 @@ actor Supervisor {
 
     private func exited(pid: Int32, status: Int32, signaled: Bool) {
         guard let child = children.removeValue(forKey: pid) else { return }
+        spawnedWorkers.remove(pid)
         deadWorkers.post(pid)
         guard !stopping else { return }
         restarts += 1

@@ -185,3 +185,130 @@ public struct RecordStore: Sendable {
         return out
     }
 }
+
+// MARK: - Checkpoints
+
+extension RecordStore {
+    static let checkpointFormat: UInt32 = 1
+
+    /// The store as bytes: what a checkpoint holds so that a restart need not replay the
+    /// whole history. Derived facts are not written; they are recomputed on load.
+    public func encoded() -> [UInt8] {
+        var w = BinaryWriter(capacity: 64 + deals.count * 160 + (spends.count + accounts.count) * 64)
+        w.u32(RecordStore.checkpointFormat)
+        w.u64(UInt64(deals.count))
+        for (key, r) in deals {
+            w.string(key.source)
+            w.string(key.id)
+            w.u64(UInt64(bitPattern: r.version))
+            w.u8(r.deleted ? 1 : 0)
+            w.u64(r.digest.high)
+            w.u64(r.digest.low)
+            w.u64(UInt64(bitPattern: r.boundary))
+            w.u32(UInt32(r.history.count))
+            for h in r.history {
+                w.u64(UInt64(bitPattern: h.version))
+                w.u16(h.pipeline)
+                w.u16(UInt16(bitPattern: h.reached))
+            }
+            if let p = r.payload {
+                w.u8(1)
+                w.u16(UInt16(p.pipeline))
+                w.u16(UInt16(p.stage))
+                w.u8(p.status.rawValue)
+                w.f64(p.amount)
+                w.string(p.owner)
+                w.string(p.team)
+                w.string(p.leadSource)
+                w.string(p.account)
+                w.i128(p.createdAt.nanoseconds)
+                w.u8(p.closedAt == nil ? 0 : 1)
+                if let c = p.closedAt { w.i128(c.nanoseconds) }
+            } else {
+                w.u8(0)
+            }
+        }
+        w.u64(UInt64(spends.count))
+        for (key, r) in spends {
+            w.string(key.source)
+            w.string(key.id)
+            w.u64(UInt64(bitPattern: r.version))
+            w.u64(r.digest.high)
+            w.u64(r.digest.low)
+            w.string(strings[r.facts.leadSource])
+            w.f64(r.facts.amount)
+            w.i128(r.facts.date.nanoseconds)
+        }
+        w.u64(UInt64(accounts.count))
+        for (key, r) in accounts {
+            w.string(key.source)
+            w.string(key.id)
+            w.u64(UInt64(bitPattern: r.version))
+            w.u64(r.digest.high)
+            w.u64(r.digest.low)
+            w.u8(r.facts.churnedAt == nil ? 0 : 1)
+            if let c = r.facts.churnedAt { w.i128(c.nanoseconds) }
+        }
+        return w.bytes
+    }
+
+    /// Rebuilds a store from `encoded()` bytes under `model`.
+    public init(model: Model, encoded bytes: [UInt8]) throws(BinaryDecodingError) {
+        self.init(model: model)
+        var r = BinaryReader(bytes)
+        let format = try r.u32("checkpoint format")
+        guard format == RecordStore.checkpointFormat else { throw BinaryDecodingError("checkpoint format \(format) is not \(RecordStore.checkpointFormat)") }
+        let dealCount = try r.u64("deal count")
+        deals.reserveCapacity(Int(min(dealCount, 1 << 26)))
+        for _ in 0..<dealCount {
+            let source = try r.string("source")
+            let id = try r.string("id")
+            let version = Int64(bitPattern: try r.u64("version"))
+            let deleted = try r.u8("deleted") != 0
+            let digest = Digest128(high: try r.u64("digest"), low: try r.u64("digest"))
+            let boundary = Int64(bitPattern: try r.u64("boundary"))
+            var history: [HistoryEntry] = []
+            for _ in 0..<(try r.u32("history count")) {
+                history.append(HistoryEntry(version: Int64(bitPattern: try r.u64("history version")), pipeline: try r.u16("pipeline"),
+                                            reached: Int16(bitPattern: try r.u16("reached"))))
+            }
+            var payload: DealPayload?
+            if try r.u8("has payload") != 0 {
+                let pipeline = Int(try r.u16("pipeline"))
+                let stage = Int(try r.u16("stage"))
+                guard pipeline < model.pipelines.count, stage < model.pipelines[pipeline].stages.count,
+                      let status = DealStatus(rawValue: try r.u8("status")) else {
+                    throw BinaryDecodingError("checkpoint does not match the model (deal \(source)/\(id))")
+                }
+                let amount = try r.f64("amount")
+                let owner = try r.string("owner"), team = try r.string("team")
+                let lead = try r.string("lead_source"), account = try r.string("account")
+                let created = Instant(nanoseconds: try r.i128("created_at"))
+                let closed = try r.u8("has closed_at") != 0 ? Instant(nanoseconds: try r.i128("closed_at")) : nil
+                payload = DealPayload(pipeline: pipeline, stage: stage, status: status, amount: amount, owner: owner, team: team,
+                                      leadSource: lead, account: account, createdAt: created, closedAt: closed)
+            }
+            var record = DealRecord(version: version, deleted: deleted, digest: digest, boundary: boundary, history: history,
+                                    payload: payload, facts: nil)
+            record.facts = facts(of: record, source: source)
+            deals[RecordKey(source: source, id: id)] = record
+        }
+        for _ in 0..<(try r.u64("spend count")) {
+            let key = RecordKey(source: try r.string("source"), id: try r.string("id"))
+            let version = Int64(bitPattern: try r.u64("version"))
+            let digest = Digest128(high: try r.u64("digest"), low: try r.u64("digest"))
+            let facts = SpendFacts(leadSource: strings.intern(try r.string("lead_source")), amount: try r.f64("amount"),
+                                   date: Instant(nanoseconds: try r.i128("date")))
+            spends[key] = SimpleRecord(version: version, digest: digest, facts: facts)
+        }
+        for _ in 0..<(try r.u64("account count")) {
+            let key = RecordKey(source: try r.string("source"), id: try r.string("id"))
+            let version = Int64(bitPattern: try r.u64("version"))
+            let digest = Digest128(high: try r.u64("digest"), low: try r.u64("digest"))
+            let churned = try r.u8("churned") != 0 ? Instant(nanoseconds: try r.i128("churned_at")) : nil
+            let facts = AccountFacts(source: strings.intern(key.source), account: strings.intern(key.id), churnedAt: churned)
+            accounts[key] = SimpleRecord(version: version, digest: digest, facts: facts)
+        }
+        guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the checkpoint") }
+    }
+}

@@ -45,10 +45,10 @@ public enum WorkerLink {
             return w.bytes
         }
 
-        public static func decode(_ bytes: [UInt8]) throws(WireError) -> Ready {
+        public static func decode(_ bytes: [UInt8]) throws(BinaryDecodingError) -> Ready {
             var r = BinaryReader(bytes)
             let version = try r.u32("protocol version")
-            guard version == UInt32(WorkerLink.protocolVersion) else { throw WireError("worker protocol \(version) is not \(WorkerLink.protocolVersion)") }
+            guard version == UInt32(WorkerLink.protocolVersion) else { throw BinaryDecodingError("worker protocol \(version) is not \(WorkerLink.protocolVersion)") }
             return Ready(family: try r.string("family"), shard: Int(try r.u32("shard")), shards: Int(try r.u32("shards")),
                          pid: Int(try r.u64("pid")))
         }
@@ -98,7 +98,7 @@ public enum WorkerLink {
              FactBatch.encodeChanges(changes)]
         }
 
-        public static func decode(header: [UInt8], changes changeBytes: [UInt8]) throws(WireError) -> FactBatch {
+        public static func decode(header: [UInt8], changes changeBytes: [UInt8]) throws(BinaryDecodingError) -> FactBatch {
             var r = BinaryReader(header)
             let logSeq = try r.u64("log_seq")
             let wants = try r.u8("wants_result") != 0
@@ -107,13 +107,13 @@ public enum WorkerLink {
             var strings: [String] = []
             strings.reserveCapacity(min(stringCount, 1 << 16))
             for _ in 0..<stringCount { strings.append(try r.string("string")) }
-            guard r.isAtEnd else { throw WireError("trailing bytes after fact batch header") }
+            guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after fact batch header") }
             var c = BinaryReader(changeBytes)
             let changeCount = Int(try c.u32("change count"))
             var changes: [FactChange] = []
             changes.reserveCapacity(min(changeCount, 1 << 16))
             for _ in 0..<changeCount { changes.append(try FactCoding.read(&c)) }
-            guard c.isAtEnd else { throw WireError("trailing bytes after fact changes") }
+            guard c.isAtEnd else { throw BinaryDecodingError("trailing bytes after fact changes") }
             return FactBatch(logSeq: logSeq, wantsResult: wants, firstStringID: first, strings: strings, changes: changes)
         }
     }
@@ -128,7 +128,7 @@ public enum WorkerLink {
             w.u64(logSeq)
             return w.bytes
         }
-        public static func decode(_ bytes: [UInt8]) throws(WireError) -> ResultHeader {
+        public static func decode(_ bytes: [UInt8]) throws(BinaryDecodingError) -> ResultHeader {
             var r = BinaryReader(bytes)
             return ResultHeader(logSeq: try r.u64("log_seq"))
         }
@@ -177,7 +177,7 @@ public enum FactCoding {
         if let c = d.closedAt { w.i128(c.nanoseconds) }
     }
 
-    public static func read(_ r: inout BinaryReader) throws(WireError) -> FactChange {
+    public static func read(_ r: inout BinaryReader) throws(BinaryDecodingError) -> FactChange {
         let tag = try r.u8("change tag")
         let hasOld = tag & 0x10 != 0
         let hasNew = tag & 0x20 != 0
@@ -195,14 +195,14 @@ public enum FactCoding {
             let new = hasNew ? try readAccount(&r) : nil
             return .account(old: old, new: new)
         default:
-            throw WireError("unknown change tag \(tag)")
+            throw BinaryDecodingError("unknown change tag \(tag)")
         }
     }
 
-    static func readDeal(_ r: inout BinaryReader) throws(WireError) -> DealFacts {
+    static func readDeal(_ r: inout BinaryReader) throws(BinaryDecodingError) -> DealFacts {
         let source = try r.u32(), pipeline = try r.u32(), owner = try r.u32(), team = try r.u32()
         let leadSource = try r.u32(), account = try r.u32()
-        guard let status = DealStatus(rawValue: try r.u8("status")) else { throw WireError("bad deal status") }
+        guard let status = DealStatus(rawValue: try r.u8("status")) else { throw BinaryDecodingError("bad deal status") }
         let pipelineIndex = try r.u16()
         let furthest = Int16(bitPattern: try r.u16())
         let amount = try r.f64()
@@ -213,11 +213,11 @@ public enum FactCoding {
                          amount: amount, createdAt: created, closedAt: closed)
     }
 
-    static func readSpend(_ r: inout BinaryReader) throws(WireError) -> SpendFacts {
+    static func readSpend(_ r: inout BinaryReader) throws(BinaryDecodingError) -> SpendFacts {
         SpendFacts(leadSource: try r.u32(), amount: try r.f64(), date: Instant(nanoseconds: try r.i128()))
     }
 
-    static func readAccount(_ r: inout BinaryReader) throws(WireError) -> AccountFacts {
+    static func readAccount(_ r: inout BinaryReader) throws(BinaryDecodingError) -> AccountFacts {
         let source = try r.u32(), account = try r.u32()
         let churned = try r.u8() == 0 ? nil : Instant(nanoseconds: try r.i128())
         return AccountFacts(source: source, account: account, churnedAt: churned)

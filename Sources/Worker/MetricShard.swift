@@ -26,9 +26,9 @@ public actor MetricShard {
     }
 
     /// Applies a batch; when it asks for a result, returns the changed series.
-    public func apply(_ batch: WorkerLink.FactBatch) throws(WireError) -> [Rendered]? {
+    public func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) -> [Rendered]? {
         guard Int(batch.firstStringID) == strings.count else {
-            throw WireError("string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
+            throw BinaryDecodingError("string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
         }
         for s in batch.strings { strings.append(s) }
         let allKey: UInt32 = 0  // the daemon interns "*" first

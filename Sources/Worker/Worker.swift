@@ -140,7 +140,7 @@ struct WorkerLoop {
                 while let frames = try socket.receive(blocking: false) {
                     switch WorkerLink.Command(rawValue: String(decoding: frames[0], as: UTF8.self)) {
                     case .reset:
-                        guard frames.count == 2 else { throw WireError("RESET needs the model frame") }
+                        guard frames.count == 2 else { throw BinaryDecodingError("RESET needs the model frame") }
                         let model = try Model.parse(frames[1])
                         shard = MetricShard(
                             family: options.family, model: model,
@@ -148,7 +148,7 @@ struct WorkerLoop {
                         logger.info("Session started", metadata: ["worker.family": "\(options.family.rawValue)",
                                                                   "worker.shard": "\(options.shard)/\(options.shards)"])
                     case .facts:
-                        guard let current = shard, frames.count == 3 else { throw WireError("FACTS before RESET or malformed") }
+                        guard let current = shard, frames.count == 3 else { throw BinaryDecodingError("FACTS before RESET or malformed") }
                         let batch = try WorkerLink.FactBatch.decode(header: frames[1], changes: frames[2])
                         let rendered = try blockingAwait { try await current.apply(batch) }
                         if let rendered {

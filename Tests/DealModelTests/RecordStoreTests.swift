@@ -1,3 +1,4 @@
+import DealstreamTestSupport
 import Testing
 
 @testable import DealModel
@@ -93,3 +94,28 @@ struct RecordStoreTests {
         #expect(a.count == 2)
     }
 }
+
+struct RecordStoreCheckpointTests {
+    @Test func encodingRoundTripsEveryRecordAndKeepsResolving() throws {
+        var store = RecordStore(model: testModel)
+        let stream = [
+            dealJSON(id: "A", version: 2, status: "won", closed: "2026-07-01T00:00:00Z"),
+            dealJSON(id: "A", version: 1, stage: "proposal"), deleteJSON(id: "B", version: 4),
+            dealJSON(id: "C", version: 9, owner: "null"),
+            #"{"kind":"spend","source":"m","id":"s","version":2,"spend":{"amount":5,"currency":"EUR","date":"2026-06-30"}}"#,
+            #"{"kind":"account","source":"crm","id":"acme","version":3,"account":{"status":"churned","changed_at":"2026-08-01T00:00:00Z"}}"#,
+        ]
+        for text in stream { _ = store.apply(try decode(text).get()) }
+        let restored = try RecordStore(model: testModel, encoded: store.encoded())
+        #expect(restored.recordCount == store.recordCount)
+        let a = store.allFacts().map { "\($0.normalized(store.strings))" }.sorted()
+        let b = restored.allFacts().map { "\($0.normalized(restored.strings))" }.sorted()
+        #expect(a == b)
+        // Duplicates and stale events are still recognised after a restore.
+        var copy = restored
+        #expect(copy.apply(try decode(stream[0]).get()).outcome == .duplicate)
+        #expect(copy.apply(try decode(dealJSON(id: "B", version: 3)).get()).outcome == .stale)
+        #expect(throws: BinaryDecodingError.self) { try RecordStore(model: testModel, encoded: Array(store.encoded().dropLast(3))) }
+    }
+}
+

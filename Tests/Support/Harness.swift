@@ -137,3 +137,19 @@ public enum Scenario {
         return events
     }
 }
+
+extension FactChange {
+    /// The change with string ids replaced by the strings (ids differ between stores).
+    public func normalized(_ strings: StringTable) -> String {
+        switch self {
+        case .deal(_, let d?):
+            return "deal \(strings[d.source]) \(strings[d.owner]) \(strings[d.team]) \(strings[d.leadSource]) \(d.account == DealFacts.noAccount ? "-" : strings[d.account]) \(d.status) \(d.furthest) \(d.amount) \(d.createdAt) \(String(describing: d.closedAt))"
+        case .spend(_, let s?):
+            return "spend \(strings[s.leadSource]) \(s.amount) \(s.date)"
+        case .account(_, let a?):
+            return "account \(strings[a.source]) \(strings[a.account]) \(String(describing: a.churnedAt))"
+        default:
+            return "\(self)"
+        }
+    }
+}

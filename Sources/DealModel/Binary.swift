@@ -1,7 +1,7 @@
 /// Appends little-endian binary fields to a byte buffer.
 ///
-/// The daemon↔worker link carries facts in this compact form: JSON is decoded once, at
-/// ingest, and never again downstream.
+/// Used where JSON would be wasted work: the daemon↔worker link (JSON is decoded once, at
+/// ingest, and never again downstream) and the daemon's checkpoints.
 public struct BinaryWriter {
     public private(set) var bytes: [UInt8] = []
 
@@ -23,7 +23,7 @@ public struct BinaryWriter {
 }
 
 /// A truncated or malformed binary message, with what was being read.
-public struct WireError: Error, Sendable, CustomStringConvertible {
+public struct BinaryDecodingError: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
@@ -38,39 +38,39 @@ public struct BinaryReader {
 
     public var isAtEnd: Bool { offset == bytes.count }
 
-    private mutating func take(_ n: Int, _ what: String) throws(WireError) -> Int {
-        guard n >= 0, offset + n <= bytes.count else { throw WireError("truncated message reading \(what)") }
+    private mutating func take(_ n: Int, _ what: String) throws(BinaryDecodingError) -> Int {
+        guard n >= 0, offset + n <= bytes.count else { throw BinaryDecodingError("truncated message reading \(what)") }
         defer { offset += n }
         return offset
     }
 
-    public mutating func u8(_ what: String = "u8") throws(WireError) -> UInt8 { bytes[try take(1, what)] }
-    public mutating func u16(_ what: String = "u16") throws(WireError) -> UInt16 {
+    public mutating func u8(_ what: String = "u8") throws(BinaryDecodingError) -> UInt8 { bytes[try take(1, what)] }
+    public mutating func u16(_ what: String = "u16") throws(BinaryDecodingError) -> UInt16 {
         let o = try take(2, what)
         return UInt16(bytes[o]) | UInt16(bytes[o + 1]) << 8
     }
-    public mutating func u32(_ what: String = "u32") throws(WireError) -> UInt32 {
+    public mutating func u32(_ what: String = "u32") throws(BinaryDecodingError) -> UInt32 {
         let o = try take(4, what)
         var v: UInt32 = 0
         for i in 0..<4 { v |= UInt32(bytes[o + i]) << (8 * UInt32(i)) }
         return v
     }
-    public mutating func u64(_ what: String = "u64") throws(WireError) -> UInt64 {
+    public mutating func u64(_ what: String = "u64") throws(BinaryDecodingError) -> UInt64 {
         let o = try take(8, what)
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(bytes[o + i]) << (8 * UInt64(i)) }
         return v
     }
-    public mutating func i128(_ what: String = "i128") throws(WireError) -> Int128 {
+    public mutating func i128(_ what: String = "i128") throws(BinaryDecodingError) -> Int128 {
         let low = try u64(what)
         let high = try u64(what)
         return Int128(Int64(bitPattern: high)) << 64 | Int128(low)
     }
-    public mutating func f64(_ what: String = "f64") throws(WireError) -> Double { Double(bitPattern: try u64(what)) }
-    public mutating func string(_ what: String = "string") throws(WireError) -> String {
+    public mutating func f64(_ what: String = "f64") throws(BinaryDecodingError) -> Double { Double(bitPattern: try u64(what)) }
+    public mutating func string(_ what: String = "string") throws(BinaryDecodingError) -> String {
         let n = Int(try u32(what))
         let o = try take(n, what)
-        guard let s = String(validating: bytes[o..<o + n], as: UTF8.self) else { throw WireError("\(what) is not UTF-8") }
+        guard let s = String(validating: bytes[o..<o + n], as: UTF8.self) else { throw BinaryDecodingError("\(what) is not UTF-8") }
         return s
     }
 }

@@ -1,0 +1,216 @@
+import DealModel
+import Foundation
+import Logging
+
+/// The daemon's durable state: a checkpoint of the record store plus the event logs
+/// written since it.
+///
+/// Files in the data directory:
+/// - `checkpoint`: the record store at input position L, and the generation g of the log
+///   that follows it (written to `checkpoint.tmp`, synced, renamed, directory synced).
+/// - `events-<g>.log`, `events-<g+1>.log`, …: the events after L, in order.
+///
+/// A restart loads the checkpoint and replays only the logs after it, so restart time is
+/// bounded by the checkpoint interval, not by history. Rotation is crash-safe at every
+/// step: a new log generation starts before its checkpoint is durable, and older logs are
+/// deleted only after it is.
+final class DurableStore {
+    let directory: String
+    let model: Model
+    let logger: Logger
+    private(set) var store: RecordStore
+    private(set) var log: EventLog
+    /// Input position the checkpoint covers.
+    private(set) var checkpointPosition: UInt64
+    /// Records in the log generations after the checkpoint, before the current one.
+    private var earlierGenerationRecords: UInt64
+    private(set) var generation: UInt64
+    private(set) var lastReplay: (records: UInt64, seconds: Double, fromCheckpoint: Bool) = (0, 0, false)
+    private var checkpointInFlight: Thread?
+    private let checkpointDone = DispatchSemaphore(value: 0)
+
+    init(directory: String, model: Model, logger: Logger) throws {
+        self.directory = directory
+        self.model = model
+        self.logger = logger
+        (store, log, checkpointPosition, earlierGenerationRecords, generation, lastReplay) =
+            try DurableStore.open(directory: directory, model: model, logger: logger)
+    }
+
+    /// The input position: every durable-or-pending record ever appended.
+    var position: UInt64 { checkpointPosition + earlierGenerationRecords + log.count }
+
+    var recordsSinceCheckpoint: UInt64 { earlierGenerationRecords + log.count }
+
+    static func logPath(_ directory: String, _ generation: UInt64) -> String { "\(directory)/events-\(generation).log" }
+    static func checkpointPath(_ directory: String) -> String { "\(directory)/checkpoint" }
+
+    private static func open(directory: String, model: Model, logger: Logger) throws
+        -> (RecordStore, EventLog, UInt64, UInt64, UInt64, (UInt64, Double, Bool))
+    {
+        let started = Date()
+        var store = RecordStore(model: model)
+        var position: UInt64 = 0
+        var generation: UInt64 = 0
+        let path = checkpointPath(directory)
+        var fromCheckpoint = false
+        if let data = FileManager.default.contents(atPath: path) {
+            let bytes = Array(data)
+            guard bytes.count >= 20, CRC32.checksum(Array(bytes[20...])) == UInt32(littleEndianBytes: bytes[16..<20]) else {
+                throw EventLog.Failure(operation: "checkpoint checksum", path: path, code: EIO)
+            }
+            position = UInt64(littleEndianBytes: bytes[0..<8])
+            generation = UInt64(littleEndianBytes: bytes[8..<16])
+            store = try RecordStore(model: model, encoded: Array(bytes[20...]))
+            fromCheckpoint = true
+        }
+        // Delete logs the checkpoint covers; replay the others in order.
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var generations: [UInt64] = names.compactMap { name in
+            guard name.hasPrefix("events-"), name.hasSuffix(".log") else { return nil }
+            return UInt64(name.dropFirst("events-".count).dropLast(".log".count))
+        }.sorted()
+        for g in generations where g < generation { try? FileManager.default.removeItem(atPath: logPath(directory, g)) }
+        generations = generations.filter { $0 >= generation }
+        let decoder = EventDecoder(model: model)
+        var skipped = 0
+        var earlier: UInt64 = 0
+        var current: EventLog?
+        let last = generations.last ?? generation
+        for g in Set(generations + [generation]).sorted() {
+            let log = try EventLog(path: logPath(directory, g)) { payload in
+                switch decoder.decode(json: payload) {
+                case .success(let event): _ = store.apply(event)
+                case .failure: skipped += 1
+                }
+            }
+            if log.truncatedBytes > 0 {
+                logger.warning("Cut torn tail off an event log", metadata: ["log.path": "\(log.path)", "log.bytes": "\(log.truncatedBytes)"])
+            }
+            if g == last { current = log } else { earlier += log.count }
+        }
+        if skipped > 0 {
+            logger.error("Logged events no longer valid under this model were skipped", metadata: ["log.skipped": "\(skipped)"])
+        }
+        let seconds = Date().timeIntervalSince(started)
+        return (store, current!, position, earlier, last, (earlier + current!.count, seconds, fromCheckpoint))
+    }
+
+    /// Resolves an event against the store; the caller appends it if it changed state.
+    func apply(_ event: Event) -> Resolution { store.apply(event) }
+
+    func append(_ payload: [UInt8]) { log.append(payload) }
+
+    /// Makes the pending group durable. On failure the state is reloaded from disk, so
+    /// nothing that was not stored stays applied; the caller then answers `ERR`.
+    func commit() throws {
+        do {
+            try log.commit()
+        } catch {
+            logger.error("Event log commit failed; reloading state from disk", metadata: ["error": "\(error)"])
+            waitForCheckpoint()
+            (store, log, checkpointPosition, earlierGenerationRecords, generation, lastReplay) =
+                try DurableStore.open(directory: directory, model: model, logger: logger)
+            throw error
+        }
+    }
+
+    /// Starts a new log generation and writes a checkpoint of the current state on a
+    /// background thread (the store is a value: the copy costs nothing until it changes).
+    /// Call only with nothing pending. `wait` blocks until the checkpoint is durable.
+    /// `dropWrite` is fault injection for tests: it starts the new generation but never
+    /// writes the checkpoint, as if the process died at that instant.
+    func checkpoint(wait: Bool, dropWrite: Bool = false) throws {
+        waitForCheckpoint()
+        let snapshot = store
+        let covered = position
+        let next = generation + 1
+        log = try EventLog(path: DurableStore.logPath(directory, next)) { _ in }
+        generation = next
+        checkpointPosition = covered
+        earlierGenerationRecords = 0
+        let directory = self.directory
+        let logger = self.logger
+        let done = checkpointDone
+        let thread = Thread {
+            let started = Date()
+            if dropWrite {
+                done.signal()
+                return
+            }
+            do {
+                try DurableStore.writeCheckpoint(snapshot, position: covered, generation: next, directory: directory)
+                for g in 0..<next { try? FileManager.default.removeItem(atPath: DurableStore.logPath(directory, g)) }
+                logger.info("Checkpoint written", metadata: [
+                    "checkpoint.log_seq": "\(covered)", "checkpoint.records": "\(snapshot.recordCount)",
+                    "checkpoint.seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
+                ])
+            } catch {
+                // The older logs stay, so nothing is lost; the next checkpoint tries again.
+                logger.error("Checkpoint failed", metadata: ["error": "\(error)"])
+            }
+            done.signal()
+        }
+        thread.name = "checkpoint"
+        checkpointInFlight = thread
+        thread.start()
+        if wait { waitForCheckpoint() }
+    }
+
+    /// Whether a background checkpoint is still being written.
+    var isCheckpointing: Bool { checkpointInFlight != nil }
+
+    func waitForCheckpoint() {
+        guard checkpointInFlight != nil else { return }
+        checkpointDone.wait()
+        checkpointInFlight = nil
+    }
+
+    /// Non-blocking: notes a finished background checkpoint.
+    func pollCheckpoint() {
+        guard checkpointInFlight != nil else { return }
+        if checkpointDone.wait(timeout: .now()) == .success { checkpointInFlight = nil }
+    }
+
+    private static func writeCheckpoint(_ store: RecordStore, position: UInt64, generation: UInt64, directory: String) throws {
+        let body = store.encoded()
+        var header: [UInt8] = []
+        header.append(contentsOf: position.littleEndianBytes)
+        header.append(contentsOf: generation.littleEndianBytes)
+        header.append(contentsOf: CRC32.checksum(body).littleEndianBytes)
+        let temporary = checkpointPath(directory) + ".tmp"
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw EventLog.Failure(operation: "open", path: temporary, code: errno) }
+        defer { close(fd) }
+        for part in [header, body] {
+            var written = 0
+            while written < part.count {
+                let n = part.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw EventLog.Failure(operation: "write", path: temporary, code: errno)
+                }
+                written += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw EventLog.Failure(operation: "fsync", path: temporary, code: errno) }
+        guard rename(temporary, checkpointPath(directory)) == 0 else {
+            throw EventLog.Failure(operation: "rename", path: temporary, code: errno)
+        }
+        let dir = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            _ = fsync(dir)
+            close(dir)
+        }
+    }
+}
+
+extension FixedWidthInteger {
+    var littleEndianBytes: [UInt8] { withUnsafeBytes(of: self.littleEndian) { Array($0) } }
+
+    init(littleEndianBytes bytes: ArraySlice<UInt8>) {
+        var v = Self.zero
+        for (i, b) in bytes.enumerated() { v |= Self(b) << (8 * i) }
+        self = v
+    }
+}
