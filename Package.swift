@@ -65,7 +65,7 @@ let package = Package(
         ),
         .target(
             name: "DealstreamTestSupport",
-            dependencies: ["DealModel", "Metrics", "Wire"],
+            dependencies: ["DealModel", "Metrics", "Wire", "ZeroMQ"],
             path: "Tests/Support",
             swiftSettings: sharedSettings
         ),
@@ -78,6 +78,11 @@ let package = Package(
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "FaultInjectionTests",
+            dependencies: ["ZeroMQ", "Wire", "DealModel", "Clients", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "DealstreamTestSupport"],

@@ -62,7 +62,9 @@ final class DaemonLoop {
         let ingestSocket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
         try ingestSocket.set(.receiveHighWaterMark, 10_000)
         try ingestSocket.set(.sendHighWaterMark, 0)
-        try ingestSocket.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * Int64(configuration.maxBatchEvents) + (1 << 16))
+        // libzmq checks this per frame: frames up to 8× the limit are read and answered with
+        // ERR; a peer sending a bigger one is disconnected before it costs memory.
+        try ingestSocket.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * 8)
         try ingestSocket.bind(configuration.ingestEndpoint)
 
         let updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)

@@ -5,20 +5,20 @@ import ZeroMQ
 
 /// A real `dealstream daemon` process with its worker processes, on ipc endpoints in a
 /// temporary directory, driven over real ZeroMQ sockets.
-final class DaemonProcess {
-    let directory: URL
-    let process = Process()
-    let context: ZMQContext
-    let ingest: ZMQSocket
-    let snapshots: ZMQSocket
-    var requestNumber = 0
+public final class DaemonProcess {
+    public let directory: URL
+    public let process = Process()
+    public let context: ZMQContext
+    public let ingest: ZMQSocket
+    public let snapshots: ZMQSocket
+    public var requestNumber = 0
 
-    var ingestEndpoint: String { "ipc://" + directory.appendingPathComponent("ingest.sock").path }
-    var updatesEndpoint: String { "ipc://" + directory.appendingPathComponent("updates.sock").path }
-    var snapshotEndpoint: String { "ipc://" + directory.appendingPathComponent("snapshot.sock").path }
+    public var ingestEndpoint: String { "ipc://" + directory.appendingPathComponent("ingest.sock").path }
+    public var updatesEndpoint: String { "ipc://" + directory.appendingPathComponent("updates.sock").path }
+    public var snapshotEndpoint: String { "ipc://" + directory.appendingPathComponent("snapshot.sock").path }
 
     /// The built `dealstream` executable: `DEALSTREAM_BINARY`, or the package's debug build.
-    static var binary: String {
+    public static var binary: String {
         if let path = ProcessInfo.processInfo.environment["DEALSTREAM_BINARY"] { return path }
         var url = URL(fileURLWithPath: #filePath)
         while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
@@ -27,7 +27,8 @@ final class DaemonProcess {
         return url.appendingPathComponent(".build/debug/dealstream").path
     }
 
-    init(directory: URL? = nil, shards: Int, modelJSON: String) throws {
+    /// Starts a daemon; its stderr goes to `daemon.log` in `directory` (appended across restarts).
+    public init(directory: URL? = nil, shards: Int, modelJSON: String, extraArguments: [String] = []) throws {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-\(UUID().uuidString.prefix(8))")
         self.directory = dir
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -39,9 +40,13 @@ final class DaemonProcess {
             "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
             "--updates", "ipc://" + dir.appendingPathComponent("updates.sock").path,
             "--snapshot", "ipc://" + dir.appendingPathComponent("snapshot.sock").path,
-            "--publish-interval-ms", "10", "--log-level", "warning",
-        ]
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            "--publish-interval-ms", "10", "--log-level", "info",
+        ] + extraArguments
+        let logPath = dir.appendingPathComponent("daemon.log").path
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = FileHandle(forWritingAtPath: logPath)
+        log?.seekToEndOfFile()
+        process.standardError = log
         try process.run()
         context = try ZMQContext()
         ingest = try ZMQSocket(context: context, type: .dealer)
@@ -50,8 +55,9 @@ final class DaemonProcess {
         try snapshots.connect("ipc://" + dir.appendingPathComponent("snapshot.sock").path)
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
 
     private func receive(_ socket: ZMQSocket, timeout: Int) throws -> [[UInt8]] {
@@ -65,7 +71,7 @@ final class DaemonProcess {
 
     /// Sends one EVENTS request and returns its ACK, resending on silence (the daemon may
     /// be restarting): versions make a resend harmless.
-    func send(_ events: [String], attempts: Int = 20) throws -> IngestProtocol.AckBody {
+    public func send(_ events: [String], attempts: Int = 20) throws -> IngestProtocol.AckBody {
         requestNumber += 1
         let id = Array("it-\(requestNumber)".utf8)
         for _ in 0..<attempts {
@@ -82,7 +88,7 @@ final class DaemonProcess {
     }
 
     /// The published state {topic: payload without seq/log_seq} and END's log_seq.
-    func snapshot() throws -> (series: [String: String], logSeq: UInt64) {
+    public func snapshot() throws -> (series: [String: String], logSeq: UInt64) {
         try snapshots.send([IngestProtocol.snapshot, []])
         var series: [String: String] = [:]
         while true {
@@ -103,7 +109,7 @@ final class DaemonProcess {
     }
 
     /// Polls snapshots until the published state reflects `logSeq`.
-    func waitUntilPublished(_ logSeq: UInt64, timeout: Double = 60) throws -> [String: String] {
+    public func waitUntilPublished(_ logSeq: UInt64, timeout: Double = 60) throws -> [String: String] {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let s = try? snapshot(), s.logSeq >= logSeq { return s.series }
@@ -113,10 +119,10 @@ final class DaemonProcess {
     }
 
     /// Pids of the daemon's worker processes.
-    var workerPIDs: [Int32] { DaemonProcess.children(of: process.processIdentifier) }
+    public var workerPIDs: [Int32] { DaemonProcess.children(of: process.processIdentifier) }
 
     /// Processes whose parent is `pid` (from /proc/*/stat).
-    static func children(of pid: Int32) -> [Int32] {
+    public static func children(of pid: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { name -> Int32? in
             guard let child = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
@@ -128,7 +134,7 @@ final class DaemonProcess {
     }
 
     /// Live processes running `dealstream worker` that connect to this daemon's directory.
-    var strayWorkers: [Int32] {
+    public var strayWorkers: [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { name -> Int32? in
             guard let pid = Int32(name), let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return nil }
@@ -137,15 +143,20 @@ final class DaemonProcess {
         }
     }
 
-    func terminate() -> Int32 {
+    public func terminate() -> Int32 {
         process.terminate()
         process.waitUntilExit()
         return process.terminationStatus
     }
 
-    func kill9() {
+    public func kill9() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// The daemon's log so far (for failure messages).
+    public var log: String {
+        (try? String(contentsOfFile: directory.appendingPathComponent("daemon.log").path, encoding: .utf8)) ?? ""
     }
 
     deinit {
