@@ -47,23 +47,33 @@ public final class IngestClient {
     /// after `retries` resends.
     public func send(batches: [[[UInt8]]], contentType: String = IngestProtocol.jsonContentType,
                      eventsPerSecond: Double? = nil, onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
+        var iterator = batches.makeIterator()
+        try send(nextBatch: { iterator.next() }, contentType: contentType, eventsPerSecond: eventsPerSecond, onAck: onAck, onTick: onTick)
+    }
+
+    /// Like `send(batches:…)`, pulling batches from `nextBatch` (nil: no more) so a
+    /// stream of any length is sent with only the requests in flight held in memory.
+    public func send(nextBatch: () throws -> [[UInt8]]?, contentType: String = IngestProtocol.jsonContentType,
+                     eventsPerSecond: Double? = nil, onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
         let started = DispatchTime.now().uptimeNanoseconds
         var eventsSent = 0
         struct InFlight { var frames: [[UInt8]]; var sentAt: UInt64; var attempts: Int }
         var inFlight: [[UInt8]: (number: Int, request: InFlight)] = [:]
         var next = 0
+        var pending = try nextBatch()
         var poller = ZMQPoller()
         poller.add(socket)
         let timeout = UInt64(timeoutMilliseconds) * 1_000_000
-        while next < batches.count || !inFlight.isEmpty {
-            while inFlight.count < window && next < batches.count {
+        while pending != nil || !inFlight.isEmpty {
+            while inFlight.count < window, let batch = pending {
                 if let eventsPerSecond {
                     let due = started + UInt64(Double(eventsSent) / eventsPerSecond * 1e9)
                     if DispatchTime.now().uptimeNanoseconds < due { break }
                 }
-                eventsSent += batches[next].count
+                eventsSent += batch.count
                 let id = Array((idPrefix + String(next)).utf8)
-                let frames = [IngestProtocol.events, id, Array(contentType.utf8)] + batches[next]
+                let frames = [IngestProtocol.events, id, Array(contentType.utf8)] + batch
+                pending = try nextBatch()
                 try socket.send(frames)
                 inFlight[id] = (next, InFlight(frames: frames, sentAt: DispatchTime.now().uptimeNanoseconds, attempts: 1))
                 next += 1

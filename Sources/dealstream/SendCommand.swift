@@ -23,7 +23,7 @@ struct SendCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "Event files (NDJSON, or the Maven CRM export's sales_pipeline.csv).")
+    @Argument(help: "Event files (NDJSON, - for standard input, or the Maven CRM export's sales_pipeline.csv).")
     var files: [String]
 
     @Option(help: "Ingest endpoint of the daemon.")
@@ -69,18 +69,27 @@ struct SendCommand: AsyncParsableCommand {
         options.source = source
         options.pipeline = pipeline
         options.openCreatedAt = openCreatedAt
-        var events: [SourcedEvent] = []
-        for file in files { events += try EventFile.read(path: file, options: options) }
-        let batches = stride(from: 0, to: events.count, by: batchSize).map { Array(events[$0..<min($0 + batchSize, events.count)]) }
-        let report = SendReport(total: events.count)
-        let settings = (ingest, window, timeout, retries, rate, wait)
+        let report = SendReport()
+        let settings = (ingest, window, timeout, retries, rate, wait, batchSize)
+        let files = self.files
+        let csvOptions = options
         let thread = ZMQThread(name: "send") {
             do {
+                let stream = EventStream(paths: files, options: csvOptions)
                 let context = try ZMQContext()
                 let client = try IngestClient(context: context, endpoint: settings.0, window: settings.1,
                                               timeoutMilliseconds: settings.2, retries: settings.3)
-                try client.send(batches: batches.map { $0.map(\.json) }, eventsPerSecond: settings.4, onAck: { ack in
-                    report.record(ack.body, batch: batches[ack.requestNumber])
+                // Origins of the events in flight, to report rejections by file and line.
+                var origins: [Int: [String]] = [:]
+                var number = 0
+                try client.send(nextBatch: {
+                    guard let batch = try stream.next(settings.6) else { return nil }
+                    origins[number] = batch.map(\.origin)
+                    number += 1
+                    report.read += batch.count
+                    return batch.map(\.json)
+                }, eventsPerSecond: settings.4, onAck: { ack in
+                    report.record(ack.body, origins: origins.removeValue(forKey: ack.requestNumber) ?? [])
                 }, onTick: { report.showProgress() })
                 report.ackedSeconds = report.seconds
                 if let snapshotEndpoint = settings.5 {
@@ -101,7 +110,7 @@ struct SendCommand: AsyncParsableCommand {
 
 /// Counts what the daemon did with the events, and shows progress on a terminal.
 final class SendReport: @unchecked Sendable {
-    let total: Int
+    var read = 0
     let started = DispatchTime.now().uptimeNanoseconds
     var acked = 0, applied = 0, duplicate = 0, stale = 0, rejected = 0
     var lastLogSeq: UInt64 = 0
@@ -112,17 +121,15 @@ final class SendReport: @unchecked Sendable {
     private var lastShown: UInt64 = 0
     private let interactive = isatty(STDERR_FILENO) != 0
 
-    init(total: Int) { self.total = total }
-
-    func record(_ body: IngestProtocol.AckBody, batch: [SourcedEvent]) {
-        acked += batch.count
+    func record(_ body: IngestProtocol.AckBody, origins: [String]) {
+        acked += body.applied + body.duplicate + body.stale + body.rejected.count
         applied += body.applied
         duplicate += body.duplicate
         stale += body.stale
         rejected += body.rejected.count
         lastLogSeq = max(lastLogSeq, body.logSeq)
         for r in body.rejected {
-            let origin = r.index < batch.count ? batch[r.index].origin : "?"
+            let origin = r.index < origins.count ? origins[r.index] : "?"
             let entry = reasons[r.error] ?? (0, origin)
             reasons[r.error] = (entry.count + 1, entry.example)
         }
@@ -138,14 +145,14 @@ final class SendReport: @unchecked Sendable {
         guard now - lastShown > 200_000_000 else { return }
         lastShown = now
         let rate = Double(acked) / max(seconds, 0.001)
-        FileHandle.standardError.write(Data("\r\u{1B}[Ksent \(acked)/\(total) events · \(Int(rate)) events/s".utf8))
+        FileHandle.standardError.write(Data("\r\u{1B}[Ksent \(acked)/\(read) events · \(Int(rate)) events/s".utf8))
     }
 
     func finish(json: Bool) {
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         let rate = Double(acked) / max(seconds, 0.001)
         if json {
-            var out = "{\"events\":\(total),\"acknowledged\":\(acked),\"applied\":\(applied),\"duplicate\":\(duplicate),"
+            var out = "{\"events\":\(read),\"acknowledged\":\(acked),\"applied\":\(applied),\"duplicate\":\(duplicate),"
             out += "\"stale\":\(stale),\"rejected\":\(rejected),\"log_seq\":\(lastLogSeq),\"seconds\":\(String(format: "%.3f", seconds)),"
             out += "\"events_per_second\":\(Int(rate))"
             if let failure { out += ",\"error\":\(jsonString(failure))" }
@@ -157,7 +164,7 @@ final class SendReport: @unchecked Sendable {
             print(out)
             return
         }
-        print("sent \(acked) of \(total) events in \(String(format: "%.2f", seconds)) s (\(Int(rate)) events/s), log_seq \(lastLogSeq)")
+        print("sent \(acked) of \(read) events in \(String(format: "%.2f", seconds)) s (\(Int(rate)) events/s), log_seq \(lastLogSeq)")
         print("applied \(applied) · duplicate \(duplicate) · stale \(stale) · rejected \(rejected)")
         for (reason, entry) in reasons.sorted(by: { $0.value.count > $1.value.count }).prefix(20) {
             print("  \(entry.count) × \(reason)  (first at \(entry.example))")
