@@ -77,6 +77,7 @@ let package = Package(
             dependencies: ["Daemon", "DealModel", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: sharedSettings
         ),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
         .testTarget(
             name: "FaultInjectionTests",

@@ -143,8 +143,8 @@ public final class SnapshotProbe {
         while try poller.poll(timeoutMilliseconds: timeoutMilliseconds)[0] {
             guard let frames = try socket.receive() else { continue }
             if frames.count == 2 && frames[0] == IngestProtocol.end, let position = try? JSONParser.parse(frames[1]),
-                case .int(let logSeq)? = position["log_seq"] {
-                return UInt64(logSeq)
+                let logSeq = position["log_seq"]?.position {
+                return logSeq
             }
         }
         throw Timeout(description: "no snapshot reply within \(timeoutMilliseconds) ms")

@@ -69,8 +69,8 @@ public final class UpdatesFollower {
                     fresh[topic] = Series(topic: topic, payload: (try? JSONParser.parse(frames[2])) ?? .null, raw: frames[2])
                 } else if frames.count == 2 && frames[0] == IngestProtocol.end {
                     let position = try? JSONParser.parse(frames[1])
-                    seq = UInt64(position?["seq"]?.numberValue ?? 0)
-                    logSeq = UInt64(position?["log_seq"]?.numberValue ?? 0)
+                    seq = position?["seq"]?.position ?? 0
+                    logSeq = position?["log_seq"]?.position ?? 0
                     state = fresh
                     return .snapshot(seq: seq, logSeq: logSeq, count: fresh.count)
                 } else if frames.first == IngestProtocol.err {
@@ -89,8 +89,8 @@ public final class UpdatesFollower {
         while events.count < 10_000, let frames = try updates.receive(blocking: false) {
             guard frames.count == 2, let payload = try? JSONParser.parse(frames[1]) else { continue }
             let topic = String(decoding: frames[0], as: UTF8.self)
-            let messageSeq = UInt64(payload["seq"]?.numberValue ?? 0)
-            let messageLogSeq = UInt64(payload["log_seq"]?.numberValue ?? 0)
+            let messageSeq = payload["seq"]?.position ?? 0
+            let messageLogSeq = payload["log_seq"]?.position ?? 0
             if frames[0] == Topics.progress {
                 if prefix.isEmpty && messageSeq > seq {
                     // Updates up to messageSeq were published but not all reached us.

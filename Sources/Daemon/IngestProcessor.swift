@@ -41,50 +41,20 @@ final class IngestProcessor {
     /// Handles one request (the frames after the routing envelope), appending the fact
     /// changes it causes to `changes`.
     func handle(_ frames: [[UInt8]], changes: inout [FactChange]) -> Outcome {
-        guard let command = frames.first else { return .reply(error(id: [], "empty request")) }
-        let requestID = frames.count > 1 ? frames[1] : []
-        switch command {
-        case IngestProtocol.ping:
-            guard requestID.count <= IngestProtocol.maximumRequestIDBytes else {
-                return .reply(error(id: [], "request id longer than \(IngestProtocol.maximumRequestIDBytes) bytes"))
-            }
+        switch IngestProtocol.parse(frames, maxBatchEvents: maxBatchEvents, maxFrameBytes: maxFrameBytes) {
+        case .failure(let error):
+            return .reply([IngestProtocol.err, error.requestID, Array(error.reason.utf8)])
+        case .success(.ping(let requestID)):
             return .reply([IngestProtocol.pong, requestID])
-        case IngestProtocol.events:
-            return events(frames, changes: &changes)
-        default:
-            let echo = requestID.count <= IngestProtocol.maximumRequestIDBytes ? requestID : []
-            let shown = String(decoding: command.prefix(32), as: UTF8.self).filter { !$0.isNewline }
-            return .reply(error(id: echo, "unknown command \"\(shown)\" (expected EVENTS or PING)"))
+        case .success(.events(let requestID, _, let events)):
+            return .acknowledge(requestID: requestID, body: apply(events, changes: &changes))
         }
     }
 
-    private func error(id: [UInt8], _ reason: String) -> [[UInt8]] {
-        [IngestProtocol.err, id, Array(reason.utf8)]
-    }
-
-    private func events(_ frames: [[UInt8]], changes: inout [FactChange]) -> Outcome {
-        guard frames.count >= 2 else { return .reply(error(id: [], "EVENTS needs a request id, a content type and at least one event")) }
-        let requestID = frames[1]
-        guard requestID.count <= IngestProtocol.maximumRequestIDBytes else {
-            return .reply(error(id: [], "request id longer than \(IngestProtocol.maximumRequestIDBytes) bytes"))
-        }
-        guard frames.count >= 3 else { return .reply(error(id: requestID, "EVENTS needs a content type and at least one event")) }
-        let contentType = String(decoding: frames[2], as: UTF8.self)
-        guard contentType == IngestProtocol.jsonContentType else {
-            let shown = String(contentType.prefix(64)).filter { !$0.isNewline }
-            return .reply(error(id: requestID, "unknown content type \"\(shown)\" (expected application/json)"))
-        }
-        let eventCount = frames.count - 3
-        guard eventCount >= 1 else { return .reply(error(id: requestID, "EVENTS carries no event")) }
-        guard eventCount <= maxBatchEvents else {
-            return .reply(error(id: requestID, "\(eventCount) events exceed the batch limit of \(maxBatchEvents)"))
-        }
-        if let big = frames[3...].firstIndex(where: { $0.count > maxFrameBytes }) {
-            return .reply(error(id: requestID, "event \(big - 3) is \(frames[big].count) bytes, over the limit of \(maxFrameBytes)"))
-        }
+    /// Decodes, validates and resolves the events of one request.
+    private func apply(_ events: ArraySlice<[UInt8]>, changes: inout [FactChange]) -> IngestProtocol.AckBody {
         var ack = IngestProtocol.AckBody()
-        for index in 0..<eventCount {
-            let frame = frames[3 + index]
+        for (index, frame) in events.enumerated() {
             switch decoder.decode(json: frame) {
             case .failure(let rejection):
                 ack.rejected.append(.init(index: index, error: rejection.description))
@@ -100,7 +70,7 @@ final class IngestProcessor {
             }
         }
         ack.logSeq = durable.position
-        return .acknowledge(requestID: requestID, body: ack)
+        return ack
     }
 
     /// Makes the current group durable; on failure nothing of it stays applied (see

@@ -51,20 +51,91 @@ public enum IngestProtocol {
 extension IngestProtocol.AckBody {
     /// Reads an `ACK` body; `nil` when it is not one.
     public static func decode(_ bytes: [UInt8]) -> IngestProtocol.AckBody? {
-        guard let v = try? JSONParser.parse(bytes), case .object = v,
+        guard let v = try? JSONParser.parse(bytes), case .object = v, let position = v["log_seq"]?.position,
             case .int(let applied)? = v["applied"], case .int(let duplicate)? = v["duplicate"],
-            case .int(let stale)? = v["stale"], case .int(let logSeq)? = v["log_seq"],
+            case .int(let stale)? = v["stale"], applied >= 0, duplicate >= 0, stale >= 0,
             case .array(let rejected)? = v["rejected"]
         else { return nil }
         var body = IngestProtocol.AckBody()
         body.applied = Int(applied)
         body.duplicate = Int(duplicate)
         body.stale = Int(stale)
-        body.logSeq = UInt64(logSeq)
+        body.logSeq = position
         for r in rejected {
             guard case .int(let index)? = r["index"], let error = r["error"]?.stringValue else { return nil }
             body.rejected.append(.init(index: Int(index), error: error))
         }
         return body
+    }
+}
+
+/// A well-formed ingest request (PROTOCOL.md §2), its frames checked but its events not
+/// yet decoded.
+public enum IngestRequest: Equatable {
+    case ping(requestID: [UInt8])
+    case events(requestID: [UInt8], contentType: String, events: ArraySlice<[UInt8]>)
+}
+
+/// Why a request is not of the protocol's form: answered with `ERR`, the request id it
+/// could read (empty when none) and this one-line reason.
+public struct IngestRequestError: Error, Equatable {
+    public var requestID: [UInt8]
+    public var reason: String
+}
+
+extension IngestProtocol {
+    /// Checks the frames of a request (after the routing envelope): command, request id,
+    /// content type, number and size of event frames.
+    public static func parse(_ frames: [[UInt8]], maxBatchEvents: Int, maxFrameBytes: Int,
+                             contentTypes: Set<String> = [jsonContentType]) -> Result<IngestRequest, IngestRequestError> {
+        func fail(_ id: [UInt8], _ reason: String) -> Result<IngestRequest, IngestRequestError> {
+            .failure(IngestRequestError(requestID: id, reason: reason))
+        }
+        guard let command = frames.first else { return fail([], "empty request") }
+        let requestID = frames.count > 1 ? frames[1] : []
+        let readableID = requestID.count <= maximumRequestIDBytes ? requestID : []
+        switch command {
+        case ping:
+            guard requestID.count <= maximumRequestIDBytes else {
+                return fail([], "request id longer than \(maximumRequestIDBytes) bytes")
+            }
+            return .success(.ping(requestID: requestID))
+        case events:
+            guard frames.count >= 2 else { return fail([], "EVENTS needs a request id, a content type and at least one event") }
+            guard requestID.count <= maximumRequestIDBytes else {
+                return fail([], "request id longer than \(maximumRequestIDBytes) bytes")
+            }
+            guard frames.count >= 3 else { return fail(requestID, "EVENTS needs a content type and at least one event") }
+            let contentType = String(decoding: frames[2], as: UTF8.self)
+            guard contentTypes.contains(contentType) else {
+                let shown = String(contentType.prefix(64)).filter { !$0.isNewline }
+                return fail(requestID, "unknown content type \"\(shown)\" (expected \(contentTypes.sorted().joined(separator: " or ")))")
+            }
+            let eventCount = frames.count - 3
+            guard eventCount >= 1 else { return fail(requestID, "EVENTS carries no event") }
+            guard eventCount <= maxBatchEvents else {
+                return fail(requestID, "\(eventCount) events exceed the batch limit of \(maxBatchEvents)")
+            }
+            if let big = frames[3...].firstIndex(where: { $0.count > maxFrameBytes }) {
+                return fail(requestID, "event \(big - 3) is \(frames[big].count) bytes, over the limit of \(maxFrameBytes)")
+            }
+            return .success(.events(requestID: requestID, contentType: contentType, events: frames[3...]))
+        default:
+            let shown = String(decoding: command.prefix(32), as: UTF8.self).filter { !$0.isNewline && !$0.isASCIIControl }
+            return fail(readableID, "unknown command \"\(shown)\" (expected EVENTS or PING)")
+        }
+    }
+}
+
+extension Character {
+    var isASCIIControl: Bool { isASCII && (asciiValue ?? 32) < 32 }
+}
+
+extension JSONValue {
+    /// A `seq` or `log_seq`: a non-negative integer, or nil for anything else (a peer's
+    /// bad number must never trap a client).
+    public var position: UInt64? {
+        if case .int(let i) = self, i >= 0 { return UInt64(i) }
+        return nil
     }
 }

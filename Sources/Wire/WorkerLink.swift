@@ -49,8 +49,14 @@ public enum WorkerLink {
             var r = BinaryReader(bytes)
             let version = try r.u32("protocol version")
             guard version == UInt32(WorkerLink.protocolVersion) else { throw BinaryDecodingError("worker protocol \(version) is not \(WorkerLink.protocolVersion)") }
-            return Ready(family: try r.string("family"), shard: Int(try r.u32("shard")), shards: Int(try r.u32("shards")),
-                         pid: Int(try r.u64("pid")))
+            let family = try r.string("family")
+            let shard = Int(try r.u32("shard"))
+            let shards = Int(try r.u32("shards"))
+            let pid = try r.u64("pid")
+            // Found by fuzzing: a pid above Int.max used to trap the daemon.
+            guard pid <= UInt64(Int32.max) else { throw BinaryDecodingError("pid \(pid) out of range") }
+            guard shards >= 1, shard < shards else { throw BinaryDecodingError("shard \(shard) of \(shards) out of range") }
+            return Ready(family: family, shard: shard, shards: shards, pid: Int(pid))
         }
     }
 
