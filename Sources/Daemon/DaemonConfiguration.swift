@@ -22,7 +22,7 @@ import Metrics
 ///   - `publish.subscriber_hwm` (int, default 100000): updates queued per subscriber before drops
 ///   - `limits.max_batch_events` (int, default 10000, at least 1000)
 ///   - `limits.max_frame_bytes` (int, default 1048576)
-///   - `limits.max_outstanding_batches` (int, default 64): back-pressure on ingest
+///   - `limits.max_outstanding_batches` (int, default 16): back-pressure on ingest
 ///   - `checkpoint.every_records` (int, default 1000000): log records between checkpoints
 public struct DaemonConfiguration: Sendable {
     public var modelPath: String?
@@ -40,7 +40,7 @@ public struct DaemonConfiguration: Sendable {
     public var subscriberHighWaterMark: Int32 = 100_000
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
-    public var maxOutstandingBatches = 64
+    public var maxOutstandingBatches = 16
     public var checkpointEveryRecords: UInt64 = 1_000_000
     /// Log level of spawned workers (the daemon's `--log-level`; not a file key).
     public var workerLogLevel = "info"

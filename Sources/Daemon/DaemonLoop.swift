@@ -27,7 +27,10 @@ final class DaemonLoop {
     private var registry: WorkerRegistry
     private var published = PublishedState()
     private var dispatchedLogSeq: UInt64
+    /// A group (one log sync, one fact batch) takes at most this many requests and events,
+    /// which bounds a fact batch and so, with `maxOutstandingBatches`, what is in flight.
     private let groupLimit = 256
+    private let groupEventLimit = 20_000
     private var statistics = (requests: 0, events: 0, rounds: 0)
 
     init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext, logger: Logger,
@@ -149,8 +152,10 @@ final class DaemonLoop {
         var pendingAcks: [(envelope: [[UInt8]], requestID: [UInt8], body: IngestProtocol.AckBody)] = []
         var changes: [FactChange] = []
         var handled = 0
-        while handled < groupLimit, let frames = try socket.receive(blocking: false) {
+        var groupEvents = 0
+        while handled < groupLimit, groupEvents < groupEventLimit, let frames = try socket.receive(blocking: false) {
             handled += 1
+            groupEvents += frames.count
             let (envelope, body) = envelope(frames)
             switch ingest.handle(body, changes: &changes) {
             case .reply(let reply):
@@ -247,6 +252,7 @@ final class DaemonLoop {
                     s.outstanding = max(0, s.outstanding - 1)
                     s.reported = header.logSeq
                 }
+                if registry.hasVacantSlot { registry.coalesceResults(of: slot) }
             case .heartbeat:
                 if slot == nil {
                     // A worker we do not know (daemon restarted): make it register again.

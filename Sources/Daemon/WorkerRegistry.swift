@@ -88,6 +88,28 @@ struct WorkerRegistry {
         sessions.values.contains { $0.outstanding >= limit }
     }
 
+    /// Whether some slot has no worker at all: its replacement will be rebuilt at a
+    /// position at least as far as anything dispatched so far.
+    var hasVacantSlot: Bool { slots.contains { sessions[$0] == nil } }
+
+    /// Folds the slot's pending results into one (later values win). Only correct while
+    /// `hasVacantSlot`: no round can publish before the vacant slot's rebuild position,
+    /// which is beyond every result pending now. Keeps memory bounded by the number of
+    /// series, not by how long a worker is away.
+    mutating func coalesceResults(of slot: Slot) {
+        guard var s = sessions[slot], s.results.count > 1 else { return }
+        var order: [TopicKey] = []
+        var latest: [TopicKey: [UInt8]] = [:]
+        for result in s.results {
+            for (topic, payload) in result.series where latest.updateValue(payload, forKey: topic) == nil {
+                order.append(topic)
+            }
+        }
+        s.results = [Result(logSeq: s.results.last!.logSeq, isFull: s.results.contains(where: \.isFull),
+                            series: order.map { ($0, latest[$0]!) })]
+        sessions[slot] = s
+    }
+
     /// Removes and returns, per slot, the results up to `position`.
     mutating func takeResults(upTo position: UInt64) -> [(Slot, [Result])] {
         var out: [(Slot, [Result])] = []
