@@ -111,6 +111,7 @@ final class DaemonLoop {
             let wait = nextRound > now ? Int((nextRound - now) / 1_000_000) : 0
             let ready = try poller.poll(timeoutMilliseconds: max(0, min(wait, configuration.publishIntervalMilliseconds)))
             if ready[0] { try serviceWorkers(workers) }
+            try continueRebuilds(workers)
             if acceptIngest && ready[3] { try serviceIngest(ingestSocket, workers: workers) }
             if ready[1] { try serviceSnapshots(snapshots) }
             if ready[2] { while try updates.receive(blocking: false) != nil {} }
@@ -190,6 +191,7 @@ final class DaemonLoop {
         let position = ingest.logSeq
         guard position != dispatchedLogSeq || !changes.isEmpty else { return }
         dispatchedLogSeq = position
+        rebuildImage = nil  // stale now; sessions still rebuilding keep their own copy
         let blob = WorkerLink.FactBatch.encodeChanges(changes)
         let strings = ingest.store.strings.strings
         for slot in registry.slots {
@@ -197,7 +199,17 @@ final class DaemonLoop {
             let header = WorkerLink.FactBatch.encodeHeader(
                 logSeq: position, wantsResult: true, firstStringID: UInt32(session.stringsSent),
                 strings: strings[session.stringsSent...])
-            if try send(workers, session, [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]) {
+            let message = [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]
+            if session.rebuildCursor != nil {
+                // Behind a rebuild still being sent: keep the order, send it afterwards.
+                registry.update(slot) {
+                    $0.queued.append(message)
+                    $0.stringsSent = strings.count
+                    $0.outstanding += 1
+                }
+                continue
+            }
+            if try send(workers, session, message) {
                 registry.update(slot) {
                     $0.stringsSent = strings.count
                     $0.outstanding += 1
@@ -264,40 +276,92 @@ final class DaemonLoop {
         }
     }
 
-    /// Registers a worker for its slot and rebuilds it from the current facts.
+    /// The rebuild of a worker: every current fact, encoded once per input position and
+    /// shared by all workers that join at that position.
+    private struct RebuildImage {
+        var logSeq: UInt64
+        var strings: Int
+        var chunks: [[[UInt8]]]
+    }
+
+    private var rebuildImage: RebuildImage?
+    private let rebuildChunk = 20_000
+    private let rebuildChunksPerIteration = 4
+
+    private func currentRebuildImage() -> RebuildImage {
+        if let image = rebuildImage, image.logSeq == dispatchedLogSeq { return image }
+        let facts = ingest.store.allFacts()
+        let strings = ingest.store.strings.strings
+        var chunks: [[[UInt8]]] = []
+        var start = 0
+        repeat {
+            let end = min(start + rebuildChunk, facts.count)
+            let header = WorkerLink.FactBatch.encodeHeader(
+                logSeq: dispatchedLogSeq, wantsResult: end == facts.count, firstStringID: start == 0 ? 0 : UInt32(strings.count),
+                strings: start == 0 ? strings[...] : strings[strings.count...])
+            chunks.append([Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(facts[start..<end])])
+            start = end
+        } while start < facts.count
+        let image = RebuildImage(logSeq: dispatchedLogSeq, strings: strings.count, chunks: chunks)
+        rebuildImage = image
+        return image
+    }
+
+    /// Registers a worker for its slot; its rebuild is then sent a few chunks per loop
+    /// iteration (`continueRebuilds`), so the loop keeps serving everyone meanwhile.
     private func admit(_ ready: WorkerLink.Ready, identity: [UInt8], workers: ZMQSocket) throws {
         switch registry.admit(ready, identity: identity, expiry: expiryNanoseconds) {
         case .refused(let reason):
             logger.info("Worker refused", metadata: ["worker.pid": "\(ready.pid)", "reason": "\(reason)"])
             _ = try? workers.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)], blocking: false)
         case .admitted(let slot):
-            let facts = ingest.store.allFacts()
+            let image = currentRebuildImage()
             logger.info("Worker joined, rebuilding", metadata: [
-                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.facts": "\(facts.count)",
-                "rebuild.log_seq": "\(dispatchedLogSeq)",
+                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.facts": "\(ingest.store.recordCount)",
+                "rebuild.log_seq": "\(image.logSeq)",
             ])
             guard let session = registry.sessions[slot] else { return }
-            var ok = try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes])
-            let strings = ingest.store.strings.strings
-            let chunk = 20_000
-            var start = 0
-            repeat {
-                let end = min(start + chunk, facts.count)
-                let last = end == facts.count
-                let header = WorkerLink.FactBatch.encodeHeader(
-                    logSeq: dispatchedLogSeq, wantsResult: last, firstStringID: start == 0 ? 0 : UInt32(strings.count),
-                    strings: start == 0 ? strings[...] : strings[strings.count...])
-                ok = try ok && send(workers, session, [Array(WorkerLink.Command.facts.rawValue.utf8), header,
-                                                       WorkerLink.FactBatch.encodeChanges(facts[start..<end])])
-                start = end
-            } while start < facts.count
-            if ok {
+            if try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
                 registry.update(slot) {
-                    $0.stringsSent = strings.count
+                    $0.stringsSent = image.strings
                     $0.outstanding = 1
+                    $0.rebuildChunks = image.chunks
+                    $0.rebuildCursor = 0
                 }
             } else {
+                dropSession(slot, reason: "unreachable")
+            }
+        }
+    }
+
+    /// Sends the next chunks of every rebuild in progress, then the live batches queued
+    /// behind a finished one.
+    private func continueRebuilds(_ workers: ZMQSocket) throws {
+        for slot in registry.slots {
+            guard let session = registry.sessions[slot], let cursor = session.rebuildCursor else { continue }
+            let chunks = session.rebuildChunks
+            var next = cursor
+            var ok = true
+            while ok && next < chunks.count && next < cursor + rebuildChunksPerIteration {
+                ok = try send(workers, session, chunks[next])
+                next += 1
+            }
+            if ok && next == chunks.count {
+                for message in session.queued where ok { ok = try send(workers, session, message) }
+            }
+            guard ok else {
                 dropSession(slot, reason: "unreachable during rebuild")
+                continue
+            }
+            registry.update(slot) {
+                if next == chunks.count {
+                    $0.rebuildCursor = nil
+                    $0.rebuildChunks = []
+                    $0.queued = []
+                } else {
+                    $0.rebuildCursor = next
+                }
+                $0.lastSent = WorkerRegistry.now()
             }
         }
     }

@@ -24,6 +24,12 @@ struct WorkerRegistry {
         var stringsSent: Int
         var outstanding = 0
         var awaitingFull = true
+        /// The rebuild messages (shared with other sessions rebuilt at the same position)
+        /// and the next one to send; the cursor is nil once the rebuild is sent.
+        var rebuildChunks: [[[UInt8]]] = []
+        var rebuildCursor: Int? = 0
+        /// Live fact batches that arrive while the rebuild is being sent, in order.
+        var queued: [[[UInt8]]] = []
         var results: [Result] = []
         /// Highest position reported (results received), `nil` until the rebuild result.
         var reported: UInt64?

@@ -169,6 +169,11 @@ struct WorkerLoop {
                     default:
                         logger.warning("Unknown command from daemon", metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"])
                     }
+                    // A long rebuild is many messages: keep the heartbeat going between them.
+                    if DispatchTime.now().uptimeNanoseconds - lastSent.uptimeNanoseconds > UInt64(options.heartbeatMilliseconds) * 1_000_000 {
+                        try socket.send(heartbeat)
+                        lastSent = .now()
+                    }
                 }
             } else {
                 liveness -= 1
