@@ -111,6 +111,7 @@ public struct EventDecoder: Sendable {
         }
         let raw = try amount(d["amount"], "deal.amount")
         let fx = try rate(d["currency"], "deal.currency")
+        guard (raw * fx).isFinite else { throw EventRejection("deal.amount", "not finite in the reporting currency") }
         let created = try timestamp(d["created_at"], "deal.created_at")
         var closed: Instant?
         let closedValue = d["closed_at"]
@@ -141,6 +142,7 @@ public struct EventDecoder: Sendable {
         guard let s = value, case .object = s else { throw EventRejection("spend", "missing or not an object") }
         let raw = try amount(s["amount"], "spend.amount")
         let fx = try rate(s["currency"], "spend.currency")
+        guard (raw * fx).isFinite else { throw EventRejection("spend.amount", "not finite in the reporting currency") }
         guard let dateValue = s["date"], dateValue != .null else { throw EventRejection("spend.date", "missing") }
         guard let text = dateValue.stringValue, let date = Timestamp.parseDate(text) else {
             throw EventRejection("spend.date", "not a YYYY-MM-DD date")

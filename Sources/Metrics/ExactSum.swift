@@ -12,20 +12,40 @@ import Darwin
 /// retractions are exact integer arithmetic and the result is rounded once, when read.
 public struct ExactSum: Sendable, Equatable {
     public private(set) var raw: Int128 = 0
+    /// Amounts of 2^52 and more (absurd for money, but valid input) do not fit the fixed
+    /// point; they are summed as plain doubles here, so they can never overflow.
+    public private(set) var huge: Double = 0
 
     public init() {}
 
-    @inline(__always)
-    static func fixed(_ value: Double) -> Int128 { Int128(value * 0x1p64) }
+    static let hugeLimit = 0x1p52
 
-    public mutating func add(_ value: Double, times sign: Int) {
-        if sign > 0 { raw += ExactSum.fixed(value) } else { raw -= ExactSum.fixed(value) }
+    /// `value × 2^64` as an integer, from the double's bits (exact, truncating below 2^-64).
+    @inline(__always)
+    static func fixed(_ value: Double) -> Int128 {
+        let bits = value.bitPattern
+        let exponent = Int((bits >> 52) & 0x7FF)
+        if exponent == 0 { return 0 }  // zero or subnormal: below 2^-64
+        let mantissa = Int128(bits & 0x000F_FFFF_FFFF_FFFF | 0x0010_0000_0000_0000)
+        let shift = exponent - 1075 + 64  // value = mantissa × 2^(exponent − 1075)
+        let magnitude = shift >= 0 ? mantissa << shift : (shift > -64 ? mantissa >> -shift : 0)
+        return bits >> 63 == 0 ? magnitude : -magnitude
     }
 
-    public var value: Double { Double(raw) * 0x1p-64 }
+    public mutating func add(_ value: Double, times sign: Int) {
+        if abs(value) >= ExactSum.hugeLimit {
+            huge += sign > 0 ? value : -value
+        } else if sign > 0 {
+            raw += ExactSum.fixed(value)
+        } else {
+            raw -= ExactSum.fixed(value)
+        }
+    }
 
-    /// `self − other` rounded once.
-    public func difference(_ other: ExactSum) -> Double { Double(raw - other.raw) * 0x1p-64 }
+    public var value: Double { Double(raw) * 0x1p-64 + huge }
+
+    /// `self − other` rounded once (when no huge amounts are involved).
+    public func difference(_ other: ExactSum) -> Double { Double(raw - other.raw) * 0x1p-64 + (huge - other.huge) }
 }
 
 /// A mergeable, retractable quantile sketch with bounded relative error.

@@ -40,10 +40,12 @@ public struct MetricEngine: Sendable {
     let stageOffsets: [Int]
     let stageSlots: Int
 
-    private var cellIndex: [CellKey: Int] = [:]
+    private var cellIndex = CellTable()
     private var cellKeys: [CellKey] = []
     private var cells: [CellAggregates] = []
-    private var dirty: Set<Int> = []
+    /// Cells changed since the last flush: a flag per cell and their list (no hashing).
+    private var dirtyFlags: [Bool] = []
+    private var dirty: [Int] = []
     /// Per string id, a bit per dimension: whether this shard owns that key (0xFF: not yet known).
     private var ownership: [UInt8] = []
     private var published: [SeriesID: [(String, FieldValue)]] = [:]
@@ -54,10 +56,8 @@ public struct MetricEngine: Sendable {
         var key: UInt32
         var period: Period
 
-        /// One word to hash instead of three fields: this lookup runs 18 times per event.
-        func hash(into hasher: inout Hasher) {
-            hasher.combine(UInt64(key) << 32 | UInt64(dimension.rawValue) << 24 | UInt64(UInt32(bitPattern: period.raw) & 0xFF_FFFF))
-        }
+        /// The cell as one word: key, dimension, period (period ids stay below 2^24).
+        var packed: UInt64 { UInt64(key) << 32 | UInt64(dimension.rawValue) << 24 | UInt64(UInt32(bitPattern: period.raw) & 0xFF_FFFF) }
     }
 
     public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {
@@ -94,10 +94,12 @@ public struct MetricEngine: Sendable {
     }
 
     private mutating func cell(_ key: CellKey) -> Int {
-        if let i = cellIndex[key] { return i }
+        let packed = key.packed
+        if let i = cellIndex.find(packed) { return i }
         let i = cells.count
-        cellIndex[key] = i
+        cellIndex.insert(packed, i)
         cellKeys.append(key)
+        dirtyFlags.append(false)
         var c = CellAggregates()
         if needsStages { c.reached = [Int32](repeating: 0, count: stageSlots) }
         cells.append(c)
@@ -143,7 +145,7 @@ public struct MetricEngine: Sendable {
                     let base = stageOffsets[Int(d.pipelineIndex)]
                     for s in 0...Int(d.furthest) { cells[i].reached[base + s] += sign }
                 }
-                dirty.insert(i)
+                markDirty(i)
             }
             for period in closedPeriods {
                 let i = cell(CellKey(dimension: dimension, key: key, period: period))
@@ -155,7 +157,7 @@ public struct MetricEngine: Sendable {
                 } else {
                     cells[i].lost += sign
                 }
-                dirty.insert(i)
+                markDirty(i)
             }
         }
     }
@@ -166,7 +168,7 @@ public struct MetricEngine: Sendable {
                 let i = cell(CellKey(dimension: dimension, key: key, period: period))
                 cells[i].spendRecords += sign
                 cells[i].spend.add(s.amount, times: Int(sign))
-                dirty.insert(i)
+                markDirty(i)
             }
         }
     }
@@ -185,12 +187,22 @@ public struct MetricEngine: Sendable {
             }
             return out
         }
-        for i in dirty.sorted() {
+        dirty.sort()
+        for i in dirty {
+            dirtyFlags[i] = false
             let key = cellKeys[i]
             for (id, fields) in render(cells[i], key) { record(id, fields, into: &out) }
         }
         dirty.removeAll(keepingCapacity: true)
         return out
+    }
+
+    @inline(__always)
+    private mutating func markDirty(_ i: Int) {
+        if !dirtyFlags[i] {
+            dirtyFlags[i] = true
+            dirty.append(i)
+        }
     }
 
     private mutating func record(_ id: SeriesID, _ fields: [(String, FieldValue)]?, into out: inout [SeriesUpdate]) {
@@ -283,5 +295,52 @@ public struct MetricEngine: Sendable {
         case .customerRetentionRate:
             return []
         }
+    }
+}
+
+/// An open-addressing hash table from a packed cell key to its dense index.
+///
+/// The cell lookup runs about 36 times per fact change (old and new facts × 6 dimensions ×
+/// 3 periods) in every worker; a `Dictionary` pays for a seeded SipHash each time, this
+/// pays for one multiply.
+struct CellTable: Sendable {
+    private var keys: [UInt64] = [UInt64](repeating: CellTable.empty, count: 1024)
+    private var values: [Int32] = [Int32](repeating: 0, count: 1024)
+    private var count = 0
+    private static let empty = UInt64.max
+
+    @inline(__always)
+    private func slot(_ key: UInt64, mask: Int) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 20) & mask
+    }
+
+    func find(_ key: UInt64) -> Int? {
+        let mask = keys.count - 1
+        var i = slot(key, mask: mask)
+        while true {
+            let k = keys[i]
+            if k == key { return Int(values[i]) }
+            if k == CellTable.empty { return nil }
+            i = (i + 1) & mask
+        }
+    }
+
+    mutating func insert(_ key: UInt64, _ value: Int) {
+        if (count + 1) * 4 > keys.count * 3 { grow() }
+        let mask = keys.count - 1
+        var i = slot(key, mask: mask)
+        while keys[i] != CellTable.empty && keys[i] != key { i = (i + 1) & mask }
+        if keys[i] == CellTable.empty { count += 1 }
+        keys[i] = key
+        values[i] = Int32(value)
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldValues = values
+        keys = [UInt64](repeating: CellTable.empty, count: oldKeys.count * 2)
+        values = [Int32](repeating: 0, count: oldKeys.count * 2)
+        count = 0
+        for (i, k) in oldKeys.enumerated() where k != CellTable.empty { insert(k, Int(oldValues[i])) }
     }
 }

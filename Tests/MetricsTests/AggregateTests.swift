@@ -43,3 +43,27 @@ struct AggregateTests {
         #expect(LogSketch().percentile(50) == nil)
     }
 }
+
+struct ExactSumConversionTests {
+    @Test func fixedPointMatchesTheGenericConversion() {
+        var rng = SplitMix64(state: 3)
+        for _ in 0..<10_000 {
+            let v = Double(Int.random(in: 0...Int.max, using: &rng)) / Double(Int.random(in: 1...1_000_000, using: &rng)) / 1e6
+            guard v < ExactSum.hugeLimit else { continue }
+            #expect(ExactSum.fixed(v) == Int128(v * 0x1p64), "\(v)")
+            #expect(ExactSum.fixed(-v) == -Int128(v * 0x1p64), "\(v)")
+        }
+        #expect(ExactSum.fixed(0) == 0)
+        #expect(ExactSum.fixed(1) == Int128(1) << 64)
+        #expect(ExactSum.fixed(0x1p-70) == 0)
+    }
+
+    @Test func hugeAmountsNeitherTrapNorVanish() {
+        var s = ExactSum()
+        s.add(1e300, times: 1)
+        s.add(12.5, times: 1)
+        #expect(s.value == 1e300)
+        s.add(1e300, times: -1)
+        #expect(s.value == 12.5)
+    }
+}
