@@ -424,30 +424,32 @@ final class DaemonLoop {
             try updates.send([Topics.progress, Topics.position(seq: published.seq, logSeq: published.logSeq)], blocking: false)
             return
         }
-        var order: [TopicKey] = []
-        var latest: [TopicKey: (payload: [UInt8], slot: Slot)] = [:]
-        func set(_ topic: TopicKey, _ payload: [UInt8], _ slot: Slot) {
-            if latest.updateValue((payload, slot), forKey: topic) == nil { order.append(topic) }
-        }
+        // Every topic belongs to one slot (its family and shard), so only the results of
+        // one slot can need coalescing.
+        var changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)] = []
         for (slot, results) in registry.takeResults(upTo: position) {
+            if results.count == 1 && !results[0].isFull {
+                for s in results[0].series { changes.append((s.topic, s.payload, slot)) }
+                continue
+            }
+            var order: [TopicKey] = []
+            var latest: [TopicKey: [UInt8]] = [:]
+            func set(_ topic: TopicKey, _ payload: [UInt8]) {
+                if latest.updateValue(payload, forKey: topic) == nil { order.append(topic) }
+            }
             // A session's first result holds all its series: whatever the slot published
             // before and is not in it is gone. (It is always the slot's first result here:
             // results of an earlier session are dropped when a new one is admitted.)
-            var current: Set<TopicKey>?
             for result in results {
                 if result.isFull {
-                    let fresh = Set(result.series.filter { !$0.payload.isEmpty }.map(\.topic))
-                    for gone in (current ?? published.topics(of: slot)).subtracting(fresh) { set(gone, [], slot) }
-                    current = fresh
+                    let fresh = Set(result.series.lazy.filter { !$0.payload.isEmpty }.map(\.topic))
+                    for gone in published.topics(of: slot).subtracting(fresh) { set(gone, []) }
                 }
-                for s in result.series {
-                    set(s.topic, s.payload, slot)
-                    if s.payload.isEmpty { current?.remove(s.topic) } else { current?.insert(s.topic) }
-                }
+                for s in result.series { set(s.topic, s.payload) }
             }
+            for topic in order { changes.append((topic, latest[topic]!, slot)) }
         }
-        let messages = published.publish(round: order.map { ($0, latest[$0]!.payload, latest[$0]!.slot) }, logSeq: position)
-        for message in messages { try updates.send(message, blocking: false) }
+        try published.publish(round: changes, logSeq: position) { try updates.send($0, blocking: false) }
     }
 
     // MARK: snapshots

@@ -8,42 +8,40 @@ import Wire
 /// whole round: never half of one.
 struct PublishedState {
     struct Entry {
+        /// The payload as published, with its `seq` and `log_seq`.
         var payload: [UInt8]
-        var unstamped: [UInt8]
         var slot: Slot
     }
 
     private(set) var table: [TopicKey: Entry] = [:]
-    private(set) var topicsBySlot: [Slot: Set<TopicKey>] = [:]
     private(set) var seq: UInt64 = 0
     private(set) var logSeq: UInt64 = 0
 
-    /// Applies one round's coalesced changes at position `logSeq`; returns the messages
-    /// to publish (topic, payload), `_progress` last.
-    mutating func publish(round changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)], logSeq: UInt64) -> [[[UInt8]]] {
-        var out: [[[UInt8]]] = []
-        out.reserveCapacity(changes.count + 1)
+    /// Applies one round's coalesced changes at position `logSeq` and hands each message
+    /// to publish (topic, payload) to `send`, `_progress` last. An empty payload removes
+    /// the series (published once more with `"removed":true`).
+    mutating func publish(round changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)], logSeq: UInt64,
+                          send: ([[UInt8]]) throws -> Void) rethrows {
         self.logSeq = logSeq
         for change in changes {
             if change.payload.isEmpty {
                 guard let old = table.removeValue(forKey: change.topic) else { continue }
-                topicsBySlot[old.slot]?.remove(change.topic)
                 seq += 1
-                out.append([change.topic.bytes, Topics.removal(labels: old.unstamped, seq: seq, logSeq: logSeq)])
+                try send([change.topic.bytes, Topics.removal(labels: old.payload, seq: seq, logSeq: logSeq)])
             } else {
                 seq += 1
                 let stamped = Topics.stamped(change.payload, seq: seq, logSeq: logSeq)
-                if let old = table[change.topic], old.slot != change.slot { topicsBySlot[old.slot]?.remove(change.topic) }
-                table[change.topic] = Entry(payload: stamped, unstamped: change.payload, slot: change.slot)
-                topicsBySlot[change.slot, default: []].insert(change.topic)
+                table[change.topic] = Entry(payload: stamped, slot: change.slot)
+                try send([change.topic.bytes, stamped])
             }
-            if !change.payload.isEmpty { out.append([change.topic.bytes, table[change.topic]!.payload]) }
         }
-        out.append([Topics.progress, Topics.position(seq: seq, logSeq: logSeq)])
-        return out
+        try send([Topics.progress, Topics.position(seq: seq, logSeq: logSeq)])
     }
 
-    func topics(of slot: Slot) -> Set<TopicKey> { topicsBySlot[slot] ?? [] }
+    /// The topics a slot has published (a scan: needed only when a worker is rebuilt).
+    func topics(of slot: Slot) -> Set<TopicKey> {
+        Set(table.lazy.filter { $0.value.slot == slot }.map(\.key))
+    }
 
     /// The snapshot of every series whose topic starts with `prefix`.
     func snapshot(prefix: [UInt8]) -> [(topic: [UInt8], payload: [UInt8])] {

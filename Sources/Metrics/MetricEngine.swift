@@ -309,9 +309,12 @@ struct CellTable: Sendable {
     private var count = 0
     private static let empty = UInt64.max
 
+    /// Fibonacci hashing: the *high* bits of the product depend on every bit of the key
+    /// (the low bits would ignore the key's upper half, and so the string id).
     @inline(__always)
     private func slot(_ key: UInt64, mask: Int) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 20) & mask
+        let mixed = (key ^ (key >> 29)) &* 0x9E37_79B9_7F4A_7C15
+        return Int(truncatingIfNeeded: mixed >> UInt64(64 - (mask + 1).trailingZeroBitCount)) & mask
     }
 
     func find(_ key: UInt64) -> Int? {
