@@ -120,7 +120,9 @@ enum ImpatientExit {
                 let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
                 source.setEventHandler {
                     logger.warning("Second signal: exiting now")
-                    exit(1)
+                    // _exit, not exit: no atexit handlers or static destructors run while
+                    // the socket threads still use libzmq (exit() made it abort).
+                    _exit(1)
                 }
                 source.resume()
                 sources.append(source)

@@ -47,6 +47,8 @@ public final class DaemonProcess {
         let log = FileHandle(forWritingAtPath: logPath)
         log?.seekToEndOfFile()
         process.standardError = log
+        // Never share the test's stdout: a crash reporter holding it would stall the run.
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
         context = try ZMQContext()
         ingest = try ZMQSocket(context: context, type: .dealer)
