@@ -43,7 +43,7 @@ public final class DaemonProcess {
             "--publish-interval-ms", "10", "--log-level", "info",
         ] + extraArguments
         let logPath = dir.appendingPathComponent("daemon.log").path
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = FileHandle(forWritingAtPath: logPath)
         log?.seekToEndOfFile()
         process.standardError = log
