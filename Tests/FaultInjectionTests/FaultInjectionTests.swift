@@ -11,7 +11,7 @@ import ZeroMQ
 /// (`../shared/acceptance/reference.py`) over the same events.
 @Suite(.serialized)
 struct FaultInjectionTests {
-    static let modelJSON = DaemonIntegrationModel.json
+    static let modelJSON = harnessModelJSON
     /// Fast failure detection for tests: 100 ms heartbeats, dropped after 10 silent ones.
     static let fastHeartbeats = #"{"workers":{"heartbeat_ms":100,"liveness":10}}"#
 
@@ -335,13 +335,4 @@ final class ConnectorOutcome: @unchecked Sendable {
     }
 
     func fail(_ reason: String) { lock.withLock { failure = reason } }
-}
-
-enum DaemonIntegrationModel {
-    static let json = #"""
-    {"reporting_currency":"USD","fx":{"USD":1.0,"EUR":1.08},
-     "pipelines":{"default":{"stages":["lead","qualified","proposal","negotiation"],"qualified_stage":"qualified"},
-                  "renewals":{"stages":["review","quote"],"qualified_stage":"review"},
-                  "Enterprise Sales":{"stages":["discovery","demo/trial"],"qualified_stage":"demo/trial"}}}
-    """#
 }

@@ -11,12 +11,7 @@ import ZeroMQ
 /// → topics) over the same events: the multi-process system must publish exactly that.
 @Suite(.serialized)
 struct DaemonIntegrationTests {
-    static let modelJSON = #"""
-    {"reporting_currency":"USD","fx":{"USD":1.0,"EUR":1.08},
-     "pipelines":{"default":{"stages":["lead","qualified","proposal","negotiation"],"qualified_stage":"qualified"},
-                  "renewals":{"stages":["review","quote"],"qualified_stage":"review"},
-                  "Enterprise Sales":{"stages":["discovery","demo/trial"],"qualified_stage":"demo/trial"}}}
-    """#
+    static let modelJSON = harnessModelJSON
 
     private func differences(_ expected: [String: String], _ actual: [String: String]) -> [String] {
         let keys = Set(expected.keys).union(actual.keys)

@@ -7,15 +7,15 @@ import DealModel
 import Metrics
 import Wire
 
-public let harnessModel: Model = {
-    let json = #"""
+/// The model the tests use: the acceptance kit's three pipelines, two currencies.
+public let harnessModelJSON = #"""
     {"reporting_currency":"USD","fx":{"USD":1.0,"EUR":1.08},
      "pipelines":{"default":{"stages":["lead","qualified","proposal","negotiation"],"qualified_stage":"qualified"},
                   "renewals":{"stages":["review","quote"],"qualified_stage":"review"},
                   "Enterprise Sales":{"stages":["discovery","demo/trial"],"qualified_stage":"demo/trial"}}}
     """#
-    return try! Model.parse(Array(json.utf8))
-}()
+
+public let harnessModel: Model = try! Model.parse(Array(harnessModelJSON.utf8))
 
 /// Runs events through the record store and every family on `shards` shards, flushing
 /// after every `flushEvery` events, and returns the published state {topic: payload}.
