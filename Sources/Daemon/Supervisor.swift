@@ -29,7 +29,6 @@ actor Supervisor {
     private var children: [Int32: Child] = [:]
     private let spawner = SpawnerThread()
     private var stopping = false
-    private(set) var restarts = 0
 
     init(executable: String, endpoint: String, shards: Int, extraArguments: [String], logger: Logger,
          deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers) {
@@ -76,7 +75,6 @@ actor Supervisor {
         spawnedWorkers.remove(pid)
         deadWorkers.post(pid)
         guard !stopping else { return }
-        restarts += 1
         logger.warning("Worker exited, restarting", metadata: [
             "worker.slot": "\(child.slot)", "worker.pid": "\(pid)",
             signaled ? "worker.signal" : "worker.status": "\(status)",
@@ -92,9 +90,6 @@ actor Supervisor {
             self.spawn(slot, backoff: backoff)
         }
     }
-
-    /// Pids of the running workers.
-    var pids: [Int32] { Array(children.keys) }
 
     /// Sends SIGTERM to every worker, waits up to `grace` seconds, then SIGKILLs the rest.
     func stopAll(grace: Double = 5) async {

@@ -108,14 +108,6 @@ struct RetentionEngine: Sendable {
             return []
         }
         let steps = difference.sorted { $0.key < $1.key }
-        func customers(atBoundary k: Int32) -> Int {
-            var total = 0
-            for (month, delta) in steps {
-                if month > k { break }
-                total += delta
-            }
-            return total
-        }
         var out: [(SeriesID, [(String, FieldValue)]?)] = []
         func emit(_ period: Period, start: Int, end: Int, new: Int) {
             let value: Double? = start == 0 ? nil : Double(end - new) / Double(start)
@@ -135,7 +127,6 @@ struct RetentionEngine: Sendable {
             }
             boundary[k] = running
         }
-        _ = customers
         for m in first...last {
             emit(.month(m), start: boundary[m]!, end: boundary[m + 1]!, new: newByMonth[m] ?? 0)
         }

@@ -11,7 +11,6 @@ public actor MetricShard {
     public let model: Model
     private var engine: MetricEngine
     private var strings = StringTable()
-    private var changesApplied = 0
 
     public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {
         self.family = family
@@ -33,7 +32,6 @@ public actor MetricShard {
         for s in batch.strings { strings.append(s) }
         let allKey: UInt32 = 0  // the daemon interns "*" first
         for change in batch.changes { engine.apply(change, strings: strings, allKey: allKey) }
-        changesApplied += batch.changes.count
         guard batch.wantsResult else { return nil }
         return engine.flush().map { update in
             let topic = Topics.topic(update.id, strings: strings, model: model)
@@ -42,5 +40,4 @@ public actor MetricShard {
         }
     }
 
-    public var statistics: (changes: Int, cells: Int) { (changesApplied, engine.cellCount) }
 }
