@@ -34,6 +34,9 @@ public final class DaemonProcess {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let modelPath = dir.appendingPathComponent("model.json").path
         try Data(modelJSON.utf8).write(to: URL(fileURLWithPath: modelPath))
+        guard FileManager.default.isExecutableFile(atPath: DaemonProcess.binary) else {
+            throw Failure(description: "no dealstream executable at \(DaemonProcess.binary): run `swift build` first (scripts/test does)")
+        }
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
         process.arguments = [
             "daemon", "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
