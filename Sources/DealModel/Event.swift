@@ -16,6 +16,7 @@ public enum RecordFamily: UInt8, Sendable, Hashable {
     case deal = 0, spend = 1, account = 2
 }
 
+/// A deal's `status`: open, or closed won or lost (the closed cohort).
 public enum DealStatus: UInt8, Sendable {
     case open = 0, won = 1, lost = 2
 }
@@ -42,6 +43,8 @@ public struct DealPayload: Sendable, Equatable {
     }
 }
 
+/// A validated spend record: marketing cost of a channel on a day, in the reporting
+/// currency (the denominator of ROI).
 public struct SpendPayload: Sendable, Equatable {
     public var leadSource: String
     public var amount: Double
@@ -49,6 +52,7 @@ public struct SpendPayload: Sendable, Equatable {
     public var date: Instant
 }
 
+/// A validated account record: whether the customer churned, and when (retention).
 public struct AccountPayload: Sendable, Equatable {
     public var churned: Bool
     public var changedAt: Instant

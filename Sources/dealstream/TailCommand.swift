@@ -62,6 +62,7 @@ struct TailCommand: AsyncParsableCommand {
     }
 }
 
+/// The error of the tail thread, handed back to the command.
 final class LockedError: @unchecked Sendable {
     private let lock = NSLock()
     private var message: String?
