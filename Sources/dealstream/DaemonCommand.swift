@@ -10,17 +10,19 @@ struct DaemonCommand: AsyncParsableCommand {
         commandName: "daemon",
         abstract: "Run the ingestion daemon and its metric workers.",
         discussion: """
-            Replays the event log in --data-dir, binds the ingest, updates and snapshot endpoints \
-            (PROTOCOL.md), starts one worker process per metric family and shard, and runs until \
-            SIGTERM or SIGINT, which stop it cleanly (workers included). Flags override the config \
-            file, which overrides the defaults; see config/dealstream.json for every key.
+            Restores its state from --data-dir (the last checkpoint, then the event logs after it), \
+            binds the ingest, updates and snapshot endpoints (PROTOCOL.md), starts one worker process \
+            per metric family and shard, and runs until SIGTERM or SIGINT, which stop it cleanly \
+            (requests in hand answered, a checkpoint written, workers stopped); a second signal exits \
+            at once. Flags override the config file, which overrides the defaults; config/README.md \
+            documents every key.
             """
     )
 
     @Option(help: "The model file: currencies and pipelines (METRICS.md §5).")
     var model: String?
 
-    @Option(name: .customLong("data-dir"), help: "Directory of the event log and the worker socket (default ./data).")
+    @Option(name: .customLong("data-dir"), help: "Directory of the checkpoint, the event logs and the worker socket (default ./data).")
     var dataDirectory: String?
 
     @Option(help: "A JSON config file (see config/dealstream.json).")
@@ -47,7 +49,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-spawn"), help: "Do not start workers; wait for workers started by hand.")
     var noSpawn = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
     func validate() throws {
