@@ -54,6 +54,26 @@ final class DaemonLoop {
         ])
         dispatchedLogSeq = ingest.logSeq
         registry = WorkerRegistry(families: configuration.families, shards: configuration.shards)
+        if let bytes = durable.readPublished() {
+            do {
+                let saved = try PublishedState(encoded: bytes, slots: registry.slots)
+                if saved.logSeq <= durable.position {
+                    published = saved
+                    logger.info("Published state restored", metadata: [
+                        "published.log_seq": "\(saved.logSeq)", "published.series": "\(saved.table.count)",
+                    ])
+                }
+            } catch {
+                logger.info("Saved published state not used; workers rebuild it", metadata: ["reason": "\(error)"])
+            }
+        }
+    }
+
+    /// Saves the published state beside the checkpoint (see `PublishedState.encoded`).
+    private func savePublished() {
+        do { try ingest.durable.writePublished(published.encoded(slots: registry.slots)) } catch {
+            logger.error("Saving the published state failed", metadata: ["error": "\(error)"])
+        }
     }
 
     private var expiryNanoseconds: UInt64 {
@@ -133,6 +153,7 @@ final class DaemonLoop {
             do { try ingest.durable.checkpoint(wait: true) } catch { logger.error("Final checkpoint failed", metadata: ["error": "\(error)"]) }
         }
         ingest.durable.waitForCheckpoint()
+        savePublished()
         logger.info("Daemon loop stopped", metadata: [
             "ingest.requests": "\(statistics.requests)", "ingest.events": "\(statistics.events)",
             "log.records": "\(ingest.logSeq)", "publish.rounds": "\(statistics.rounds)",
@@ -183,6 +204,7 @@ final class DaemonLoop {
         ingest.durable.pollCheckpoint()
         if ingest.durable.recordsSinceCheckpoint >= configuration.checkpointEveryRecords && !ingest.durable.isCheckpointing {
             do { try ingest.durable.checkpoint(wait: false) } catch { logger.error("Checkpoint could not start", metadata: ["error": "\(error)"]) }
+            savePublished()
         }
     }
 

@@ -172,17 +172,34 @@ final class DurableStore {
         if checkpointDone.wait(timeout: .now()) == .success { checkpointInFlight = nil }
     }
 
+    static func publishedPath(_ directory: String) -> String { "\(directory)/published" }
+
+    /// Saves the published state (atomically: written aside, synced, renamed).
+    func writePublished(_ bytes: [UInt8]) throws {
+        try DurableStore.writeAtomically(DurableStore.publishedPath(directory), [bytes], directory: directory)
+    }
+
+    /// The saved published state, if any.
+    func readPublished() -> [UInt8]? {
+        FileManager.default.contents(atPath: DurableStore.publishedPath(directory)).map { Array($0) }
+    }
+
     private static func writeCheckpoint(_ store: RecordStore, position: UInt64, generation: UInt64, directory: String) throws {
         let body = store.encoded()
         var header: [UInt8] = []
         header.append(contentsOf: position.littleEndianBytes)
         header.append(contentsOf: generation.littleEndianBytes)
         header.append(contentsOf: CRC32.checksum(body).littleEndianBytes)
-        let temporary = checkpointPath(directory) + ".tmp"
+        try writeAtomically(checkpointPath(directory), [header, body], directory: directory)
+    }
+
+    /// Writes `parts` to `path` so that a crash leaves either the old file or the new one.
+    private static func writeAtomically(_ path: String, _ parts: [[UInt8]], directory: String) throws {
+        let temporary = path + ".tmp"
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw EventLog.Failure(operation: "open", path: temporary, code: errno) }
         defer { close(fd) }
-        for part in [header, body] {
+        for part in parts {
             var written = 0
             while written < part.count {
                 let n = part.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
@@ -194,9 +211,7 @@ final class DurableStore {
             }
         }
         guard fsync(fd) == 0 else { throw EventLog.Failure(operation: "fsync", path: temporary, code: errno) }
-        guard rename(temporary, checkpointPath(directory)) == 0 else {
-            throw EventLog.Failure(operation: "rename", path: temporary, code: errno)
-        }
+        guard rename(temporary, path) == 0 else { throw EventLog.Failure(operation: "rename", path: temporary, code: errno) }
         let dir = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dir >= 0 {
             _ = fsync(dir)

@@ -1,3 +1,4 @@
+import DealModel
 import Metrics
 import Wire
 
@@ -56,4 +57,55 @@ struct Slot: Hashable, Sendable, CustomStringConvertible {
     var family: MetricFamily
     var shard: Int
     var description: String { "\(family.rawValue)#\(shard)" }
+}
+
+extension PublishedState {
+    static let fileFormat: UInt32 = 1
+
+    /// The published state as bytes, saved with every checkpoint and at a graceful stop:
+    /// a restart serves it (an earlier consistent state) at once, while the workers are
+    /// still being rebuilt, instead of an empty snapshot.
+    func encoded(slots: [Slot]) -> [UInt8] {
+        var w = BinaryWriter(capacity: 32 + table.count * 320)
+        w.u32(PublishedState.fileFormat)
+        w.string(PublishedState.layout(slots))
+        w.u64(seq)
+        w.u64(logSeq)
+        w.u64(UInt64(table.count))
+        for (topic, entry) in table {
+            w.bytes(topic.bytes)
+            w.bytes(entry.payload)
+            w.string(entry.slot.family.rawValue)
+            w.u32(UInt32(entry.slot.shard))
+        }
+        return w.bytes
+    }
+
+    /// The worker layout a saved state belongs to: which shard owns a series depends on it.
+    static func layout(_ slots: [Slot]) -> String { slots.map(\.description).sorted().joined(separator: ",") }
+
+    /// Reads `encoded(slots:)` bytes; fails unless they were saved by a daemon with the
+    /// same worker layout (families and shard count): with another one, series would
+    /// belong to other slots and their removals could be lost.
+    init(encoded bytes: [UInt8], slots: [Slot]) throws(BinaryDecodingError) {
+        var r = BinaryReader(bytes)
+        guard try r.u32("format") == PublishedState.fileFormat else { throw BinaryDecodingError("unknown published-state format") }
+        guard try r.string("layout") == PublishedState.layout(slots) else {
+            throw BinaryDecodingError("saved with another worker layout (families or shard count)")
+        }
+        let known = Set(slots)
+        seq = try r.u64("seq")
+        logSeq = try r.u64("log_seq")
+        let count = try r.u64("count")
+        table.reserveCapacity(Int(min(count, 1 << 24)))
+        for _ in 0..<count {
+            let topic = TopicKey(try r.bytes("topic"))
+            let payload = try r.bytes("payload")
+            guard let family = MetricFamily(rawValue: try r.string("family")) else { throw BinaryDecodingError("unknown family") }
+            let slot = Slot(family: family, shard: Int(try r.u32("shard")))
+            guard known.contains(slot) else { throw BinaryDecodingError("series of slot \(slot), which this daemon does not run") }
+            table[topic] = Entry(payload: payload, slot: slot)
+        }
+        guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the published state") }
+    }
 }

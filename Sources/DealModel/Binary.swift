@@ -16,6 +16,10 @@ public struct BinaryWriter {
         u64(UInt64(truncatingIfNeeded: v >> 64))
     }
     public mutating func f64(_ v: Double) { u64(v.bitPattern) }
+    public mutating func bytes(_ b: [UInt8]) {
+        u32(UInt32(b.count))
+        bytes.append(contentsOf: b)
+    }
     public mutating func string(_ s: String) {
         u32(UInt32(s.utf8.count))
         bytes.append(contentsOf: s.utf8)
@@ -67,6 +71,11 @@ public struct BinaryReader {
         return Int128(Int64(bitPattern: high)) << 64 | Int128(low)
     }
     public mutating func f64(_ what: String = "f64") throws(BinaryDecodingError) -> Double { Double(bitPattern: try u64(what)) }
+    public mutating func bytes(_ what: String = "bytes") throws(BinaryDecodingError) -> [UInt8] {
+        let n = Int(try u32(what))
+        let o = try take(n, what)
+        return Array(bytes[o..<o + n])
+    }
     public mutating func string(_ what: String = "string") throws(BinaryDecodingError) -> String {
         let n = Int(try u32(what))
         let o = try take(n, what)

@@ -85,6 +85,37 @@ struct DaemonIntegrationTests {
         #expect(restarted.strayWorkers.isEmpty)
     }
 
+    @Test func gracefulRestartServesThePublishedStateBeforeAnyWorkerIsBack() throws {
+        let events = Scenario.events(seed: 13, deals: 150)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-published-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var lastLogSeq: UInt64 = 0
+        var before: [String: String] = [:]
+        do {
+            let daemon = try DaemonProcess(directory: directory, shards: 2, modelJSON: DaemonIntegrationTests.modelJSON)
+            for start in stride(from: 0, to: events.count, by: 100) {
+                lastLogSeq = try daemon.send(Array(events[start..<min(start + 100, events.count)])).logSeq
+            }
+            before = try daemon.waitUntilPublished(lastLogSeq)
+            #expect(daemon.terminate() == 0)
+        }
+        // No workers at all: the snapshot can only come from the saved published state.
+        let restarted = try DaemonProcess(directory: directory, shards: 2, modelJSON: DaemonIntegrationTests.modelJSON,
+                                          extraArguments: ["--no-spawn"])
+        let (after, position) = try restarted.snapshot()
+        #expect(position == lastLogSeq)
+        let diff = differences(before, after)
+        #expect(diff.isEmpty, "\(diff.count) differences, e.g. \(diff.prefix(3))")
+        #expect(restarted.terminate() == 0)
+        // A daemon with another shard count cannot use it (its series belong to other
+        // slots): it starts empty and lets the workers rebuild.
+        let resharded = try DaemonProcess(directory: directory, shards: 3, modelJSON: DaemonIntegrationTests.modelJSON,
+                                          extraArguments: ["--no-spawn"])
+        #expect(try resharded.snapshot().series.isEmpty)
+        #expect(resharded.terminate() == 0)
+    }
+
     @Test func malformedRequestsGetErrAndChangeNothing() throws {
         let daemon = try DaemonProcess(shards: 1, modelJSON: DaemonIntegrationTests.modelJSON)
         defer { _ = daemon.terminate() }
