@@ -227,14 +227,14 @@ final class DaemonLoop {
                 registry.update(slot) {
                     $0.queued.append(message)
                     $0.stringsSent = strings.count
-                    $0.outstanding += 1
+                    $0.awaitedPositions.append(position)
                 }
                 continue
             }
             if try send(workers, session, message) {
                 registry.update(slot) {
                     $0.stringsSent = strings.count
-                    $0.outstanding += 1
+                    $0.awaitedPositions.append(position)
                     $0.lastSent = WorkerRegistry.now()
                 }
             } else {
@@ -283,7 +283,7 @@ final class DaemonLoop {
                 registry.update(slot) { s in
                     s.results.append(.init(logSeq: header.logSeq, isFull: s.awaitingFull, series: series))
                     s.awaitingFull = false
-                    s.outstanding = max(0, s.outstanding - 1)
+                    s.awaitedPositions.removeAll { $0 <= header.logSeq }
                     s.reported = header.logSeq
                 }
                 if registry.hasVacantSlot { registry.coalesceResults(of: slot) }
@@ -346,7 +346,7 @@ final class DaemonLoop {
             if try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
                 registry.update(slot) {
                     $0.stringsSent = image.strings
-                    $0.outstanding = 1
+                    $0.awaitedPositions = [image.logSeq]
                     $0.rebuildChunks = image.chunks
                     $0.rebuildCursor = 0
                 }

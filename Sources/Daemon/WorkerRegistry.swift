@@ -22,7 +22,10 @@ struct WorkerRegistry {
         var lastHeard: UInt64
         var lastSent: UInt64
         var stringsSent: Int
-        var outstanding = 0
+        /// Positions of the batches sent that asked for a result and are not yet covered by
+        /// one (a worker may answer several batches with one result).
+        var awaitedPositions: [UInt64] = []
+        var outstanding: Int { awaitedPositions.count }
         var awaitingFull = true
         /// The rebuild messages (shared with other sessions rebuilt at the same position)
         /// and the next one to send; the cursor is nil once the rebuild is sent.

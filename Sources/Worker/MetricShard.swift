@@ -24,16 +24,19 @@ public actor MetricShard {
         public var payload: [UInt8]
     }
 
-    /// Applies a batch; when it asks for a result, returns the changed series.
-    public func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) -> [Rendered]? {
+    /// Applies a batch of fact changes.
+    public func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) {
         guard Int(batch.firstStringID) == strings.count else {
             throw BinaryDecodingError("string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
         }
         for s in batch.strings { strings.append(s) }
         let allKey: UInt32 = 0  // the daemon interns "*" first
         for change in batch.changes { engine.apply(change, strings: strings, allKey: allKey) }
-        guard batch.wantsResult else { return nil }
-        return engine.flush().map { update in
+    }
+
+    /// The series changed since the last flush, rendered.
+    public func flush() -> [Rendered] {
+        engine.flush().map { update in
             let topic = Topics.topic(update.id, strings: strings, model: model)
             guard let fields = update.fields else { return Rendered(topic: topic, payload: []) }
             return Rendered(topic: topic, payload: Topics.payload(update.id, fields: fields, strings: strings, model: model))

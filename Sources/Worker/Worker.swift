@@ -116,6 +116,18 @@ struct WorkerLoop {
 
     enum SessionEnd { case daemonSilent, refused(String), stopped }
 
+    /// Renders what changed since the last result and sends it, at position `logSeq`.
+    func sendResult(_ socket: ZMQSocket, _ shard: MetricShard, _ logSeq: UInt64) throws {
+        let rendered = try blockingAwait { await shard.flush() }
+        var reply: [[UInt8]] = [Array(WorkerLink.Command.result.rawValue.utf8), WorkerLink.ResultHeader(logSeq: logSeq).encode()]
+        reply.reserveCapacity(2 + rendered.count * 2)
+        for r in rendered {
+            reply.append(r.topic)
+            reply.append(r.payload)
+        }
+        try socket.send(reply)
+    }
+
     /// One connection to the daemon, from READY until the daemon goes silent.
     func session() throws -> SessionEnd {
         let socket = try ZMQSocket(context: context, type: .dealer)
@@ -131,6 +143,9 @@ struct WorkerLoop {
         var shard: MetricShard?
         var liveness = options.liveness
         var lastSent = DispatchTime.now()
+        var lastResult = DispatchTime.now()
+        /// The position of the latest applied batch that asked for a result, not yet answered.
+        var resultDue: UInt64?
         let heartbeat = [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]
         while !stop.isSet {
             let ready = try poller.poll(timeoutMilliseconds: options.heartbeatMilliseconds)
@@ -140,6 +155,7 @@ struct WorkerLoop {
                 while let frames = try socket.receive(blocking: false) {
                     switch WorkerLink.Command(rawValue: String(decoding: frames[0], as: UTF8.self)) {
                     case .reset:
+                        resultDue = nil
                         guard frames.count == 2 else { throw BinaryDecodingError("RESET needs the model frame") }
                         let model = try Model.parse(frames[1])
                         shard = MetricShard(
@@ -150,18 +166,8 @@ struct WorkerLoop {
                     case .facts:
                         guard let current = shard, frames.count == 3 else { throw BinaryDecodingError("FACTS before RESET or malformed") }
                         let batch = try WorkerLink.FactBatch.decode(header: frames[1], changes: frames[2])
-                        let rendered = try blockingAwait { try await current.apply(batch) }
-                        if let rendered {
-                            var reply: [[UInt8]] = [Array(WorkerLink.Command.result.rawValue.utf8),
-                                                    WorkerLink.ResultHeader(logSeq: batch.logSeq).encode()]
-                            reply.reserveCapacity(2 + rendered.count * 2)
-                            for r in rendered {
-                                reply.append(r.topic)
-                                reply.append(r.payload)
-                            }
-                            try socket.send(reply)
-                            lastSent = .now()
-                        }
+                        try blockingAwait { try await current.apply(batch) }
+                        if batch.wantsResult { resultDue = batch.logSeq }
                     case .heartbeat:
                         break
                     case .refused:
@@ -169,11 +175,26 @@ struct WorkerLoop {
                     default:
                         logger.warning("Unknown command from daemon", metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"])
                     }
+                    // Under load, answer at least every 10 ms even while batches keep coming.
+                    if let due = resultDue, let current = shard,
+                       DispatchTime.now().uptimeNanoseconds - lastResult.uptimeNanoseconds > 10_000_000 {
+                        try sendResult(socket, current, due)
+                        resultDue = nil
+                        lastResult = .now()
+                        lastSent = .now()
+                    }
                     // A long rebuild is many messages: keep the heartbeat going between them.
                     if DispatchTime.now().uptimeNanoseconds - lastSent.uptimeNanoseconds > UInt64(options.heartbeatMilliseconds) * 1_000_000 {
                         try socket.send(heartbeat)
                         lastSent = .now()
                     }
+                }
+                // Nothing more queued: one result covers every batch applied since the last.
+                if let due = resultDue, let current = shard {
+                    try sendResult(socket, current, due)
+                    resultDue = nil
+                    lastResult = .now()
+                    lastSent = .now()
                 }
             } else {
                 liveness -= 1
