@@ -80,7 +80,7 @@ public final class IngestClient {
             }
             if try poller.poll(timeoutMilliseconds: 100)[0] {
                 while let reply = try socket.receive(blocking: false) {
-                    let frames = reply.first?.isEmpty == true ? Array(reply.dropFirst()) : reply
+                    let frames = IngestProtocol.withoutDelimiter(reply)
                     guard frames.count == 3, let entry = inFlight[frames[1]] else { continue }
                     inFlight[frames[1]] = nil
                     if frames[0] == IngestProtocol.err {

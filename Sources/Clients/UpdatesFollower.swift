@@ -63,7 +63,7 @@ public final class UpdatesFollower {
                 throw Timeout(description: "no snapshot reply within \(timeoutMilliseconds) ms")
             }
             while let reply = try snapshots.receive(blocking: false) {
-                let frames = reply.first?.isEmpty == true ? Array(reply.dropFirst()) : reply
+                let frames = IngestProtocol.withoutDelimiter(reply)
                 if frames.count == 3 && frames[0] == IngestProtocol.kv {
                     let topic = String(decoding: frames[1], as: UTF8.self)
                     fresh[topic] = Series(topic: topic, payload: (try? JSONParser.parse(frames[2])) ?? .null, raw: frames[2])

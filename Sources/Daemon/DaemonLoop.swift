@@ -339,7 +339,7 @@ final class DaemonLoop {
         case .admitted(let slot):
             let image = currentRebuildImage()
             logger.info("Worker joined, rebuilding", metadata: [
-                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.facts": "\(ingest.store.recordCount)",
+                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.chunks": "\(image.chunks.count)",
                 "rebuild.log_seq": "\(image.logSeq)",
             ])
             guard let session = registry.sessions[slot] else { return }

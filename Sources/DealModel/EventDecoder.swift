@@ -14,7 +14,7 @@ public struct EventDecoder: Sendable {
         do {
             value = try JSONParser.parse(frame)
         } catch {
-            if error.reason.contains("UTF-8") { return .failure(EventRejection("event", "not valid UTF-8 JSON")) }
+            if error.isInvalidUTF8 { return .failure(EventRejection("event", "not valid UTF-8 JSON")) }
             return .failure(EventRejection("event", "not valid JSON (\(error))"))
         }
         guard case .object = value else { return .failure(EventRejection("event", "not a JSON object")) }

@@ -73,6 +73,8 @@ public enum JSONValue: Sendable, Equatable {
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     public var offset: Int
     public var reason: String
+    /// The bytes are not UTF-8 (as opposed to not JSON).
+    public var isInvalidUTF8 = false
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
@@ -240,7 +242,7 @@ public struct JSONParser {
                 position += 1
                 if isASCII { return String(decoding: slice, as: UTF8.self) }
                 guard let s = String(validating: slice, as: UTF8.self) else {
-                    throw JSONParseError(offset: start, reason: "string is not valid UTF-8")
+                    throw JSONParseError(offset: start, reason: "string is not valid UTF-8", isInvalidUTF8: true)
                 }
                 return s
             }
@@ -254,7 +256,7 @@ public struct JSONParser {
             if c == UInt8(ascii: "\"") {
                 position += 1
                 guard let s = String(validating: buffer, as: UTF8.self) else {
-                    throw JSONParseError(offset: start, reason: "string is not valid UTF-8")
+                    throw JSONParseError(offset: start, reason: "string is not valid UTF-8", isInvalidUTF8: true)
                 }
                 return s
             }

@@ -37,6 +37,8 @@ public struct MetricEngine: Sendable {
     let needsAmountSketch: Bool
     let needsDurationSketch: Bool
     let needsStages: Bool
+    /// Bit per `Dimension` this family is published for.
+    let dimensionMask: UInt8
     let stageOffsets: [Int]
     let stageSlots: Int
 
@@ -67,6 +69,7 @@ public struct MetricEngine: Sendable {
         needsAmountSketch = family == .revenue
         needsDurationSketch = family == .salesCycleLength
         needsStages = family == .stageConversion
+        dimensionMask = family.dimensions.reduce(0) { $0 | 1 << $1.rawValue }
         var offsets: [Int] = []
         var total = 0
         for p in model.pipelines {
@@ -134,7 +137,7 @@ public struct MetricEngine: Sendable {
         let durationNs = d.status == .won ? d.closedAt!.nanoseconds - d.createdAt.nanoseconds : 0
         let durationDays = Double(durationNs) / 86_400e9
         for (dimension, key) in d.dimensionKeys(allKey: allKey) {
-            guard family.dimensions.contains(dimension), owns(dimension, key, strings: strings) else { continue }
+            guard dimensionMask & (1 << dimension.rawValue) != 0, owns(dimension, key, strings: strings) else { continue }
             for period in createdPeriods {
                 let i = cell(CellKey(dimension: dimension, key: key, period: period))
                 cells[i].created += sign

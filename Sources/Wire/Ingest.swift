@@ -42,6 +42,12 @@ public enum IngestProtocol {
         }
     }
 
+    /// A reply without the empty delimiter frame a ROUTER may put in front of it (it does
+    /// when the request looked like a REQ envelope).
+    public static func withoutDelimiter(_ frames: [[UInt8]]) -> [[UInt8]] {
+        frames.first?.isEmpty == true ? Array(frames.dropFirst()) : frames
+    }
+
     /// Snapshot endpoint commands (PROTOCOL.md §4).
     public static let snapshot: [UInt8] = Array("SNAPSHOT".utf8)
     public static let kv: [UInt8] = Array("KV".utf8)

@@ -26,12 +26,6 @@ public enum Topics {
         }
     }
 
-    public static func percentEncode(_ s: String) -> String {
-        var out: [UInt8] = []
-        percentEncode(s, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
     /// `<metric>/<dimension>/<key>/<period>`, each segment percent-encoded; for
     /// stage_conversion the metric segment is `stage_conversion:<p>:<from>:<to>`.
     public static func topic(_ id: SeriesID, strings: StringTable, model: Model) -> [UInt8] {

@@ -147,6 +147,19 @@ struct WorkerLoop {
         /// The position of the latest applied batch that asked for a result, not yet answered.
         var resultDue: UInt64?
         let heartbeat = [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]
+        func elapsed(since t: DispatchTime) -> UInt64 { DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds }
+        func answer() throws {
+            guard let due = resultDue, let current = shard else { return }
+            try sendResult(socket, current, due)
+            resultDue = nil
+            lastResult = .now()
+            lastSent = .now()
+        }
+        func heartbeatIfDue() throws {
+            guard elapsed(since: lastSent) > UInt64(options.heartbeatMilliseconds) * 1_000_000 else { return }
+            try socket.send(heartbeat)
+            lastSent = .now()
+        }
         while !stop.isSet {
             let ready = try poller.poll(timeoutMilliseconds: options.heartbeatMilliseconds)
             if let parent = options.parentPID, getppid() != parent { return .stopped }
@@ -175,35 +188,18 @@ struct WorkerLoop {
                     default:
                         logger.warning("Unknown command from daemon", metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"])
                     }
-                    // Under load, answer at least every 10 ms even while batches keep coming.
-                    if let due = resultDue, let current = shard,
-                       DispatchTime.now().uptimeNanoseconds - lastResult.uptimeNanoseconds > 10_000_000 {
-                        try sendResult(socket, current, due)
-                        resultDue = nil
-                        lastResult = .now()
-                        lastSent = .now()
-                    }
-                    // A long rebuild is many messages: keep the heartbeat going between them.
-                    if DispatchTime.now().uptimeNanoseconds - lastSent.uptimeNanoseconds > UInt64(options.heartbeatMilliseconds) * 1_000_000 {
-                        try socket.send(heartbeat)
-                        lastSent = .now()
-                    }
+                    // Under load, answer at least every 10 ms even while batches keep coming;
+                    // a long rebuild is many messages: keep the heartbeat going between them.
+                    if elapsed(since: lastResult) > 10_000_000 { try answer() }
+                    try heartbeatIfDue()
                 }
                 // Nothing more queued: one result covers every batch applied since the last.
-                if let due = resultDue, let current = shard {
-                    try sendResult(socket, current, due)
-                    resultDue = nil
-                    lastResult = .now()
-                    lastSent = .now()
-                }
+                try answer()
             } else {
                 liveness -= 1
                 if liveness <= 0 { return .daemonSilent }
             }
-            if DispatchTime.now().uptimeNanoseconds - lastSent.uptimeNanoseconds > UInt64(options.heartbeatMilliseconds) * 1_000_000 {
-                try socket.send(heartbeat)
-                lastSent = .now()
-            }
+            try heartbeatIfDue()
         }
         return .stopped
     }

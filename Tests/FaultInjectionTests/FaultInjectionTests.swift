@@ -121,15 +121,11 @@ struct FaultInjectionTests {
         defer { _ = daemon.terminate() }
         let events = Scenario.events(seed: 22, deals: 300)
         var last: UInt64 = 0
-        for start in stride(from: 0, to: events.count / 2, by: 50) {
-            last = try daemon.send(Array(events[start..<min(start + 50, events.count / 2)])).logSeq
-        }
+        last = try daemon.sendAll(events[..<(events.count / 2)], batch: 50)
         _ = try daemon.waitUntilPublished(last)
         let victim = try #require(daemon.workerPIDs.first)
         kill(victim, SIGSTOP)
-        for start in stride(from: events.count / 2, to: events.count, by: 50) {
-            last = try daemon.send(Array(events[start..<min(start + 50, events.count)])).logSeq
-        }
+        last = try daemon.sendAll(events[(events.count / 2)...], batch: 50)
         let published = try daemon.waitUntilPublished(last, timeout: 60)
         #expect(!daemon.workerPIDs.contains(victim), "the hung worker must have been killed")
         kill(victim, SIGCONT)
@@ -156,9 +152,7 @@ struct FaultInjectionTests {
         let events = Scenario.events(seed: 23, deals: 600)
         var last: UInt64 = 0
         let started = Date()
-        for start in stride(from: 0, to: events.count, by: 100) {
-            last = try daemon.send(Array(events[start..<min(start + 100, events.count)])).logSeq
-        }
+        last = try daemon.sendAll(events, batch: 100)
         let ingestSeconds = Date().timeIntervalSince(started)
         let published = try daemon.waitUntilPublished(last)
         #expect(ingestSeconds < 30)
@@ -196,7 +190,7 @@ struct FaultInjectionTests {
             poller.add(socket)
             guard try poller.poll(timeoutMilliseconds: 2000)[0], let reply = try socket.receive() else { return nil }
             // An empty first frame looks like a REQ envelope and is echoed back as one.
-            return reply.first?.isEmpty == true ? Array(reply.dropFirst()) : reply
+            return IngestProtocol.withoutDelimiter(reply)
         }
         let ingest = daemon.ingestEndpoint
         let valid = Array(deal("bad-1", created: "2026-01-01T00:00:00Z").utf8)
@@ -311,9 +305,7 @@ struct FaultInjectionTests {
         let remount = try Process.run(URL(fileURLWithPath: "/bin/mount"), arguments: ["-o", "remount,size=64m", data.path])
         remount.waitUntilExit()
         var last: UInt64 = 0
-        for start in stride(from: 0, to: events.count, by: 100) {
-            last = try daemon.send(Array(events[start..<min(start + 100, events.count)])).logSeq
-        }
+        last = try daemon.sendAll(events, batch: 100)
         let published = try daemon.waitUntilPublished(last)
         let (agrees, report) = try FaultInjectionTests.compareWithReference(events: events, snapshot: published, in: directory)
         #expect(agrees, "\(report)")

@@ -26,9 +26,7 @@ struct DaemonIntegrationTests {
         defer { _ = daemon.terminate() }
         var lastLogSeq: UInt64 = 0
         let half = events.count / 2
-        for start in stride(from: 0, to: half, by: 50) {
-            lastLogSeq = try daemon.send(Array(events[start..<min(start + 50, half)])).logSeq
-        }
+        lastLogSeq = try daemon.sendAll(events[..<half], batch: 50)
         // Wait until all 20 workers (10 families × 2 shards) run, then kill one mid-stream.
         let deadline = Date().addingTimeInterval(20)
         while daemon.workerPIDs.count < 20 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -36,9 +34,7 @@ struct DaemonIntegrationTests {
         #expect(before.count == 20)
         let victim = try #require(before.first)
         kill(victim, SIGKILL)
-        for start in stride(from: half, to: events.count, by: 50) {
-            lastLogSeq = try daemon.send(Array(events[start..<min(start + 50, events.count)])).logSeq
-        }
+        lastLogSeq = try daemon.sendAll(events[half...], batch: 50)
         let published = try daemon.waitUntilPublished(lastLogSeq)
         let expected = publishedState(events, model: try Model.parse(Array(DaemonIntegrationTests.modelJSON.utf8)))
         #expect(published.count == expected.count)
@@ -63,9 +59,7 @@ struct DaemonIntegrationTests {
         var published: [String: String] = [:]
         do {
             let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: DaemonIntegrationTests.modelJSON)
-            for start in stride(from: 0, to: events.count, by: 100) {
-                lastLogSeq = try daemon.send(Array(events[start..<min(start + 100, events.count)])).logSeq
-            }
+            lastLogSeq = try daemon.sendAll(events, batch: 100)
             published = try daemon.waitUntilPublished(lastLogSeq)
             daemon.kill9()
             // Workers follow their daemon (parent-death signal), none may linger.
@@ -94,9 +88,7 @@ struct DaemonIntegrationTests {
         var before: [String: String] = [:]
         do {
             let daemon = try DaemonProcess(directory: directory, shards: 2, modelJSON: DaemonIntegrationTests.modelJSON)
-            for start in stride(from: 0, to: events.count, by: 100) {
-                lastLogSeq = try daemon.send(Array(events[start..<min(start + 100, events.count)])).logSeq
-            }
+            lastLogSeq = try daemon.sendAll(events, batch: 100)
             before = try daemon.waitUntilPublished(lastLogSeq)
             #expect(daemon.terminate() == 0)
         }

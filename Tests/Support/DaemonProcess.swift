@@ -92,6 +92,18 @@ public final class DaemonProcess {
         throw Failure(description: "no ACK after \(attempts) attempts")
     }
 
+    /// Sends `events` in requests of `batch`; returns the last ACK's log_seq.
+    @discardableResult
+    public func sendAll<C: Collection>(_ events: C, batch: Int) throws -> UInt64 where C.Element == String {
+        var logSeq: UInt64 = 0
+        var rest = events[...]
+        while !rest.isEmpty {
+            logSeq = try send(Array(rest.prefix(batch))).logSeq
+            rest = rest.dropFirst(batch)
+        }
+        return logSeq
+    }
+
     /// The published state {topic: payload without seq/log_seq} and END's log_seq.
     public func snapshot() throws -> (series: [String: String], logSeq: UInt64) {
         try snapshots.send([IngestProtocol.snapshot, []])
