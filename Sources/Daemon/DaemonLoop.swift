@@ -31,7 +31,9 @@ final class DaemonLoop {
     /// which bounds a fact batch and so, with `maxOutstandingBatches`, what is in flight.
     private let groupLimit = 256
     private let groupEventLimit = 20_000
-    private var statistics = (requests: 0, events: 0, rounds: 0)
+    private var statistics = (requests: 0, events: 0, rounds: 0, factsSent: 0)
+    /// What each family reads of the facts (see `FamilyProjection`).
+    private let projections: [MetricFamily: FamilyProjection]
 
     init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext, logger: Logger,
          stop: StopFlag, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers) throws {
@@ -43,6 +45,7 @@ final class DaemonLoop {
         self.deadWorkers = deadWorkers
         self.model = model
         self.modelBytes = modelBytes
+        projections = Dictionary(uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) })
         let durable = try DurableStore(directory: configuration.dataDirectory, model: model, logger: logger)
         ingest = IngestProcessor(model: model, durable: durable, maxBatchEvents: configuration.maxBatchEvents,
                                  maxFrameBytes: configuration.maxFrameBytes, logger: logger)
@@ -157,6 +160,7 @@ final class DaemonLoop {
         logger.info("Daemon loop stopped", metadata: [
             "ingest.requests": "\(statistics.requests)", "ingest.events": "\(statistics.events)",
             "log.records": "\(ingest.logSeq)", "publish.rounds": "\(statistics.rounds)",
+            "workers.facts_sent": "\(statistics.factsSent)",
         ])
     }
 
@@ -208,16 +212,27 @@ final class DaemonLoop {
         }
     }
 
-    /// Sends one fact batch to every session, if the position moved.
+    /// Sends every session its family's projection of the changes (see `FamilyProjection`),
+    /// if the position moved. A slot with nothing to apply and nothing outstanding has
+    /// reported this position already: it gets no message.
     private func dispatch(_ changes: [FactChange], workers: ZMQSocket) throws {
         let position = ingest.logSeq
         guard position != dispatchedLogSeq || !changes.isEmpty else { return }
         dispatchedLogSeq = position
-        rebuildImage = nil  // stale now; sessions still rebuilding keep their own copy
-        let blob = WorkerLink.FactBatch.encodeChanges(changes)
+        rebuildImages = [:]  // stale now; sessions still rebuilding keep their own copy
         let strings = ingest.store.strings.strings
+        var blobs: [MetricFamily: (blob: [UInt8], isEmpty: Bool)] = [:]
+        for (family, projection) in projections {
+            let projected = changes.compactMap(projection.project)
+            blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.isEmpty)
+            statistics.factsSent += projected.count
+        }
         for slot in registry.slots {
-            guard let session = registry.sessions[slot] else { continue }
+            guard let session = registry.sessions[slot], let (blob, isEmpty) = blobs[slot.family] else { continue }
+            if isEmpty && session.rebuildCursor == nil && session.outstanding == 0 && session.reported != nil {
+                registry.update(slot) { $0.reported = position }
+                continue
+            }
             let header = WorkerLink.FactBatch.encodeHeader(
                 logSeq: position, wantsResult: true, firstStringID: UInt32(session.stringsSent),
                 strings: strings[session.stringsSent...])
@@ -298,21 +313,21 @@ final class DaemonLoop {
         }
     }
 
-    /// The rebuild of a worker: every current fact, encoded once per input position and
-    /// shared by all workers that join at that position.
+    /// The rebuild of a worker: every current fact as its family sees it, encoded once per
+    /// input position and family and shared by all shards that join at that position.
     private struct RebuildImage {
         var logSeq: UInt64
         var strings: Int
         var chunks: [[[UInt8]]]
     }
 
-    private var rebuildImage: RebuildImage?
+    private var rebuildImages: [MetricFamily: RebuildImage] = [:]
     private let rebuildChunk = 20_000
     private let rebuildChunksPerIteration = 4
 
-    private func currentRebuildImage() -> RebuildImage {
-        if let image = rebuildImage, image.logSeq == dispatchedLogSeq { return image }
-        let facts = ingest.store.allFacts()
+    private func currentRebuildImage(for family: MetricFamily) -> RebuildImage {
+        if let image = rebuildImages[family], image.logSeq == dispatchedLogSeq { return image }
+        let facts = ingest.store.allFacts().compactMap(projections[family]!.project)
         let strings = ingest.store.strings.strings
         var chunks: [[[UInt8]]] = []
         var start = 0
@@ -325,7 +340,7 @@ final class DaemonLoop {
             start = end
         } while start < facts.count
         let image = RebuildImage(logSeq: dispatchedLogSeq, strings: strings.count, chunks: chunks)
-        rebuildImage = image
+        rebuildImages[family] = image
         return image
     }
 
@@ -337,7 +352,7 @@ final class DaemonLoop {
             logger.info("Worker refused", metadata: ["worker.pid": "\(ready.pid)", "reason": "\(reason)"])
             _ = try? workers.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)], blocking: false)
         case .admitted(let slot):
-            let image = currentRebuildImage()
+            let image = currentRebuildImage(for: slot.family)
             logger.info("Worker joined, rebuilding", metadata: [
                 "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.chunks": "\(image.chunks.count)",
                 "rebuild.log_seq": "\(image.logSeq)",

@@ -181,6 +181,17 @@ public struct Period: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var isMonth: Bool { raw > 0 && raw % 2 == 1 }
 
     /// The three periods an instant counts in: all, its month, its quarter.
+    /// The `n`th (0, 1, 2) of the periods of a month: `all`, the month, its quarter.
+    /// The hot path's allocation-free twin of `periods(of:)`.
+    @inline(__always)
+    public static func nth(_ n: Int, month m: Int32) -> Period {
+        switch n {
+        case 0: .all
+        case 1: .month(m)
+        default: .quarter(m.quotientFloor(3))
+        }
+    }
+
     public static func periods(of instant: Instant) -> [Period] {
         let m = instant.monthIndex
         return [.all, .month(m), .quarter(m.quotientFloor(3))]

@@ -37,6 +37,10 @@ public struct MetricEngine: Sendable {
     let needsAmountSketch: Bool
     let needsDurationSketch: Bool
     let needsStages: Bool
+    /// Which cohorts (METRICS.md §2) the family's series read; the other is not kept.
+    let readsCreatedCohort: Bool
+    let readsClosedCohort: Bool
+    let readsCreatedAmount: Bool
     /// Bit per `Dimension` this family is published for.
     let dimensionMask: UInt8
     let stageOffsets: [Int]
@@ -69,6 +73,9 @@ public struct MetricEngine: Sendable {
         needsAmountSketch = family == .revenue
         needsDurationSketch = family == .salesCycleLength
         needsStages = family == .stageConversion
+        readsCreatedCohort = [.newOpportunities, .qualifiedLeads, .stageConversion, .revenue, .salesVelocity].contains(family)
+        readsClosedCohort = [.winRate, .revenue, .averageOrderValue, .salesCycleLength, .salesVelocity, .roi].contains(family)
+        readsCreatedAmount = family == .revenue
         dimensionMask = family.dimensions.reduce(0) { $0 | 1 << $1.rawValue }
         var offsets: [Int] = []
         var total = 0
@@ -131,36 +138,49 @@ public struct MetricEngine: Sendable {
     }
 
     private mutating func applyDeal(_ d: DealFacts, sign: Int32, strings: StringTable, allKey: UInt32) {
-        let createdPeriods = Period.periods(of: d.createdAt)
-        let closedPeriods = d.isClosed ? Period.periods(of: d.closedAt!) : []
         let qualifiedIndex = model.pipelines[Int(d.pipelineIndex)].qualifiedIndex
         let durationNs = d.status == .won ? d.closedAt!.nanoseconds - d.createdAt.nanoseconds : 0
         let durationDays = Double(durationNs) / 86_400e9
-        for (dimension, key) in d.dimensionKeys(allKey: allKey) {
-            guard dimensionMask & (1 << dimension.rawValue) != 0, owns(dimension, key, strings: strings) else { continue }
-            for period in createdPeriods {
-                let i = cell(CellKey(dimension: dimension, key: key, period: period))
-                cells[i].created += sign
-                if Int(d.furthest) >= qualifiedIndex { cells[i].qualified += sign }
-                cells[i].createdAmount.add(d.amount, times: Int(sign))
-                if needsAmountSketch { cells[i].amountSketch.add(d.amount, times: sign) }
-                if needsStages {
-                    let base = stageOffsets[Int(d.pipelineIndex)]
-                    for s in 0...Int(d.furthest) { cells[i].reached[base + s] += sign }
-                }
-                markDirty(i)
+        let createdMonth = d.createdAt.monthIndex
+        let closedMonth = d.closedAt?.monthIndex ?? 0
+        for dimension in Dimension.allCases where dimensionMask & (1 << dimension.rawValue) != 0 {
+            let key: UInt32
+            switch dimension {
+            case .all: key = allKey
+            case .pipeline: key = d.pipeline
+            case .team: key = d.team
+            case .owner: key = d.owner
+            case .leadSource: key = d.leadSource
+            case .source: key = d.source
             }
-            for period in closedPeriods {
-                let i = cell(CellKey(dimension: dimension, key: key, period: period))
-                if d.status == .won {
-                    cells[i].won += sign
-                    cells[i].wonAmount.add(d.amount, times: Int(sign))
-                    cells[i].wonDurationNanoseconds += sign > 0 ? durationNs : -durationNs
-                    if needsDurationSketch { cells[i].durationSketch.add(durationDays, times: sign) }
-                } else {
-                    cells[i].lost += sign
+            guard owns(dimension, key, strings: strings) else { continue }
+            if readsCreatedCohort {
+                for p in 0..<3 {
+                    let i = cell(CellKey(dimension: dimension, key: key, period: Period.nth(p, month: createdMonth)))
+                    cells[i].created += sign
+                    if Int(d.furthest) >= qualifiedIndex { cells[i].qualified += sign }
+                    if readsCreatedAmount { cells[i].createdAmount.add(d.amount, times: Int(sign)) }
+                    if needsAmountSketch { cells[i].amountSketch.add(d.amount, times: sign) }
+                    if needsStages {
+                        let base = stageOffsets[Int(d.pipelineIndex)]
+                        for s in 0...Int(d.furthest) { cells[i].reached[base + s] += sign }
+                    }
+                    markDirty(i)
                 }
-                markDirty(i)
+            }
+            if readsClosedCohort && d.isClosed {
+                for p in 0..<3 {
+                    let i = cell(CellKey(dimension: dimension, key: key, period: Period.nth(p, month: closedMonth)))
+                    if d.status == .won {
+                        cells[i].won += sign
+                        cells[i].wonAmount.add(d.amount, times: Int(sign))
+                        cells[i].wonDurationNanoseconds += sign > 0 ? durationNs : -durationNs
+                        if needsDurationSketch { cells[i].durationSketch.add(durationDays, times: sign) }
+                    } else {
+                        cells[i].lost += sign
+                    }
+                    markDirty(i)
+                }
             }
         }
     }

@@ -19,7 +19,10 @@ public let harnessModel: Model = try! Model.parse(Array(harnessModelJSON.utf8))
 
 /// Runs events through the record store and every family on `shards` shards, flushing
 /// after every `flushEvery` events, and returns the published state {topic: payload}.
-public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int = 7, model: Model = harnessModel) -> [String: String] {
+/// With `projected`, each family gets only its `FamilyProjection` of every change, as the
+/// daemon sends it.
+public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int = 7, model: Model = harnessModel,
+                           projected: Bool = false) -> [String: String] {
     var store = RecordStore(model: model)
     let decoder = EventDecoder(model: model)
     var engines: [MetricEngine] = []
@@ -45,7 +48,14 @@ public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int 
     for (n, text) in events.enumerated() {
         guard case .success(let event) = decoder.decode(json: Array(text.utf8)) else { continue }
         if let change = store.apply(event).change {
-            for i in engines.indices { engines[i].apply(change, strings: store.strings, allKey: store.allKey) }
+            for i in engines.indices {
+                if projected {
+                    guard let mine = FamilyProjection(family: engines[i].family, model: model).project(change) else { continue }
+                    engines[i].apply(mine, strings: store.strings, allKey: store.allKey)
+                } else {
+                    engines[i].apply(change, strings: store.strings, allKey: store.allKey)
+                }
+            }
         }
         if n % flushEvery == 0 { flush() }
     }
