@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
@@ -28,6 +29,13 @@ let package = Package(
         .target(name: "DealModel", swiftSettings: sharedSettings),
         .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
+        // The event content types: JSON and protobuf (generated code committed, see
+        // scripts/generate-protobuf). Only this target imports SwiftProtobuf.
+        .target(
+            name: "EventEncoding",
+            dependencies: ["DealModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: sharedSettings
+        ),
         .target(
             name: "Clients",
             dependencies: ["ZeroMQ", "Wire", "DealModel"],
@@ -45,7 +53,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics",
+                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -55,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "dealstream",
             dependencies: [
-                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics",
+                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -74,10 +82,13 @@ let package = Package(
             name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
             name: "DaemonTests",
-            dependencies: ["Daemon", "DealModel", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Daemon", "DealModel", "EventEncoding", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
         .testTarget(
             name: "FaultInjectionTests",
@@ -86,7 +97,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "DealstreamTestSupport"],
+            dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "EventEncoding", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
     ]

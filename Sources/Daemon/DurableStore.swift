@@ -1,4 +1,5 @@
 import DealModel
+import EventEncoding
 import Foundation
 import Logging
 
@@ -79,7 +80,7 @@ final class DurableStore {
         let last = generations.last ?? generation
         for g in Set(generations + [generation]).sorted() {
             let log = try EventLog(path: logPath(directory, g)) { payload in
-                switch decoder.decode(json: payload) {
+                switch DurableStore.decode(logRecord: payload, with: decoder) {
                 case .success(let event): _ = store.apply(event)
                 case .failure: skipped += 1
                 }
@@ -99,7 +100,21 @@ final class DurableStore {
     /// Resolves an event against the store; the caller appends it if it changed state.
     func apply(_ event: Event) -> Resolution { store.apply(event) }
 
-    func append(_ payload: [UInt8]) { log.append(payload) }
+    func append(_ frame: [UInt8], encoding: EventEncoding) {
+        switch encoding {
+        case .json: log.append(frame)
+        case .protobuf: log.append([DurableStore.protobufRecordMark] + frame)
+        }
+    }
+
+    /// A log record holds an event frame as received: JSON as is (it never starts with a
+    /// zero byte), protobuf behind this one-byte mark.
+    static let protobufRecordMark: UInt8 = 0
+
+    static func decode(logRecord payload: [UInt8], with decoder: EventDecoder) -> Result<Event, EventRejection> {
+        if payload.first == protobufRecordMark { return ProtobufEvent.decode(Array(payload.dropFirst()), with: decoder) }
+        return decoder.decode(json: payload)
+    }
 
     /// Makes the pending group durable. On failure the state is reloaded from disk, so
     /// nothing that was not stored stays applied; the caller then answers `ERR`.

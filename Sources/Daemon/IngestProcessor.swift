@@ -1,4 +1,5 @@
 import DealModel
+import EventEncoding
 import Logging
 import Wire
 
@@ -41,21 +42,23 @@ final class IngestProcessor {
     /// Handles one request (the frames after the routing envelope), appending the fact
     /// changes it causes to `changes`.
     func handle(_ frames: [[UInt8]], changes: inout [FactChange]) -> Outcome {
-        switch IngestProtocol.parse(frames, maxBatchEvents: maxBatchEvents, maxFrameBytes: maxFrameBytes) {
+        switch IngestProtocol.parse(frames, maxBatchEvents: maxBatchEvents, maxFrameBytes: maxFrameBytes,
+                                    contentTypes: EventEncoding.contentTypes) {
         case .failure(let error):
             return .reply([IngestProtocol.err, error.requestID, Array(error.reason.utf8)])
         case .success(.ping(let requestID)):
             return .reply([IngestProtocol.pong, requestID])
-        case .success(.events(let requestID, _, let events)):
-            return .acknowledge(requestID: requestID, body: apply(events, changes: &changes))
+        case .success(.events(let requestID, let contentType, let events)):
+            let encoding = EventEncoding(contentType: contentType) ?? .json
+            return .acknowledge(requestID: requestID, body: apply(events, encoding: encoding, changes: &changes))
         }
     }
 
     /// Decodes, validates and resolves the events of one request.
-    private func apply(_ events: ArraySlice<[UInt8]>, changes: inout [FactChange]) -> IngestProtocol.AckBody {
+    private func apply(_ events: ArraySlice<[UInt8]>, encoding: EventEncoding, changes: inout [FactChange]) -> IngestProtocol.AckBody {
         var ack = IngestProtocol.AckBody()
         for (index, frame) in events.enumerated() {
-            switch decoder.decode(json: frame) {
+            switch encoding.decode(frame, with: decoder) {
             case .failure(let rejection):
                 ack.rejected.append(.init(index: index, error: rejection.description))
             case .success(let event):
@@ -65,7 +68,7 @@ final class IngestProcessor {
                 case .duplicate: ack.duplicate += 1
                 case .stale: ack.stale += 1
                 }
-                if resolution.changedState { durable.append(frame) }
+                if resolution.changedState { durable.append(frame, encoding: encoding) }
                 if let change = resolution.change { changes.append(change) }
             }
         }

@@ -17,6 +17,12 @@ public struct EventDecoder: Sendable {
             if error.isInvalidUTF8 { return .failure(EventRejection("event", "not valid UTF-8 JSON")) }
             return .failure(EventRejection("event", "not valid JSON (\(error))"))
         }
+        return decode(value: value)
+    }
+
+    /// Validates an event already read into a `JSONValue` (from JSON text, or from another
+    /// encoding that stands for the same JSON object).
+    public func decode(value: JSONValue) -> Result<Event, EventRejection> {
         guard case .object = value else { return .failure(EventRejection("event", "not a JSON object")) }
         do {
             return .success(try validate(value))

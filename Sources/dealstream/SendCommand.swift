@@ -2,6 +2,7 @@ import ArgumentParser
 import Clients
 import Connectors
 import DealModel
+import EventEncoding
 import Dispatch
 import Foundation
 import Wire
@@ -56,8 +57,16 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "After the last ACK, wait until the published state (asked at this snapshot endpoint) reflects it, and report the end-to-end rate.")
     var wait: String?
 
+    @Option(help: "Content type of the event frames: json (application/json) or protobuf (application/x-protobuf, proto/dealstream/v1/event.proto; events are converted from JSON here).")
+    var encoding: EncodingChoice = .json
+
     @Flag(help: "Print the report as one JSON object.")
     var json = false
+
+    enum EncodingChoice: String, ExpressibleByArgument, CaseIterable {
+        case json, protobuf
+        var encoding: EventEncoding { self == .json ? .json : .protobuf }
+    }
 
     func validate() throws {
         guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch must be in 1…10000") }
@@ -71,6 +80,7 @@ struct SendCommand: AsyncParsableCommand {
         options.openCreatedAt = openCreatedAt
         let report = SendReport()
         let settings = (ingest, window, timeout, retries, rate, wait, batchSize)
+        let encoding = self.encoding.encoding
         let files = self.files
         let csvOptions = options
         let thread = ZMQThread(name: "send") {
@@ -87,8 +97,17 @@ struct SendCommand: AsyncParsableCommand {
                     origins[number] = batch.map(\.origin)
                     number += 1
                     report.read += batch.count
-                    return batch.map(\.json)
-                }, eventsPerSecond: settings.4, onAck: { ack in
+                    guard encoding == .protobuf else { return batch.map(\.json) }
+                    // A line with no protobuf form (not JSON, or a value the schema cannot
+                    // hold) stops the send, naming the line and the field.
+                    return try batch.map { event in
+                        do {
+                            return try ProtobufEvent.encode(json: try JSONParser.parse(event.json))
+                        } catch {
+                            throw ValidationError("\(event.origin): no protobuf form: \(error)")
+                        }
+                    }
+                }, contentType: encoding.contentType, eventsPerSecond: settings.4, onAck: { ack in
                     report.record(ack.body, origins: origins.removeValue(forKey: ack.requestNumber) ?? [])
                 }, onTick: { report.showProgress() })
                 report.ackedSeconds = report.seconds

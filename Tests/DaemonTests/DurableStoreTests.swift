@@ -1,4 +1,5 @@
 import DealModel
+import EventEncoding
 import DealstreamTestSupport
 import Foundation
 import Logging
@@ -15,11 +16,14 @@ struct DurableStoreTests {
         return path
     }
 
+    /// Every other event arrives as protobuf, so the log holds both record kinds.
     private func feed(_ store: DurableStore, _ events: ArraySlice<String>) throws {
         let decoder = EventDecoder(model: harnessModel)
-        for text in events {
-            guard case .success(let event) = decoder.decode(json: Array(text.utf8)) else { continue }
-            if store.apply(event).changedState { store.append(Array(text.utf8)) }
+        for (n, text) in zip(events.indices, events) {
+            let encoding: EventEncoding = n % 2 == 0 ? .json : .protobuf
+            let frame = encoding == .json ? Array(text.utf8) : try ProtobufEvent.encode(json: try JSONParser.parse(Array(text.utf8)))
+            guard case .success(let event) = encoding.decode(frame, with: decoder) else { continue }
+            if store.apply(event).changedState { store.append(frame, encoding: encoding) }
         }
         try store.commit()
     }

@@ -77,10 +77,15 @@ public final class DaemonProcess {
     /// Sends one EVENTS request and returns its ACK, resending on silence (the daemon may
     /// be restarting): versions make a resend harmless.
     public func send(_ events: [String], attempts: Int = 20) throws -> IngestProtocol.AckBody {
+        try send(frames: events.map { Array($0.utf8) }, contentType: IngestProtocol.jsonContentType, attempts: attempts)
+    }
+
+    /// Sends one EVENTS request of event frames in `contentType` and returns its ACK.
+    public func send(frames: [[UInt8]], contentType: String, attempts: Int = 20) throws -> IngestProtocol.AckBody {
         requestNumber += 1
         let id = Array("it-\(requestNumber)".utf8)
         for _ in 0..<attempts {
-            try ingest.send([IngestProtocol.events, id, Array("application/json".utf8)] + events.map { Array($0.utf8) })
+            try ingest.send([IngestProtocol.events, id, Array(contentType.utf8)] + frames)
             while let reply = try? receive(ingest, timeout: 3000) {
                 guard reply.count == 3, reply[1] == id else { continue }
                 guard reply[0] == IngestProtocol.ack, let body = IngestProtocol.AckBody.decode(reply[2]) else {
