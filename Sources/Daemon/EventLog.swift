@@ -37,37 +37,51 @@ public final class EventLog {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Failure(operation: "open", path: path, code: errno) }
         self.fd = fd
-        var data: [UInt8] = []
+        // Streamed in 1 MiB reads: memory stays one buffer, whatever the log's size.
+        var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
+        var consumed = 0  // bytes of the buffer already replayed
+        var offset = 0  // file offset of the end of the last valid record
+        var fileSize = 0
+        var records: UInt64 = 0
+        var corrupt = false
+        reading: while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw Failure(operation: "read", path: path, code: errno)
             }
             if n == 0 { break }
-            data.append(contentsOf: chunk[0..<n])
+            fileSize += n
+            if corrupt { continue }
+            if consumed > 0 {
+                buffer.removeFirst(consumed)
+                consumed = 0
+            }
+            buffer.append(contentsOf: chunk[0..<n])
+            while consumed + 8 <= buffer.count {
+                let length = Int(EventLog.u32(buffer, consumed))
+                guard consumed + 8 + length <= buffer.count else { continue reading }
+                let crc = EventLog.u32(buffer, consumed + 4)
+                let payload = Array(buffer[(consumed + 8)..<(consumed + 8 + length)])
+                guard CRC32.checksum(payload) == crc else {
+                    corrupt = true
+                    continue reading
+                }
+                try replay(payload)
+                consumed += 8 + length
+                offset += 8 + length
+                records += 1
+            }
         }
-        var offset = 0
-        var records: UInt64 = 0
-        while offset + 8 <= data.count {
-            let length = Int(EventLog.u32(data, offset))
-            let crc = EventLog.u32(data, offset + 4)
-            guard offset + 8 + length <= data.count else { break }
-            let payload = Array(data[(offset + 8)..<(offset + 8 + length)])
-            guard CRC32.checksum(payload) == crc else { break }
-            try replay(payload)
-            offset += 8 + length
-            records += 1
-        }
-        if offset != data.count {
+        if offset != fileSize {
             guard ftruncate(fd, off_t(offset)) == 0 else { throw Failure(operation: "ftruncate", path: path, code: errno) }
         }
         guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw Failure(operation: "lseek", path: path, code: errno) }
         size = offset
         count = records
         durableCount = records
-        truncatedBytes = data.count - offset
+        truncatedBytes = fileSize - offset
     }
 
     /// Bytes of torn or corrupt tail cut off when the log was opened.

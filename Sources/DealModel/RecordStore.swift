@@ -72,6 +72,9 @@ public struct RecordStore: Sendable {
     /// Number of records (deals, spends, accounts), tombstones included.
     public var recordCount: Int { deals.count + spends.count + accounts.count }
 
+    /// Deals whose current state is not a deletion (a scan: for figures, not the hot path).
+    public var liveDealCount: Int { deals.values.reduce(0) { $0 + ($1.facts == nil ? 0 : 1) } }
+
     /// Resolves one validated event.
     public mutating func apply(_ event: Event) -> Resolution {
         let key = RecordKey(source: event.source, id: event.id)
