@@ -18,7 +18,10 @@ import Metrics
 ///   - `workers.spawn` (bool, default true): start and supervise the worker processes
 ///   - `workers.families` ([string], default all ten): metric families to serve
 ///   - `workers.heartbeat_ms` (int, default 500), `workers.liveness` (int, default 20)
-///   - `publish.interval_ms` (int, default 20): how often a publication round runs
+///   - `publish.interval_ms` (int, default 2): a round runs as soon as every worker has
+///     reported a new position, at most once per this many milliseconds
+///   - `publish.idle_progress_ms` (int, default 20): with nothing new, `_progress` is still
+///     published this often
 ///   - `publish.subscriber_hwm` (int, default 100000): updates queued per subscriber before drops
 ///   - `limits.max_batch_events` (int, default 10000, at least 1000)
 ///   - `limits.max_frame_bytes` (int, default 1048576)
@@ -36,7 +39,8 @@ public struct DaemonConfiguration: Sendable {
     public var families: [MetricFamily] = MetricFamily.allCases
     public var heartbeatMilliseconds = 500
     public var liveness = 20
-    public var publishIntervalMilliseconds = 20
+    public var publishIntervalMilliseconds = 2
+    public var idleProgressMilliseconds = 20
     public var subscriberHighWaterMark: Int32 = 100_000
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
@@ -103,6 +107,7 @@ public struct DaemonConfiguration: Sendable {
                 for (k, v) in try object(value, key) {
                     switch k {
                     case "interval_ms": c.publishIntervalMilliseconds = try int(v, "publish.interval_ms", min: 1)
+                    case "idle_progress_ms": c.idleProgressMilliseconds = try int(v, "publish.idle_progress_ms", min: 1)
                     case "subscriber_hwm": c.subscriberHighWaterMark = Int32(try int(v, "publish.subscriber_hwm", min: 0))
                     default: throw ConfigurationError(key: "publish.\(k)", reason: "unknown key")
                     }

@@ -47,8 +47,7 @@ final class DaemonLoop {
         self.modelBytes = modelBytes
         projections = Dictionary(uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) })
         let durable = try DurableStore(directory: configuration.dataDirectory, model: model, logger: logger)
-        ingest = IngestProcessor(model: model, durable: durable, maxBatchEvents: configuration.maxBatchEvents,
-                                 maxFrameBytes: configuration.maxFrameBytes, logger: logger)
+        ingest = IngestProcessor(durable: durable)
         logger.info("State restored", metadata: [
             "log_seq": "\(durable.position)", "store.records": "\(durable.store.recordCount)",
             "restore.checkpoint": "\(durable.lastReplay.fromCheckpoint ? "\(durable.checkpointPosition)" : "none")",
@@ -85,13 +84,12 @@ final class DaemonLoop {
 
     /// Binds the sockets and runs until the stop flag is set.
     func run(bound: @Sendable () -> Void) throws {
-        let ingestSocket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
-        try ingestSocket.set(.receiveHighWaterMark, 10_000)
-        try ingestSocket.set(.sendHighWaterMark, 0)
-        // libzmq checks this per frame: frames up to 8× the limit are read and answered with
-        // ERR; a peer sending a bigger one is disconnected before it costs memory.
-        try ingestSocket.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * 8)
-        try ingestSocket.bind(configuration.ingestEndpoint)
+        // The ingest ROUTER lives on its own thread (`IngestFront`), which decodes events;
+        // this PAIR is how it wakes the loop.
+        let ingestWake = try ZMQSocket(context: context, type: .pair, lingerMilliseconds: 0)
+        try ingestWake.bind(IngestFront.wakeEndpoint)
+        let front = try IngestFront(context: context, endpoint: configuration.ingestEndpoint, configuration: configuration,
+                                    model: model, logger: logger, stop: stop)
 
         let updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)
         try updates.set(.sendHighWaterMark, configuration.subscriberHighWaterMark)
@@ -108,7 +106,9 @@ final class DaemonLoop {
         try workers.set(.routerMandatory, 1)
         try workers.bind(configuration.resolvedWorkerEndpoint)
         defer {
-            ingestSocket.close()
+            stop.set()
+            front.finish(wake: ingestWake)
+            ingestWake.close()
             updates.close()
             snapshots.close()
             workers.close()
@@ -120,8 +120,12 @@ final class DaemonLoop {
         ])
         bound()
 
-        let interval = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
-        var nextRound = WorkerRegistry.now() + interval
+        // Rounds are event-driven: one runs as soon as every slot has reported a new
+        // position (at most one per `publish.interval_ms`); with nothing new, `_progress`
+        // still goes out every `publish.idle_progress_ms`.
+        let minimumGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
+        let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
+        var lastRound: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
         while !stop.isSet {
             let acceptIngest = !registry.isBackPressured(limit: configuration.maxOutstandingBatches)
@@ -129,28 +133,33 @@ final class DaemonLoop {
             poller.add(workers)
             poller.add(snapshots)
             poller.add(updates)
-            if acceptIngest { poller.add(ingestSocket) }
+            poller.add(ingestWake)
             let now = WorkerRegistry.now()
-            let wait = nextRound > now ? Int((nextRound - now) / 1_000_000) : 0
-            let ready = try poller.poll(timeoutMilliseconds: max(0, min(wait, configuration.publishIntervalMilliseconds)))
+            let due = hasPublishableResults ? lastRound + minimumGap : lastRound + idleProgress
+            var wait = min(due > now ? Int((due - now + 999_999) / 1_000_000) : 0, configuration.heartbeatMilliseconds)
+            if acceptIngest && front.hasRequests { wait = 0 }
+            let ready = try poller.poll(timeoutMilliseconds: wait)
             if ready[0] { try serviceWorkers(workers) }
             try continueRebuilds(workers)
-            if acceptIngest && ready[3] { try serviceIngest(ingestSocket, workers: workers) }
+            if ready[3] { while try ingestWake.receive(blocking: false) != nil {} }
+            if acceptIngest { try serviceIngest(front, wake: ingestWake, workers: workers) }
             if ready[1] { try serviceSnapshots(snapshots) }
             if ready[2] { while try updates.receive(blocking: false) != nil {} }
             for pid in deadWorkers.drain() { dropSessions(pid: pid) }
             let after = WorkerRegistry.now()
-            if after >= nextRound {
+            if after >= lastRound + idleProgress || (after >= lastRound + minimumGap && hasPublishableResults) {
                 try publishRound(updates)
-                nextRound = after + interval
+                lastRound = after
             }
             if after >= nextHeartbeat {
                 try heartbeat(workers)
                 nextHeartbeat = after + UInt64(configuration.heartbeatMilliseconds) * 1_000_000
             }
         }
-        // Graceful end: everything received has been answered; publish what is ready and
-        // checkpoint, so the next start replays nothing.
+        // Graceful end: the requests the ingest thread read before the stop are answered
+        // (it reads no more); publish what is ready and checkpoint, so the next start
+        // replays nothing.
+        while front.hasRequests { try serviceIngest(front, wake: ingestWake, workers: workers) }
         try publishRound(updates)
         if ingest.durable.recordsSinceCheckpoint > 0 {
             do { try ingest.durable.checkpoint(wait: true) } catch { logger.error("Final checkpoint failed", metadata: ["error": "\(error)"]) }
@@ -174,36 +183,28 @@ final class DaemonLoop {
         return (Array(frames.prefix(split)), Array(frames.dropFirst(split)))
     }
 
-    private func serviceIngest(_ socket: ZMQSocket, workers: ZMQSocket) throws {
-        var pendingAcks: [(envelope: [[UInt8]], requestID: [UInt8], body: IngestProtocol.AckBody)] = []
+    /// One group: the decoded requests waiting at the front (up to the group limits) are
+    /// resolved, committed with one sync, acknowledged, and dispatched as one fact batch.
+    private func serviceIngest(_ front: IngestFront, wake: ZMQSocket, workers: ZMQSocket) throws {
+        let requests = front.take(limit: groupLimit, eventLimit: groupEventLimit)
+        guard !requests.isEmpty else { return }
+        var acks: [IngestProtocol.AckBody] = []
+        acks.reserveCapacity(requests.count)
         var changes: [FactChange] = []
-        var handled = 0
-        var groupEvents = 0
-        while handled < groupLimit, groupEvents < groupEventLimit, let frames = try socket.receive(blocking: false) {
-            handled += 1
-            groupEvents += frames.count
-            let (envelope, body) = envelope(frames)
-            switch ingest.handle(body, changes: &changes) {
-            case .reply(let reply):
-                try socket.send(envelope + reply, blocking: false)
-            case .acknowledge(let requestID, let ack):
-                statistics.events += body.count - 3
-                pendingAcks.append((envelope, requestID, ack))
-            }
+        for request in requests {
+            acks.append(ingest.apply(request, changes: &changes))
+            statistics.events += request.frames.count
         }
-        statistics.requests += handled
-        guard !pendingAcks.isEmpty else { return }
+        statistics.requests += requests.count
         do {
             try ingest.commit()
         } catch {
             let reason = Array("store: \(error); nothing of this request was stored".utf8)
-            for p in pendingAcks { try socket.send(p.envelope + [IngestProtocol.err, p.requestID, reason], blocking: false) }
+            try front.send(requests.map { $0.envelope + [IngestProtocol.err, $0.requestID, reason] }, wake: wake)
             resetAllSessions(workers)
             return
         }
-        for p in pendingAcks {
-            try socket.send(p.envelope + [IngestProtocol.ack, p.requestID, p.body.encode()], blocking: false)
-        }
+        try front.send(zip(requests, acks).map { $0.envelope + [IngestProtocol.ack, $0.requestID, $1.encode()] }, wake: wake)
         try dispatch(changes, workers: workers)
         ingest.durable.pollCheckpoint()
         if ingest.durable.recordsSinceCheckpoint >= configuration.checkpointEveryRecords && !ingest.durable.isCheckpointing {
@@ -452,6 +453,13 @@ final class DaemonLoop {
     }
 
     // MARK: publication
+
+    /// Whether a round would publish something: every slot has reported, and some result
+    /// is at or below the common position.
+    private var hasPublishableResults: Bool {
+        guard let position = registry.commonPosition else { return false }
+        return position > published.logSeq || registry.hasResults(upTo: position)
+    }
 
     /// One publication round: takes every result up to the common position, coalesces
     /// them per topic, publishes the changed series and `_progress`.

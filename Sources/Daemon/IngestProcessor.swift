@@ -1,64 +1,28 @@
 import DealModel
-import EventEncoding
-import Logging
 import Wire
 
-/// Turns ingest requests into store changes, log records and replies (PROTOCOL.md §2).
+/// Resolves decoded ingest requests against the record store (PROTOCOL.md §2).
 ///
-/// Owned by the daemon's loop thread. A request is answered at once when it is a `PING`
-/// or malformed (`ERR`, nothing applied); an `EVENTS` request is resolved event by event
-/// against the record store, and its `ACK` waits until the log group holding its events
-/// is committed.
+/// Owned by the daemon's loop thread; the decoding happened on the ingest thread
+/// (`IngestFront`). An `EVENTS` request is resolved event by event, in arrival order, and
+/// its `ACK` waits until the log group holding its events is committed.
 final class IngestProcessor {
-    let model: Model
-    let decoder: EventDecoder
-    let maxBatchEvents: Int
-    let maxFrameBytes: Int
     let durable: DurableStore
-    let logger: Logger
 
-    /// What to do with one request.
-    enum Outcome {
-        /// Send these frames now (after the envelope).
-        case reply([[UInt8]])
-        /// Send an ACK once the current log group is durable.
-        case acknowledge(requestID: [UInt8], body: IngestProtocol.AckBody)
-    }
-
-    init(model: Model, durable: DurableStore, maxBatchEvents: Int, maxFrameBytes: Int, logger: Logger) {
-        self.model = model
-        self.decoder = EventDecoder(model: model)
-        self.maxBatchEvents = maxBatchEvents
-        self.maxFrameBytes = maxFrameBytes
-        self.durable = durable
-        self.logger = logger
-    }
+    init(durable: DurableStore) { self.durable = durable }
 
     /// The input position: records ever made durable (or pending in this group).
     var logSeq: UInt64 { durable.position }
 
     var store: RecordStore { durable.store }
 
-    /// Handles one request (the frames after the routing envelope), appending the fact
-    /// changes it causes to `changes`.
-    func handle(_ frames: [[UInt8]], changes: inout [FactChange]) -> Outcome {
-        switch IngestProtocol.parse(frames, maxBatchEvents: maxBatchEvents, maxFrameBytes: maxFrameBytes,
-                                    contentTypes: EventEncoding.contentTypes) {
-        case .failure(let error):
-            return .reply([IngestProtocol.err, error.requestID, Array(error.reason.utf8)])
-        case .success(.ping(let requestID)):
-            return .reply([IngestProtocol.pong, requestID])
-        case .success(.events(let requestID, let contentType, let events)):
-            let encoding = EventEncoding(contentType: contentType) ?? .json
-            return .acknowledge(requestID: requestID, body: apply(events, encoding: encoding, changes: &changes))
-        }
-    }
-
-    /// Decodes, validates and resolves the events of one request.
-    private func apply(_ events: ArraySlice<[UInt8]>, encoding: EventEncoding, changes: inout [FactChange]) -> IngestProtocol.AckBody {
+    /// Resolves the decoded events of one request against the record store, in order,
+    /// appending the ones that change state to the log group and their fact changes to
+    /// `changes`.
+    func apply(_ request: IngestFront.Request, changes: inout [FactChange]) -> IngestProtocol.AckBody {
         var ack = IngestProtocol.AckBody()
-        for (index, frame) in events.enumerated() {
-            switch encoding.decode(frame, with: decoder) {
+        for (index, decoded) in request.decoded.enumerated() {
+            switch decoded {
             case .failure(let rejection):
                 ack.rejected.append(.init(index: index, error: rejection.description))
             case .success(let event):
@@ -68,7 +32,7 @@ final class IngestProcessor {
                 case .duplicate: ack.duplicate += 1
                 case .stale: ack.stale += 1
                 }
-                if resolution.changedState { durable.append(frame, encoding: encoding) }
+                if resolution.changedState { durable.append(request.frames[index], encoding: request.encoding) }
                 if let change = resolution.change { changes.append(change) }
             }
         }

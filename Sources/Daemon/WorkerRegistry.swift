@@ -92,6 +92,11 @@ struct WorkerRegistry {
         return lowest
     }
 
+    /// Whether some session holds a result at or below `position`.
+    func hasResults(upTo position: UInt64) -> Bool {
+        sessions.values.contains { ($0.results.first?.logSeq).map { $0 <= position } ?? false }
+    }
+
     /// Whether any session is too far behind to send it more (ingest then waits).
     func isBackPressured(limit: Int) -> Bool {
         sessions.values.contains { $0.outstanding >= limit }

@@ -91,10 +91,33 @@ public enum Topics {
 
     /// `payload` with `,"seq":…,"log_seq":…` spliced in before the closing brace.
     public static func stamped(_ payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
-        var out = payload
-        if out.last == UInt8(ascii: "}") { out.removeLast() }
-        out.append(contentsOf: Array(",\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8))
+        // On every published update: one allocation, digits written in place.
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.count + 56)
+        if payload.last == UInt8(ascii: "}") { out.append(contentsOf: payload[..<(payload.count - 1)]) } else { out.append(contentsOf: payload) }
+        out.append(contentsOf: Topics.seqKey)
+        appendDecimal(seq, to: &out)
+        out.append(contentsOf: Topics.logSeqKey)
+        appendDecimal(logSeq, to: &out)
+        out.append(UInt8(ascii: "}"))
         return out
+    }
+
+    private static let seqKey = Array(",\"seq\":".utf8)
+    private static let logSeqKey = Array(",\"log_seq\":".utf8)
+
+    /// Appends `v` in decimal ASCII (no `String` in between).
+    static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
+            var i = 20
+            var rest = v
+            repeat {
+                i -= 1
+                buffer[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
+            } while rest > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
+        }
     }
 
     /// The payload of a removed series: its labels, `value` null and `"removed":true`.
@@ -120,9 +143,12 @@ public enum Topics {
 /// would be hashed byte by byte).
 public struct TopicKey: Hashable, Sendable {
     public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-    public func hash(into hasher: inout Hasher) {
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    /// Computed once: the published table hashes a topic on every update.
+    private let digest: UInt64
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        digest = StableHash.hash64(bytes)
     }
-    public static func == (a: TopicKey, b: TopicKey) -> Bool { a.bytes == b.bytes }
+    public func hash(into hasher: inout Hasher) { hasher.combine(digest) }
+    public static func == (a: TopicKey, b: TopicKey) -> Bool { a.digest == b.digest && a.bytes == b.bytes }
 }

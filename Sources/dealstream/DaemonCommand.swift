@@ -43,7 +43,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "Endpoint workers connect to (default ipc://<data-dir>/workers.sock).")
     var workers: String?
 
-    @Option(name: .customLong("publish-interval-ms"), help: "Milliseconds between publication rounds (default 20).")
+    @Option(name: .customLong("publish-interval-ms"), help: "At most one publication round per this many milliseconds; a round runs as soon as every worker has reported (default 2).")
     var publishInterval: Int?
 
     @Flag(name: .customLong("no-spawn"), help: "Do not start workers; wait for workers started by hand.")

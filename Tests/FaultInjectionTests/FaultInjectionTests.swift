@@ -199,7 +199,7 @@ struct FaultInjectionTests {
         // Ingest: every malformed request gets ERR with one line.
         for frames in [
             [[UInt8]()], [Array("PING".utf8), [UInt8](repeating: 1, count: 65)], [events, Array("r".utf8), json] + [[UInt8]](repeating: valid, count: 10_001),
-            [events, Array("r".utf8), Array("application/x-protobuf".utf8), valid],
+            [events, Array("r".utf8), Array("application/x-msgpack".utf8), valid],
         ] {
             let reply = try #require(try ask(ingest, frames))
             #expect(reply.first == Array("ERR".utf8))
