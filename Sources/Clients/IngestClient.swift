@@ -30,10 +30,14 @@ public final class IngestClient {
     let window: Int
     private let idPrefix: String
 
-    public init(context: ZMQContext, endpoint: String, window: Int = 4, timeoutMilliseconds: Int = 10_000, retries: Int = 5) throws {
+    /// Connects to the ingest `endpoint`; with `curve`, as a CURVE client (the daemon's
+    /// `ingest.curve` must list `curve.keyPair.publicKey`, or no request is ever answered).
+    public init(context: ZMQContext, endpoint: String, curve: CurveClientKeys? = nil, window: Int = 4,
+                timeoutMilliseconds: Int = 10_000, retries: Int = 5) throws {
         socket = try ZMQSocket(context: context, type: .dealer)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
+        if let curve { try socket.setCurveClient(curve) }
         try socket.connect(endpoint)
         self.endpoint = endpoint
         self.window = max(1, window)

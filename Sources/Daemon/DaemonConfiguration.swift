@@ -24,6 +24,8 @@ import Metrics
 ///   - `limits.max_frame_bytes` (int, default 1048576)
 ///   - `limits.max_outstanding_batches` (int, default 16): back-pressure on ingest
 ///   - `checkpoint.every_records` (int, default 1000000): log records between checkpoints
+///   - `ingest.curve` (object, default absent: off): CURVE authentication of connectors,
+///     see `IngestCurve` for its keys
 public struct DaemonConfiguration: Sendable {
     public var modelPath: String?
     public var dataDirectory = "./data"
@@ -42,6 +44,8 @@ public struct DaemonConfiguration: Sendable {
     public var maxFrameBytes = 1 << 20
     public var maxOutstandingBatches = 16
     public var checkpointEveryRecords: UInt64 = 1_000_000
+    /// CURVE on the ingest endpoint; nil (the default): off.
+    public var ingestCurve: IngestCurve?
     /// Log level of spawned workers (the daemon's `--log-level`; not a file key).
     public var workerLogLevel = "info"
 
@@ -114,6 +118,13 @@ public struct DaemonConfiguration: Sendable {
                     case "max_frame_bytes": c.maxFrameBytes = try int(v, "limits.max_frame_bytes", min: 1024)
                     case "max_outstanding_batches": c.maxOutstandingBatches = try int(v, "limits.max_outstanding_batches", min: 1)
                     default: throw ConfigurationError(key: "limits.\(k)", reason: "unknown key")
+                    }
+                }
+            case "ingest":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "curve": c.ingestCurve = try IngestCurve.parse(v, resolve: resolve)
+                    default: throw ConfigurationError(key: "ingest.\(k)", reason: "unknown key")
                     }
                 }
             case "checkpoint":

@@ -18,7 +18,9 @@ struct SendCommand: AsyncParsableCommand {
             from the same folder; the mapping is in docs/sample-data.md). Events go in batches with \
             several requests in flight; a request not acknowledged in time is sent again (versions make \
             that harmless). Prints progress on a terminal, then applied/duplicate/stale/rejected counts \
-            and the reasons for rejections. Exit status: 0 when all events were taken, 1 when some were \
+            and the reasons for rejections. When the daemon has CURVE on (ingest.curve), give \
+            --curve-server-key and --curve-key-file; a key the daemon does not list is never answered, \
+            so send gives up after its retries with status 2. Exit status: 0 when all events were taken, 1 when some were \
             rejected, 2 when the daemon could not be reached or refused a request.
             """
     )
@@ -59,6 +61,9 @@ struct SendCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as one JSON object.")
     var json = false
 
+    @OptionGroup(title: "CURVE (when the daemon has ingest.curve on)")
+    var curve: CurveClientOptions
+
     func validate() throws {
         guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch must be in 1…10000") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
@@ -73,11 +78,12 @@ struct SendCommand: AsyncParsableCommand {
         let settings = (ingest, window, timeout, retries, rate, wait, batchSize)
         let files = self.files
         let csvOptions = options
+        let curveKeys = try curve.keys()
         let thread = ZMQThread(name: "send") {
             do {
                 let stream = EventStream(paths: files, options: csvOptions)
                 let context = try ZMQContext()
-                let client = try IngestClient(context: context, endpoint: settings.0, window: settings.1,
+                let client = try IngestClient(context: context, endpoint: settings.0, curve: curveKeys, window: settings.1,
                                               timeoutMilliseconds: settings.2, retries: settings.3)
                 // Origins of the events in flight, to report rejections by file and line.
                 var origins: [Int: [String]] = [:]
