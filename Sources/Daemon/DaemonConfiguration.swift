@@ -158,7 +158,7 @@ public struct DaemonConfiguration: Sendable {
 }
 
 /// A configuration value that cannot be used, naming its key.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
     public var key: String
     public var reason: String
     public var description: String { "config: \(key): \(reason)" }

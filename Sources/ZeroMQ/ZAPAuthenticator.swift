@@ -29,6 +29,13 @@ public final class ZAPAuthenticator: Sendable {
         /// The peer's address as libzmq reports it (IP for tcp, empty for ipc).
         public var peerAddress: String
         public var admitted: Bool { userID != nil }
+
+        public init(userID: String?, mechanism: String, clientKey: CurveKey?, peerAddress: String) {
+            self.userID = userID
+            self.mechanism = mechanism
+            self.clientKey = clientKey
+            self.peerAddress = peerAddress
+        }
     }
 
     private let stop = StopFlag()
