@@ -1,0 +1,79 @@
+import DealModel
+import DealstreamTestSupport
+import Foundation
+import Testing
+import Wire
+import ZeroMQ
+
+/// The daemon with `ingest.curve` on, as a process: a configured connector's events are
+/// acknowledged; a connector whose key is not configured, or that has no key, is refused
+/// by the daemon and nothing it sends reaches the log.
+@Suite(.serialized)
+struct CurveIntegrationTests {
+    /// One message within `milliseconds`, or nil.
+    private func receive(_ socket: ZMQSocket, within milliseconds: Int) throws -> [[UInt8]]? {
+        var poller = ZMQPoller()
+        poller.add(socket)
+        guard try poller.poll(timeoutMilliseconds: milliseconds)[0] else { return nil }
+        return try socket.receive(blocking: false)
+    }
+
+    @Test func aConnectorWhoseKeyIsNotConfiguredIsRefusedByTheDaemon() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-curve-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let daemonKeys = try CurveKeyPair.generate()
+        try Data((daemonKeys.secretKey.z85 + "\n").utf8).write(to: directory.appendingPathComponent("ingest.key"))
+        let connector = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
+        let config = """
+            {"ingest": {"curve": {"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": "\(connector.publicKey)"}}}}
+            """
+        let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: harnessModelJSON, configJSON: config,
+                                       ingestCurve: CurveClientKeys(serverKey: daemonKeys.publicKey, keyPair: connector))
+        let events = Scenario.events(seed: 17, deals: 40)
+        try #require(events.count >= 100)
+
+        // The configured connector: acknowledged, published.
+        let first = try daemon.send(Array(events[0..<50]))
+        #expect(first.applied > 0)
+        _ = try daemon.waitUntilPublished(first.logSeq)
+
+        // A connector with a key the daemon does not list, and one with no key at all.
+        let context = try ZMQContext()
+        let refused = try ZMQSocket(context: context, type: .dealer)
+        try refused.setCurveClient(CurveClientKeys(serverKey: daemonKeys.publicKey, keyPair: stranger))
+        try refused.connect(daemon.ingestEndpoint)
+        let plain = try ZMQSocket(context: context, type: .dealer)
+        try plain.connect(daemon.ingestEndpoint)
+        let strangerEvents = [IngestProtocol.events, Array("stranger-1".utf8), Array("application/json".utf8)]
+            + events[50..<100].map { Array($0.utf8) }
+        try refused.send(strangerEvents)
+        try plain.send(strangerEvents)
+        try plain.send([IngestProtocol.ping, Array("plain-ping".utf8)])
+        #expect(try receive(refused, within: 3000) == nil, "the daemon answered a connector whose key is not configured")
+        #expect(try receive(plain, within: 100) == nil, "the daemon answered a connector without CURVE")
+
+        // Nothing of theirs reached the log: the published position has not moved, and the
+        // configured connector resending its own events (all duplicates) learns the log's
+        // position, which is still that of its first ACK.
+        #expect(try daemon.snapshot().logSeq == first.logSeq)
+        let again = try daemon.send(Array(events[0..<50]))
+        #expect(again.applied == 0)
+        #expect(again.logSeq == first.logSeq)
+
+        // The daemon names who it let in and whom it refused.
+        let log = daemon.log
+        #expect(log.contains("Connector authenticated") && log.contains("connector=hubspot-eu"), "\(log)")
+        #expect(log.contains("Connector refused") && log.contains(stranger.publicKey.z85), "\(log)")
+        #expect(!log.contains(daemonKeys.secretKey.z85), "the daemon logged its secret key")
+        #expect(log.contains("ingest.curve=on, 1 connectors"))
+
+        // The configured connector is still served after the refusals.
+        let last = try daemon.send(Array(events[50..<100]))
+        #expect(last.applied > 0)
+        #expect(last.logSeq > first.logSeq)
+        #expect(daemon.terminate() == 0)
+    }
+}
