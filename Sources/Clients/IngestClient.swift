@@ -23,7 +23,21 @@ public final class IngestClient {
         public var description: String { "request \(requestNumber): \(reason)" }
     }
 
+    /// The daemon refused this connector's CURVE key at the handshake: nothing it sends
+    /// will be read, so waiting for an ACK is pointless.
+    public struct Refused: Error, CustomStringConvertible {
+        public var status: UInt32
+        public var endpoint: String
+        public var publicKey: CurveKey
+        public var description: String {
+            "the daemon at \(endpoint) refused this connector's CURVE key \(publicKey) (ZAP status \(status)): "
+                + "it is not in the daemon's ingest.curve.connectors, or --curve-server-key is not the daemon's key"
+        }
+    }
+
     let socket: ZMQSocket
+    /// With CURVE: reports a refused handshake, so a refused connector fails at once.
+    private let refusals: (monitor: ZMQSocketMonitor, publicKey: CurveKey)?
     let endpoint: String
     let timeoutMilliseconds: Int
     let retries: Int
@@ -37,7 +51,12 @@ public final class IngestClient {
         socket = try ZMQSocket(context: context, type: .dealer)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
-        if let curve { try socket.setCurveClient(curve) }
+        if let curve {
+            try socket.setCurveClient(curve)
+            refusals = (try socket.monitorAuthenticationFailures(), curve.keyPair.publicKey)
+        } else {
+            refusals = nil
+        }
         try socket.connect(endpoint)
         self.endpoint = endpoint
         self.window = max(1, window)
@@ -105,8 +124,15 @@ public final class IngestClient {
                 try socket.send(entry.request.frames)
                 inFlight[id] = (entry.number, InFlight(frames: entry.request.frames, sentAt: now, attempts: entry.request.attempts + 1))
             }
+            try throwIfRefused()
             onTick()
         }
+    }
+
+    /// Throws `Refused` once the daemon has refused this connector's handshake.
+    private func throwIfRefused() throws {
+        guard let refusals, let failure = try refusals.monitor.nextFailure() else { return }
+        throw Refused(status: failure.status, endpoint: endpoint, publicKey: refusals.publicKey)
     }
 
     /// `PING` → `PONG`: whether the daemon answers within the timeout.
@@ -120,6 +146,7 @@ public final class IngestClient {
             if try poller.poll(timeoutMilliseconds: 100)[0], let reply = try socket.receive(blocking: false) {
                 if reply.count == 2 && reply[0] == IngestProtocol.pong && reply[1] == id { return true }
             }
+            try throwIfRefused()
         }
         return false
     }

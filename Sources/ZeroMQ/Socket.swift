@@ -54,7 +54,7 @@ public final class ZMQSocket {
     let handle: UnsafeMutableRawPointer
     /// Keeps the context alive while the socket is open: terminating a context waits for
     /// its sockets to close.
-    private let context: ZMQContext
+    let context: ZMQContext
     /// Stable storage for the message being received: `zmq_msg_t` keeps small messages
     /// inline, so it must never live in a temporary.
     private let message: UnsafeMutablePointer<zmq_msg_t>

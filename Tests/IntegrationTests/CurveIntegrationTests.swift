@@ -74,6 +74,42 @@ struct CurveIntegrationTests {
         let last = try daemon.send(Array(events[50..<100]))
         #expect(last.applied > 0)
         #expect(last.logSeq > first.logSeq)
+
+        // `dealstream send` with the flags: the configured key gets its events in, an
+        // unknown key fails at once (status 2) saying why, without waiting out its retries.
+        let eventsFile = directory.appendingPathComponent("events.ndjson")
+        try Data(events[100...].joined(separator: "\n").utf8).write(to: eventsFile)
+        try Data((connector.secretKey.z85 + "\n").utf8).write(to: directory.appendingPathComponent("hubspot-eu.key"))
+        try Data((stranger.secretKey.z85 + "\n").utf8).write(to: directory.appendingPathComponent("stranger.key"))
+        func send(keyFile: String) throws -> (status: Int32, output: String, seconds: Double) {
+            let started = Date()
+            let result = try run(DaemonProcess.binary, [
+                "send", "--ingest", daemon.ingestEndpoint, "--curve-server-key", daemonKeys.publicKey.z85,
+                "--curve-key-file", directory.appendingPathComponent(keyFile).path, "--json", eventsFile.path,
+            ])
+            return (result.status, result.output, Date().timeIntervalSince(started))
+        }
+        let admitted = try send(keyFile: "hubspot-eu.key")
+        #expect(admitted.status == 0, "\(admitted.output)")
+        #expect(admitted.output.contains("\"rejected\":0"), "\(admitted.output)")
+        let refusedSend = try send(keyFile: "stranger.key")
+        #expect(refusedSend.status == 2, "\(refusedSend.output)")
+        #expect(refusedSend.output.contains("refused this connector's CURVE key \(stranger.publicKey.z85)"), "\(refusedSend.output)")
+        #expect(refusedSend.seconds < 8, "send waited for ACKs instead of failing on the refusal")
         #expect(daemon.terminate() == 0)
+    }
+
+    /// Runs `executable` to its end; its status and its stdout and stderr together.
+    private func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }

@@ -135,6 +135,43 @@ struct CurveTests {
         #expect(!decisions.all.contains { $0.mechanism == "NULL" })
     }
 
+    @Test func aRefusedClientsMonitorReportsZAPStatus400() throws {
+        let context = try ZMQContext()
+        let server = try CurveKeyPair.generate()
+        let zap = try ZAPAuthenticator(context: context, allowed: [try CurveKeyPair.generate().publicKey: "someone"],
+                                       onDecision: { _ in })
+        defer { zap.stopAndJoin() }
+        let (router, endpoint) = try curveRouter(context, serverKeys: server)
+        let client = try ZMQSocket(context: context, type: .dealer)
+        try client.setCurveClient(CurveClientKeys(serverKey: server.publicKey, keyPair: try .generate()))
+        let monitor = try client.monitorAuthenticationFailures()
+        try client.connect(endpoint)
+        var failure: ZMQHandshakeFailure?
+        let deadline = Date().addingTimeInterval(5)
+        while failure == nil && Date() < deadline {
+            failure = try monitor.nextFailure()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(failure == ZMQHandshakeFailure(status: 400, endpoint: endpoint))
+        #expect(try receive(router, within: 100) == nil)
+    }
+
+    @Test func anAdmittedClientsMonitorReportsNothing() throws {
+        let context = try ZMQContext()
+        let server = try CurveKeyPair.generate()
+        let keys = try CurveKeyPair.generate()
+        let zap = try ZAPAuthenticator(context: context, allowed: [keys.publicKey: "k"], onDecision: { _ in })
+        defer { zap.stopAndJoin() }
+        let (router, endpoint) = try curveRouter(context, serverKeys: server)
+        let client = try ZMQSocket(context: context, type: .dealer)
+        try client.setCurveClient(CurveClientKeys(serverKey: server.publicKey, keyPair: keys))
+        let monitor = try client.monitorAuthenticationFailures()
+        try client.connect(endpoint)
+        try client.send([[1]])
+        #expect(try receive(router, within: 5000)?.last == [1])
+        #expect(try monitor.nextFailure() == nil)
+    }
+
     @Test func plainSocketsOfTheSameContextAreNotAskedAbout() throws {
         let context = try ZMQContext()
         let decisions = Decisions()
