@@ -52,9 +52,13 @@ public struct CurveKey: Hashable, Sendable, CustomStringConvertible {
 /// every connector); each connector has one (its public key is listed in the daemon's
 /// config). `dealstream keygen` makes them; key files hold only the secret key, the
 /// public key is always derived from it so the two cannot disagree.
-public struct CurveKeyPair: Sendable {
+public struct CurveKeyPair: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public let publicKey: CurveKey
     public let secretKey: CurveKey
+
+    /// Only the public key: a pair printed in a log or an error never shows its secret.
+    public var description: String { "CurveKeyPair(public: \(publicKey))" }
+    public var debugDescription: String { description }
 
     /// A new random key pair (libzmq's `zmq_curve_keypair`).
     public static func generate() throws(CurveKeyError) -> CurveKeyPair {

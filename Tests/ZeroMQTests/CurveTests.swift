@@ -60,6 +60,11 @@ struct CurveTests {
         #expect(derived.publicKey == pair.publicKey)
         #expect(try CurveKey(bytes: pair.publicKey.bytes) == pair.publicKey)
         #expect(try CurveKeyPair.generate().publicKey != pair.publicKey)
+        // Printing a pair, or something holding one, never shows the secret key.
+        struct Holder { var keys: CurveKeyPair }
+        for text in ["\(pair)", String(reflecting: pair), "\(Holder(keys: pair))", String(reflecting: Holder(keys: pair))] {
+            #expect(text.contains(pair.publicKey.z85) && !text.contains(pair.secretKey.z85), "\(text)")
+        }
     }
 
     @Test func badKeysSayWhatIsWrong() throws {
