@@ -23,21 +23,31 @@ public final class IngestClient {
         public var description: String { "request \(requestNumber): \(reason)" }
     }
 
-    /// The daemon refused this connector's CURVE key at the handshake: nothing it sends
-    /// will be read, so waiting for an ACK is pointless.
+    /// The daemon refused this connector at the handshake: nothing it sends will be read,
+    /// so waiting for an ACK is pointless (and libzmq will not reconnect).
     public struct Refused: Error, CustomStringConvertible {
-        public var status: UInt32
-        public var endpoint: String
-        public var publicKey: CurveKey
+        public var failure: ZMQHandshakeFailure
+        /// The connector's CURVE public key, when it has one.
+        public var publicKey: CurveKey?
         public var description: String {
-            "the daemon at \(endpoint) refused this connector's CURVE key \(publicKey) (ZAP status \(status)): "
-                + "it is not in the daemon's ingest.curve.connectors, or --curve-server-key is not the daemon's key"
+            switch failure.kind {
+            case .authentication(let status):
+                return "the daemon at \(failure.endpoint) refused this connector's CURVE key \(publicKey.map { "\($0)" } ?? "") "
+                    + "(ZAP status \(status)): it is not in the daemon's ingest.curve.connectors"
+            case .protocolError where failure.isMechanismMismatch && publicKey == nil:
+                return "the daemon at \(failure.endpoint) requires CURVE: give --curve-server-key and --curve-key-file"
+            case .protocolError where failure.isMechanismMismatch:
+                return "the daemon at \(failure.endpoint) does not have CURVE on: leave out the --curve-* options"
+            case .protocolError:
+                return "\(failure)"
+            }
         }
     }
 
     let socket: ZMQSocket
-    /// With CURVE: reports a refused handshake, so a refused connector fails at once.
-    private let refusals: (monitor: ZMQSocketMonitor, publicKey: CurveKey)?
+    /// Reports a refused handshake, so a refused connector fails at once.
+    private let handshakes: ZMQSocketMonitor
+    private let publicKey: CurveKey?
     let endpoint: String
     let timeoutMilliseconds: Int
     let retries: Int
@@ -51,12 +61,9 @@ public final class IngestClient {
         socket = try ZMQSocket(context: context, type: .dealer)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
-        if let curve {
-            try socket.setCurveClient(curve)
-            refusals = (try socket.monitorAuthenticationFailures(), curve.keyPair.publicKey)
-        } else {
-            refusals = nil
-        }
+        if let curve { try socket.setCurveClient(curve) }
+        publicKey = curve?.keyPair.publicKey
+        handshakes = try socket.monitorHandshakeFailures()
         try socket.connect(endpoint)
         self.endpoint = endpoint
         self.window = max(1, window)
@@ -88,6 +95,9 @@ public final class IngestClient {
         poller.add(socket)
         let timeout = UInt64(timeoutMilliseconds) * 1_000_000
         while pending != nil || !inFlight.isEmpty {
+            // Before every send: after a failed handshake libzmq drops the connection for
+            // good, and a DEALER's blocking send would then wait forever.
+            try throwIfRefused()
             while inFlight.count < window, let batch = pending {
                 if let eventsPerSecond {
                     let due = started + UInt64(Double(eventsSent) / eventsPerSecond * 1e9)
@@ -115,6 +125,7 @@ public final class IngestClient {
                     onAck(Acknowledged(requestNumber: entry.number, body: body))
                 }
             }
+            try throwIfRefused()
             let now = DispatchTime.now().uptimeNanoseconds
             for (id, entry) in inFlight where now - entry.request.sentAt > timeout {
                 guard entry.request.attempts <= retries else {
@@ -124,15 +135,14 @@ public final class IngestClient {
                 try socket.send(entry.request.frames)
                 inFlight[id] = (entry.number, InFlight(frames: entry.request.frames, sentAt: now, attempts: entry.request.attempts + 1))
             }
-            try throwIfRefused()
             onTick()
         }
     }
 
-    /// Throws `Refused` once the daemon has refused this connector's handshake.
+    /// Throws `Refused` once a handshake with the daemon has failed.
     private func throwIfRefused() throws {
-        guard let refusals, let failure = try refusals.monitor.nextFailure() else { return }
-        throw Refused(status: failure.status, endpoint: endpoint, publicKey: refusals.publicKey)
+        guard let failure = try handshakes.nextFailure() else { return }
+        throw Refused(failure: failure, publicKey: publicKey)
     }
 
     /// `PING` → `PONG`: whether the daemon answers within the timeout.

@@ -19,8 +19,8 @@ struct SendCommand: AsyncParsableCommand {
             several requests in flight; a request not acknowledged in time is sent again (versions make \
             that harmless). Prints progress on a terminal, then applied/duplicate/stale/rejected counts \
             and the reasons for rejections. When the daemon has CURVE on (ingest.curve), give \
-            --curve-server-key and --curve-key-file; a key the daemon does not list is never answered, \
-            so send gives up after its retries with status 2. Exit status: 0 when all events were taken, 1 when some were \
+            --curve-server-key and --curve-key-file; a key the daemon does not list is refused at the \
+            handshake, and send stops at once with status 2 saying so. Exit status: 0 when all events were taken, 1 when some were \
             rejected, 2 when the daemon could not be reached or refused a request.
             """
     )

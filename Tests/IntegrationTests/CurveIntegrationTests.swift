@@ -81,12 +81,12 @@ struct CurveIntegrationTests {
         try Data(events[100...].joined(separator: "\n").utf8).write(to: eventsFile)
         try Data((connector.secretKey.z85 + "\n").utf8).write(to: directory.appendingPathComponent("hubspot-eu.key"))
         try Data((stranger.secretKey.z85 + "\n").utf8).write(to: directory.appendingPathComponent("stranger.key"))
-        func send(keyFile: String) throws -> (status: Int32, output: String, seconds: Double) {
+        func send(keyFile: String?, extra: [String] = []) throws -> (status: Int32, output: String, seconds: Double) {
             let started = Date()
-            let result = try run(DaemonProcess.binary, [
-                "send", "--ingest", daemon.ingestEndpoint, "--curve-server-key", daemonKeys.publicKey.z85,
-                "--curve-key-file", directory.appendingPathComponent(keyFile).path, "--json", eventsFile.path,
-            ])
+            let curve = keyFile.map {
+                ["--curve-server-key", daemonKeys.publicKey.z85, "--curve-key-file", directory.appendingPathComponent($0).path]
+            } ?? []
+            let result = try run(DaemonProcess.binary, ["send", "--ingest", daemon.ingestEndpoint, "--json", eventsFile.path] + curve + extra)
             return (result.status, result.output, Date().timeIntervalSince(started))
         }
         let admitted = try send(keyFile: "hubspot-eu.key")
@@ -96,6 +96,13 @@ struct CurveIntegrationTests {
         #expect(refusedSend.status == 2, "\(refusedSend.output)")
         #expect(refusedSend.output.contains("refused this connector's CURVE key \(stranger.publicKey.z85)"), "\(refusedSend.output)")
         #expect(refusedSend.seconds < 8, "send waited for ACKs instead of failing on the refusal")
+        // Without CURVE, whichever side reads the other's greeting first drops the
+        // connection: send hears "requires CURVE" from its monitor, or no ACK ever comes.
+        let plainSend = try send(keyFile: nil, extra: ["--timeout-ms", "500", "--retries", "1"])
+        #expect(plainSend.status == 2, "\(plainSend.output)")
+        #expect(plainSend.output.contains("\"acknowledged\":0"), "\(plainSend.output)")
+        #expect(plainSend.output.contains("requires CURVE: give --curve-server-key and --curve-key-file")
+                    || plainSend.output.contains("no ACK from"), "\(plainSend.output)")
         #expect(daemon.terminate() == 0)
     }
 

@@ -149,7 +149,7 @@ struct CurveTests {
         let (router, endpoint) = try curveRouter(context, serverKeys: server)
         let client = try ZMQSocket(context: context, type: .dealer)
         try client.setCurveClient(CurveClientKeys(serverKey: server.publicKey, keyPair: try .generate()))
-        let monitor = try client.monitorAuthenticationFailures()
+        let monitor = try client.monitorHandshakeFailures()
         try client.connect(endpoint)
         var failure: ZMQHandshakeFailure?
         let deadline = Date().addingTimeInterval(5)
@@ -157,7 +157,25 @@ struct CurveTests {
             failure = try monitor.nextFailure()
             Thread.sleep(forTimeInterval: 0.01)
         }
-        #expect(failure == ZMQHandshakeFailure(status: 400, endpoint: endpoint))
+        #expect(failure == ZMQHandshakeFailure(kind: .authentication(status: 400), endpoint: endpoint))
+        #expect(try receive(router, within: 100) == nil)
+    }
+
+    @Test func aPlainClientsMonitorReportsTheMechanismMismatch() throws {
+        let context = try ZMQContext()
+        let zap = try ZAPAuthenticator(context: context, allowed: [:], onDecision: { _ in })
+        defer { zap.stopAndJoin() }
+        let (router, endpoint) = try curveRouter(context, serverKeys: try .generate())
+        let client = try ZMQSocket(context: context, type: .dealer)
+        let monitor = try client.monitorHandshakeFailures()
+        try client.connect(endpoint)
+        var failure: ZMQHandshakeFailure?
+        let deadline = Date().addingTimeInterval(5)
+        while failure == nil && Date() < deadline {
+            failure = try monitor.nextFailure()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(failure?.isMechanismMismatch == true, "\(String(describing: failure))")
         #expect(try receive(router, within: 100) == nil)
     }
 
@@ -170,7 +188,7 @@ struct CurveTests {
         let (router, endpoint) = try curveRouter(context, serverKeys: server)
         let client = try ZMQSocket(context: context, type: .dealer)
         try client.setCurveClient(CurveClientKeys(serverKey: server.publicKey, keyPair: keys))
-        let monitor = try client.monitorAuthenticationFailures()
+        let monitor = try client.monitorHandshakeFailures()
         try client.connect(endpoint)
         try client.send([[1]])
         #expect(try receive(router, within: 5000)?.last == [1])
