@@ -84,7 +84,11 @@ let package = Package(
             name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
             name: "DaemonTests",
-            dependencies: ["Daemon", "DealModel", "EventEncoding", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Daemon", "DealModel", "EventEncoding", "DealstreamTestSupport", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),

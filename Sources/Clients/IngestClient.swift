@@ -23,17 +23,47 @@ public final class IngestClient {
         public var description: String { "request \(requestNumber): \(reason)" }
     }
 
+    /// The daemon refused this connector at the handshake: nothing it sends will be read,
+    /// so waiting for an ACK is pointless (and libzmq will not reconnect).
+    public struct Refused: Error, CustomStringConvertible {
+        public var failure: ZMQHandshakeFailure
+        /// The connector's CURVE public key, when it has one.
+        public var publicKey: CurveKey?
+        public var description: String {
+            switch failure.kind {
+            case .authentication(let status):
+                return "the daemon at \(failure.endpoint) refused this connector's CURVE key \(publicKey.map { "\($0)" } ?? "") "
+                    + "(ZAP status \(status)): it is not in the daemon's ingest.curve.connectors"
+            case .protocolError where failure.isMechanismMismatch && publicKey == nil:
+                return "the daemon at \(failure.endpoint) requires CURVE: give --curve-server-key and --curve-key-file"
+            case .protocolError where failure.isMechanismMismatch:
+                return "the daemon at \(failure.endpoint) does not have CURVE on: leave out the --curve-* options"
+            case .protocolError:
+                return "\(failure)"
+            }
+        }
+    }
+
     let socket: ZMQSocket
+    /// Reports a refused handshake, so a refused connector fails at once.
+    private let handshakes: ZMQSocketMonitor
+    private let publicKey: CurveKey?
     let endpoint: String
     let timeoutMilliseconds: Int
     let retries: Int
     let window: Int
     private let idPrefix: String
 
-    public init(context: ZMQContext, endpoint: String, window: Int = 4, timeoutMilliseconds: Int = 10_000, retries: Int = 5) throws {
+    /// Connects to the ingest `endpoint`; with `curve`, as a CURVE client (the daemon's
+    /// `ingest.curve` must list `curve.keyPair.publicKey`, or no request is ever answered).
+    public init(context: ZMQContext, endpoint: String, curve: CurveClientKeys? = nil, window: Int = 4,
+                timeoutMilliseconds: Int = 10_000, retries: Int = 5) throws {
         socket = try ZMQSocket(context: context, type: .dealer)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
+        if let curve { try socket.setCurveClient(curve) }
+        publicKey = curve?.keyPair.publicKey
+        handshakes = try socket.monitorHandshakeFailures()
         try socket.connect(endpoint)
         self.endpoint = endpoint
         self.window = max(1, window)
@@ -65,6 +95,9 @@ public final class IngestClient {
         poller.add(socket)
         let timeout = UInt64(timeoutMilliseconds) * 1_000_000
         while pending != nil || !inFlight.isEmpty {
+            // Before every send: after a failed handshake libzmq drops the connection for
+            // good, and a DEALER's blocking send would then wait forever.
+            try throwIfRefused()
             while inFlight.count < window, let batch = pending {
                 if let eventsPerSecond {
                     let due = started + UInt64(Double(eventsSent) / eventsPerSecond * 1e9)
@@ -92,6 +125,7 @@ public final class IngestClient {
                     onAck(Acknowledged(requestNumber: entry.number, body: body))
                 }
             }
+            try throwIfRefused()
             let now = DispatchTime.now().uptimeNanoseconds
             for (id, entry) in inFlight where now - entry.request.sentAt > timeout {
                 guard entry.request.attempts <= retries else {
@@ -105,6 +139,12 @@ public final class IngestClient {
         }
     }
 
+    /// Throws `Refused` once a handshake with the daemon has failed.
+    private func throwIfRefused() throws {
+        guard let failure = try handshakes.nextFailure() else { return }
+        throw Refused(failure: failure, publicKey: publicKey)
+    }
+
     /// `PING` → `PONG`: whether the daemon answers within the timeout.
     public func ping() throws -> Bool {
         let id = Array((idPrefix + "ping").utf8)
@@ -116,6 +156,7 @@ public final class IngestClient {
             if try poller.poll(timeoutMilliseconds: 100)[0], let reply = try socket.receive(blocking: false) {
                 if reply.count == 2 && reply[0] == IngestProtocol.pong && reply[1] == id { return true }
             }
+            try throwIfRefused()
         }
         return false
     }

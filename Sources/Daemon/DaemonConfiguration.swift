@@ -27,6 +27,8 @@ import Metrics
 ///   - `limits.max_frame_bytes` (int, default 1048576)
 ///   - `limits.max_outstanding_batches` (int, default 16): back-pressure on ingest
 ///   - `checkpoint.every_records` (int, default 1000000): log records between checkpoints
+///   - `ingest.curve` (object, default absent: off): CURVE authentication of connectors,
+///     see `IngestCurve` for its keys
 public struct DaemonConfiguration: Sendable {
     public var modelPath: String?
     public var dataDirectory = "./data"
@@ -46,6 +48,8 @@ public struct DaemonConfiguration: Sendable {
     public var maxFrameBytes = 1 << 20
     public var maxOutstandingBatches = 16
     public var checkpointEveryRecords: UInt64 = 1_000_000
+    /// CURVE on the ingest endpoint; nil (the default): off.
+    public var ingestCurve: IngestCurve?
     /// Log level of spawned workers (the daemon's `--log-level`; not a file key).
     public var workerLogLevel = "info"
 
@@ -121,6 +125,13 @@ public struct DaemonConfiguration: Sendable {
                     default: throw ConfigurationError(key: "limits.\(k)", reason: "unknown key")
                     }
                 }
+            case "ingest":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "curve": c.ingestCurve = try IngestCurve.parse(v, resolve: resolve)
+                    default: throw ConfigurationError(key: "ingest.\(k)", reason: "unknown key")
+                    }
+                }
             case "checkpoint":
                 for (k, v) in try object(value, key) {
                     switch k {
@@ -152,7 +163,7 @@ public struct DaemonConfiguration: Sendable {
 }
 
 /// A configuration value that cannot be used, naming its key.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
     public var key: String
     public var reason: String
     public var description: String { "config: \(key): \(reason)" }

@@ -84,6 +84,10 @@ final class DaemonLoop {
 
     /// Binds the sockets and runs until the stop flag is set.
     func run(bound: @Sendable () -> Void) throws {
+        // The ZAP handler is bound before the ingest socket and stopped after it is closed
+        // (defers run in reverse): while no handler is bound, libzmq admits any CURVE key.
+        let authenticator = try startAuthenticator()
+        defer { authenticator?.stopAndJoin() }
         // The ingest ROUTER lives on its own thread (`IngestFront`), which decodes events;
         // this PAIR is how it wakes the loop.
         let ingestWake = try ZMQSocket(context: context, type: .pair, lingerMilliseconds: 0)
@@ -117,6 +121,7 @@ final class DaemonLoop {
             "endpoint.ingest": "\(configuration.ingestEndpoint)", "endpoint.updates": "\(configuration.updatesEndpoint)",
             "endpoint.snapshot": "\(configuration.snapshotEndpoint)", "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
             "workers.slots": "\(registry.slots.count)",
+            "ingest.curve": "\(configuration.ingestCurve.map { "on, \($0.connectors.count) connectors" } ?? "off")",
         ])
         bound()
 
@@ -174,6 +179,29 @@ final class DaemonLoop {
     }
 
     // MARK: ingest
+
+    /// With `ingest.curve`, the ZAP handler admitting the configured connector keys; else
+    /// none, and a warning when the ingest endpoint is reachable from other hosts.
+    private func startAuthenticator() throws -> ZAPAuthenticator? {
+        guard let curve = configuration.ingestCurve else {
+            if !IngestCurve.isLocal(endpoint: configuration.ingestEndpoint) {
+                logger.warning("Ingest endpoint is not loopback and CURVE is off: anyone who can reach it can write events (set ingest.curve, see config/README.md)",
+                               metadata: ["endpoint.ingest": "\(configuration.ingestEndpoint)"])
+            }
+            return nil
+        }
+        if let mode = (try? FileManager.default.attributesOfItem(atPath: curve.secretKeyFile))?[.posixPermissions] as? Int,
+           mode & 0o077 != 0 {
+            logger.warning("The ingest secret key file is readable by other users (chmod 600 it)",
+                           metadata: ["file": "\(curve.secretKeyFile)", "mode": "\(String(mode, radix: 8))"])
+        }
+        let log = ConnectorAuthenticationLog(logger: logger)
+        let authenticator = try ZAPAuthenticator(context: context, allowed: curve.connectors, onDecision: log.record)
+        logger.info("Ingest CURVE on", metadata: [
+            "ingest.public_key": "\(curve.keyPair.publicKey)", "ingest.connectors": "\(curve.connectors.values.sorted().joined(separator: ","))",
+        ])
+        return authenticator
+    }
 
     /// Splits a ROUTER message into its envelope (identity, plus the empty delimiter a
     /// REQ client sends) and the request frames.

@@ -52,6 +52,7 @@ final class IngestFront: Sendable {
                     // libzmq checks this per frame: frames up to 8× the limit are read and
                     // answered with ERR; a peer sending a bigger one is disconnected first.
                     try router.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * 8)
+                    if let curve = configuration.ingestCurve { try router.setCurveServer(secretKey: curve.keyPair.secretKey) }
                     try router.bind(endpoint)
                     let wake = try ZMQSocket(context: context, type: .pair, lingerMilliseconds: 0)
                     try wake.connect(IngestFront.wakeEndpoint)
@@ -61,7 +62,7 @@ final class IngestFront: Sendable {
                     }
                     didBind = true
                     bound.signal()
-                    try serve(router: router, wake: wake, decoder: decoder, configuration: configuration, stop: stop)
+                    try serve(router: router, wake: wake, decoder: decoder, configuration: configuration, logger: logger, stop: stop)
                 } catch {
                     guard didBind else {
                         bindError.withLock { $0 = error }
@@ -110,7 +111,7 @@ final class IngestFront: Sendable {
     }
 
     private func serve(router: ZMQSocket, wake: ZMQSocket, decoder: EventDecoder, configuration: DaemonConfiguration,
-                       stop: StopFlag) throws {
+                       logger: Logger, stop: StopFlag) throws {
         func sendReplies() throws {
             for message in replies.withLock({ r in defer { r.removeAll() }; return r }) {
                 try router.send(message, blocking: false)
@@ -134,6 +135,9 @@ final class IngestFront: Sendable {
                 if frames.count > 1 && frames[1].isEmpty { split = 2 }
                 let envelope = Array(frames.prefix(split))
                 let body = Array(frames.dropFirst(split))
+                logger.debug("Ingest request", metadata: [
+                    "connector": "\(router.lastUserID ?? "unauthenticated")", "request.frames": "\(body.count)",
+                ])
                 switch IngestProtocol.parse(body, maxBatchEvents: configuration.maxBatchEvents,
                                             maxFrameBytes: configuration.maxFrameBytes, contentTypes: EventEncoding.contentTypes) {
                 case .failure(let error):

@@ -54,7 +54,7 @@ public final class ZMQSocket {
     let handle: UnsafeMutableRawPointer
     /// Keeps the context alive while the socket is open: terminating a context waits for
     /// its sockets to close.
-    private let context: ZMQContext
+    let context: ZMQContext
     /// Stable storage for the message being received: `zmq_msg_t` keeps small messages
     /// inline, so it must never live in a temporary.
     private let message: UnsafeMutablePointer<zmq_msg_t>
@@ -154,6 +154,13 @@ public final class ZMQSocket {
         return true
     }
 
+    /// The `User-Id` of the connection the last message received came from: the name a
+    /// ZAP handler gave the peer (`ZAPAuthenticator`), nil when none did.
+    ///
+    /// Read while the message is open (libzmq drops a message's metadata when it is
+    /// closed), so it is kept here rather than asked for afterwards.
+    public private(set) var lastUserID: String?
+
     /// Receives one multipart message; `nil` when `blocking` is false and none is waiting.
     public func receive(blocking: Bool = true) throws(ZMQError) -> [[UInt8]]? {
         var frames: [[UInt8]] = []
@@ -174,14 +181,11 @@ public final class ZMQSocket {
                 let data = zmq_msg_data(message)!
                 frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
             }
-            if zmq_msg_more(message) == 0 { return frames }
+            if zmq_msg_more(message) == 0 {
+                lastUserID = zmq_msg_gets(message, "User-Id").map { String(cString: $0) }
+                return frames
+            }
         }
-    }
-
-    /// The `User-Id` property of the last frame received, if a ZAP handler set one.
-    public var lastUserID: String? {
-        guard let value = zmq_msg_gets(message, "User-Id") else { return nil }
-        return String(cString: value)
     }
 }
 

@@ -19,7 +19,9 @@ struct SendCommand: AsyncParsableCommand {
             from the same folder; the mapping is in docs/sample-data.md). Events go in batches with \
             several requests in flight; a request not acknowledged in time is sent again (versions make \
             that harmless). Prints progress on a terminal, then applied/duplicate/stale/rejected counts \
-            and the reasons for rejections. Exit status: 0 when all events were taken, 1 when some were \
+            and the reasons for rejections. When the daemon has CURVE on (ingest.curve), give \
+            --curve-server-key and --curve-key-file; a key the daemon does not list is refused at the \
+            handshake, and send stops at once with status 2 saying so. Exit status: 0 when all events were taken, 1 when some were \
             rejected, 2 when the daemon could not be reached or refused a request.
             """
     )
@@ -63,6 +65,9 @@ struct SendCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as one JSON object.")
     var json = false
 
+    @OptionGroup(title: "CURVE (when the daemon has ingest.curve on)")
+    var curve: CurveClientOptions
+
     enum EncodingChoice: String, ExpressibleByArgument, CaseIterable {
         case json, protobuf
         var encoding: EventEncoding { self == .json ? .json : .protobuf }
@@ -83,11 +88,12 @@ struct SendCommand: AsyncParsableCommand {
         let encoding = self.encoding.encoding
         let files = self.files
         let csvOptions = options
+        let curveKeys = try curve.keys()
         let thread = ZMQThread(name: "send") {
             do {
                 let stream = EventStream(paths: files, options: csvOptions)
                 let context = try ZMQContext()
-                let client = try IngestClient(context: context, endpoint: settings.0, window: settings.1,
+                let client = try IngestClient(context: context, endpoint: settings.0, curve: curveKeys, window: settings.1,
                                               timeoutMilliseconds: settings.2, retries: settings.3)
                 // Origins of the events in flight, to report rejections by file and line.
                 var origins: [Int: [String]] = [:]

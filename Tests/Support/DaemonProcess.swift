@@ -28,7 +28,13 @@ public final class DaemonProcess {
     }
 
     /// Starts a daemon; its stderr goes to `daemon.log` in `directory` (appended across restarts).
-    public init(directory: URL? = nil, shards: Int, modelJSON: String, extraArguments: [String] = []) throws {
+    ///
+    /// - Parameters:
+    ///   - configJSON: written to `config.json` in `directory` and passed as `--config`
+    ///     (relative paths in it are relative to `directory`); the flags below still win.
+    ///   - ingestCurve: the keys `ingest` connects with, for a daemon with `ingest.curve`.
+    public init(directory: URL? = nil, shards: Int, modelJSON: String, configJSON: String? = nil,
+                ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = []) throws {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-\(UUID().uuidString.prefix(8))")
         self.directory = dir
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -37,9 +43,15 @@ public final class DaemonProcess {
         guard FileManager.default.isExecutableFile(atPath: DaemonProcess.binary) else {
             throw Failure(description: "no dealstream executable at \(DaemonProcess.binary): run `swift build` first (scripts/test does)")
         }
+        var configArguments: [String] = []
+        if let configJSON {
+            let configPath = dir.appendingPathComponent("config.json").path
+            try Data(configJSON.utf8).write(to: URL(fileURLWithPath: configPath))
+            configArguments = ["--config", configPath]
+        }
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
-        process.arguments = [
-            "daemon", "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
+        process.arguments = ["daemon"] + configArguments + [
+            "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
             "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
             "--updates", "ipc://" + dir.appendingPathComponent("updates.sock").path,
             "--snapshot", "ipc://" + dir.appendingPathComponent("snapshot.sock").path,
@@ -55,6 +67,7 @@ public final class DaemonProcess {
         try process.run()
         context = try ZMQContext()
         ingest = try ZMQSocket(context: context, type: .dealer)
+        if let ingestCurve { try ingest.setCurveClient(ingestCurve) }
         try ingest.connect("ipc://" + dir.appendingPathComponent("ingest.sock").path)
         snapshots = try ZMQSocket(context: context, type: .dealer)
         try snapshots.connect("ipc://" + dir.appendingPathComponent("snapshot.sock").path)

@@ -97,7 +97,7 @@ struct ZeroMQTests {
             guard let client = try? ZMQSocket(context: context, type: .dealer), (try? client.connect(endpoint)) != nil else { return }
             var n = 0
             while !stop.isSet && n < 3 {
-                try? client.send([[UInt8(n)]])
+                _ = try? client.send([[UInt8(n)]])
                 n += 1
             }
         }
