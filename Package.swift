@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
@@ -26,6 +29,26 @@ let package = Package(
         .target(name: "CLinuxShims"),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: sharedSettings),
         .target(name: "DealModel", swiftSettings: sharedSettings),
+        // The append-only, checksummed record file: the daemon's event log, a connector's spool.
+        .target(name: "FramedLog", swiftSettings: sharedSettings),
+        // Vendor webhook payload + mapping file → dealstream events. Pure: no I/O.
+        .target(
+            name: "CRMWebhooks",
+            dependencies: ["DealModel", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: sharedSettings
+        ),
+        // The running webhook receiver: HTTP server, auth, durable spool and deal state,
+        // forwarding to the daemon, the HubSpot REST fetch.
+        .target(
+            name: "WebhookReceiver",
+            dependencies: [
+                "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel",
+                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: sharedSettings
+        ),
         .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
         .target(
@@ -45,7 +68,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics",
+                "ZeroMQ", "Wire", "DealModel", "Metrics", "FramedLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -56,6 +79,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics",
+                "CRMWebhooks", "WebhookReceiver",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -74,7 +98,9 @@ let package = Package(
             name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
             name: "DaemonTests",
-            dependencies: ["Daemon", "DealModel", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Daemon", "FramedLog", "DealModel", "DealstreamTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
@@ -87,6 +113,12 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
+        .testTarget(
+            name: "ConnectorTests",
+            dependencies: ["CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport"],
+            resources: [.copy("Fixtures")],
             swiftSettings: sharedSettings
         ),
     ]

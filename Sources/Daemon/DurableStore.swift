@@ -1,4 +1,5 @@
 import DealModel
+import FramedLog
 import Foundation
 import Logging
 

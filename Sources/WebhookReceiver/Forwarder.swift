@@ -1,0 +1,97 @@
+import Clients
+import DealModel
+import Foundation
+import Logging
+import Wire
+import ZeroMQ
+
+/// How the forwarder reaches the daemon's ingest endpoint.
+///
+/// Why a struct: the ZeroMQ client options will grow (CURVE keys are coming), and they
+/// should arrive here and in `IngestClient` without touching the forwarder's loop.
+public struct ForwarderOptions: Sendable {
+    public var endpoint: String
+    /// Events per `EVENTS` request.
+    public var batchSize: Int = 1000
+    /// Milliseconds to wait for an ACK before resending (`IngestClient`).
+    public var timeoutMilliseconds: Int = 5000
+    /// Resends of one request before the daemon counts as down.
+    public var retries: Int = 2
+    public init(endpoint: String) { self.endpoint = endpoint }
+}
+
+/// Drains the `Spool` into the daemon, in order, with the existing `IngestClient`.
+///
+/// Why: the webhook answer must not wait for the daemon, and events must not be lost
+/// while it is down. Each batch is removed from the spool only after its ACK (so after
+/// the daemon made it durable); when the daemon does not answer, the batch stays, the
+/// forwarder waits for a `PONG`, and sends it again (versions make that harmless).
+/// Rejected events (the daemon's validation) are logged with the daemon's reason.
+public final class Forwarder: @unchecked Sendable {
+    let spool: Spool
+    let options: ForwarderOptions
+    let logger: Logger
+    private let stopped = NSCondition()
+    private var isStopped = false
+    private var thread: ZMQThread?
+    /// The daemon's `log_seq` after the last acknowledged batch, and counts, for logs and tests.
+    public private(set) var lastLogSeq: UInt64 = 0
+    public private(set) var forwarded = 0
+
+    public init(spool: Spool, options: ForwarderOptions, logger: Logger) {
+        self.spool = spool
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Starts the forwarding thread.
+    public func start() {
+        thread = ZMQThread(name: "forwarder") { [self] in run() }
+    }
+
+    /// Stops the thread after the batch in flight and waits for it.
+    public func stop() async {
+        stopped.withLock { isStopped = true }
+        spool.close()
+        await thread?.joined()
+    }
+
+    private var shouldStop: Bool { stopped.withLock { isStopped } }
+
+    private func run() {
+        do {
+            let context = try ZMQContext()
+            let client = try IngestClient(context: context, endpoint: options.endpoint, window: 1,
+                                          timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
+            var daemonDown = false
+            while !shouldStop {
+                let batch = spool.next(limit: options.batchSize, timeout: 0.2)
+                guard !batch.isEmpty else { continue }
+                if daemonDown {
+                    guard (try? client.ping()) == true else { continue }
+                    logger.notice("Daemon answers again; draining the spool", metadata: ["spool.pending": "\(spool.pendingCount)"])
+                    daemonDown = false
+                }
+                do {
+                    try client.send(batches: [batch]) { ack in
+                        self.lastLogSeq = max(self.lastLogSeq, ack.body.logSeq)
+                        for rejection in ack.body.rejected {
+                            self.logger.error("Daemon rejected an event", metadata: [
+                                "event.reason": "\(rejection.error)",
+                                "event.json": "\(String(decoding: batch[min(rejection.index, batch.count - 1)], as: UTF8.self))",
+                            ])
+                        }
+                    }
+                    try spool.acknowledge(batch.count)
+                    forwarded += batch.count
+                } catch let failure as IngestClient.RequestFailure {
+                    logger.warning("Daemon unreachable; events stay in the spool",
+                                   metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])
+                    daemonDown = true
+                }
+            }
+        } catch {
+            logger.critical("Forwarder stopped", metadata: ["forwarder.error": "\(error)"])
+        }
+    }
+}
