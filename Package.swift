@@ -117,8 +117,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ConnectorTests",
-            dependencies: ["CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport"],
-            resources: [.copy("Fixtures")],
+            dependencies: [
+                "CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Fixtures"],
             swiftSettings: sharedSettings
         ),
     ]
