@@ -34,9 +34,11 @@ public final class Forwarder: @unchecked Sendable {
     private let stopped = NSCondition()
     private var isStopped = false
     private var thread: ZMQThread?
-    /// The daemon's `log_seq` after the last acknowledged batch, and counts, for logs and tests.
-    public private(set) var lastLogSeq: UInt64 = 0
-    public private(set) var forwarded = 0
+    private var stats = (lastLogSeq: UInt64(0), forwarded: 0)
+
+    /// The daemon's `log_seq` after the last acknowledged batch (0: none yet), and how many
+    /// events it acknowledged: `GET /health` shows them.
+    public var progress: (lastLogSeq: UInt64, forwarded: Int) { stopped.withLock { stats } }
 
     public init(spool: Spool, options: ForwarderOptions, logger: Logger) {
         self.spool = spool
@@ -73,8 +75,9 @@ public final class Forwarder: @unchecked Sendable {
                     daemonDown = false
                 }
                 do {
+                    var logSeq: UInt64 = 0
                     try client.send(batches: [batch]) { ack in
-                        self.lastLogSeq = max(self.lastLogSeq, ack.body.logSeq)
+                        logSeq = max(logSeq, ack.body.logSeq)
                         for rejection in ack.body.rejected {
                             self.logger.error("Daemon rejected an event", metadata: [
                                 "event.reason": "\(rejection.error)",
@@ -83,7 +86,10 @@ public final class Forwarder: @unchecked Sendable {
                         }
                     }
                     try spool.acknowledge(batch.count)
-                    forwarded += batch.count
+                    stopped.withLock {
+                        stats.lastLogSeq = max(stats.lastLogSeq, logSeq)
+                        stats.forwarded += batch.count
+                    }
                 } catch let failure as IngestClient.RequestFailure {
                     logger.warning("Daemon unreachable; events stay in the spool",
                                    metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])

@@ -13,15 +13,17 @@ import NIOCore
 public enum WebhookServer {
     public static let maximumBodyBytes = 8 << 20
 
-    /// The application; `onRunning` gets the bound port (useful with port 0).
-    public static func application(processor: WebhookProcessor, host: String, port: Int, publicURL: String?,
+    /// The application; `onRunning` gets the bound port (useful with port 0). `GET /health`
+    /// answers `{"spool_pending":…,"forwarded":…,"log_seq":…}` from `forwarder`.
+    public static func application(processor: WebhookProcessor, forwarder: Forwarder, host: String, port: Int, publicURL: String?,
                                    logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
         -> some ApplicationProtocol
     {
         let router = Router()
         let path = "/webhooks/\(processor.vendor.rawValue)"
         router.get("/health") { _, _ in
-            "{\"spool_pending\":\(processor.spool.pendingCount)}"
+            let progress = forwarder.progress
+            return "{\"spool_pending\":\(processor.spool.pendingCount),\"forwarded\":\(progress.forwarded),\"log_seq\":\(progress.lastLogSeq)}"
         }
         router.post(RouterPath(path)) { request, _ -> Response in
             let buffer = try await request.body.collect(upTo: maximumBodyBytes)

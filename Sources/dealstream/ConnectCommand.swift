@@ -125,7 +125,7 @@ struct ConnectCommand: AsyncParsableCommand {
         forwarder.start()
         let address = listenAddress!
         let source = map.source
-        let app = WebhookServer.application(processor: processor, host: address.host, port: address.port,
+        let app = WebhookServer.application(processor: processor, forwarder: forwarder, host: address.host, port: address.port,
                                             publicURL: map.publicURL, logger: logger) { port in
             logger.notice("Connector listening", metadata: [
                 "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)", "connect.source": "\(source)",
