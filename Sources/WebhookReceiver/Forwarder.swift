@@ -85,11 +85,12 @@ public final class Forwarder: @unchecked Sendable {
                             ])
                         }
                     }
-                    try spool.acknowledge(batch.count)
+                    // Progress first: whoever sees the spool empty also sees its log_seq.
                     stopped.withLock {
                         stats.lastLogSeq = max(stats.lastLogSeq, logSeq)
                         stats.forwarded += batch.count
                     }
+                    try spool.acknowledge(batch.count)
                 } catch let failure as IngestClient.RequestFailure {
                     logger.warning("Daemon unreachable; events stay in the spool",
                                    metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])
