@@ -7,7 +7,8 @@ import DealModel
 /// Why: CDC sends all fields on CREATE and only `changedFields` on UPDATE (unchanged
 /// fields are null in the Pub/Sub form, so only the listed ones are read); one event can
 /// name several `recordIds` that had the same change. The version is `commitNumber`.
-/// `GAP_*` events carry no field values: they become warnings with a resync hint.
+/// `GAP_*` events carry no field values, and a wildcard record id (`006*`, after a field
+/// type conversion) names no record: both become warnings with a resync hint.
 public enum SalesforceChangeEvent {
     static let fieldNames: [String: DealField] = [
         "StageName": .stage, "Amount": .amount, "CurrencyIsoCode": .currency, "CloseDate": .closedAt,
@@ -58,7 +59,7 @@ public enum SalesforceChangeEvent {
             }
             var ids: [String] = []
             for (i, v) in idValues.enumerated() { ids.append(try JSONFields.id(v, "\(h).recordIds[\(i)]")) }
-            if changeType.hasPrefix("GAP_") {
+            if changeType.hasPrefix("GAP_") || ids.contains(where: { $0.hasSuffix("*") }) {
                 out.warnings.append("Salesforce \(changeType) for Opportunity \(ids.joined(separator: ",")): the event carries no field values; "
                     + "resync these records (query Opportunity by Id, or replay from the CDC channel) and send their current state")
                 continue
