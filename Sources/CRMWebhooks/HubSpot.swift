@@ -46,9 +46,11 @@ public enum HubSpotWebhook {
         for (i, event) in events.enumerated() {
             let base = "[\(i)]"
             guard case .object = event else { throw PayloadError(field: base, reason: "expected an object, got \(event.typeName)") }
-            guard let type = event["subscriptionType"]?.stringValue else {
+            guard var type = event["subscriptionType"]?.stringValue else {
                 throw PayloadError(field: "\(base).subscriptionType", reason: "missing or not a string")
             }
+            // Generic webhooks (`object.creation`, …) name deals by objectTypeId 0-3.
+            if type.hasPrefix("object."), event["objectTypeId"]?.stringValue == "0-3" { type = "deal." + type.dropFirst(7) }
             guard type.hasPrefix("deal.") else { out.ignored += 1; continue }
             let id = try JSONFields.id(event["objectId"], "\(base).objectId")
             let occurred = try JSONFields.unsigned(event["occurredAt"], "\(base).occurredAt")

@@ -1,5 +1,6 @@
 import CRMWebhooks
 import DealModel
+import Dispatch
 import Foundation
 import Logging
 
@@ -42,7 +43,9 @@ public final class WebhookProcessor: @unchecked Sendable {
     public let spool: Spool
     let fetcher: HubSpotFetcher?
     let logger: Logger
-    private let lock = NSLock()
+    /// Serialises the read-modify-write of deal states and keeps the blocking `fdatasync`
+    /// calls off Swift's cooperative thread pool.
+    private let queue = DispatchQueue(label: "dealstream.connect.apply")
     /// Clock for the HubSpot timestamp check (injectable for tests).
     let now: @Sendable () -> Int64
 
@@ -79,7 +82,7 @@ public final class WebhookProcessor: @unchecked Sendable {
         }
         var result: Applied
         do {
-            result = try apply(translation.changes)
+            result = try await applyOnQueue(translation.changes)
         } catch let error as PayloadError {
             return WebhookResponse(status: 422, body: Self.json(["error": .string(error.description)]))
         } catch {
@@ -90,7 +93,7 @@ public final class WebhookProcessor: @unchecked Sendable {
             for id in result.heldBack.keys.sorted() {
                 do {
                     let change = try HubSpotWebhook.translateDeal(try await fetcher.fetchDeal(id: id), mapping: mapping)
-                    let more = try apply([change])
+                    let more = try await applyOnQueue([change])
                     result.events += more.events
                     result.heldBack[id] = more.heldBack[id]
                 } catch {
@@ -124,10 +127,16 @@ public final class WebhookProcessor: @unchecked Sendable {
         var heldBack: [String: [String]] = [:]
     }
 
+    func applyOnQueue(_ changes: [DealChange]) async throws -> Applied {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try self.apply(changes) }) }
+        }
+    }
+
     /// Applies changes to copies of the deal states; only when every change is valid are
-    /// the states saved and the events spooled (both synced).
-    func apply(_ changes: [DealChange]) throws -> Applied {
-        try lock.withLock {
+    /// the states saved and the events spooled (both synced). Runs on `queue`.
+    private func apply(_ changes: [DealChange]) throws -> Applied {
+        do {
             var changed: [String: DealState] = [:]
             var events: [[UInt8]] = []
             var result = Applied()

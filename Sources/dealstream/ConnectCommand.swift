@@ -42,7 +42,10 @@ struct ConnectCommand: AsyncParsableCommand {
             names ({"DEALSTREAM_…": "…"}). Without its secret the connector refuses to start unless \
             --insecure is given. Answers: 200 with {"events":n,"held_back":[…],…}; 401 for a bad \
             signature or credentials; 400 for a body that is not JSON; 422 for a field that is wrong \
-            or not in the mapping (the answer names it); 503 when the spool cannot be written.
+            or not in the mapping (the answer names it); 503 when the spool cannot be written. GET /health answers \
+            {"spool_pending":n,"forwarded":n,"log_seq":n}. Event versions are the vendor's version \
+            (HubSpot occurredAt, Pipedrive meta.timestamp in ms, Salesforce commitNumber) × 1000 plus \
+            a count of late, out-of-order changes (config/README.md).
             """
     )
 

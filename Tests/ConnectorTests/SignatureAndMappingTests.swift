@@ -108,6 +108,13 @@ struct PayloadTests {
         }
     }
 
+    @Test func hubSpotGenericWebhooksForDealsAreRead() throws {
+        let body = Array(#"[{"eventId":7,"subscriptionId":1,"portalId":62515,"appId":1,"occurredAt":1793610000000,"subscriptionType":"object.propertyChange","attemptNumber":0,"objectId":5,"objectTypeId":"0-3","propertyName":"amount","propertyValue":"10"},{"eventId":8,"subscriptionId":1,"portalId":62515,"appId":1,"occurredAt":1793610000000,"subscriptionType":"object.creation","attemptNumber":0,"objectId":6,"objectTypeId":"0-1"}]"#.utf8)
+        let t = try HubSpotWebhook.translate(body, mapping: try FixtureFiles.mapping(.hubspot))
+        #expect(t.changes == [DealChange(recordID: "5", version: 1_793_610_000_000, occurredAt: "2026-11-02T09:00:00Z", action: .upsert([.amount: "10.0"]))])
+        #expect(t.ignored == 1)
+    }
+
     @Test func unknownVendorStageIsRefusedNamingIt() throws {
         let mapping = try FixtureFiles.mapping(.pipedrive)
         let body = Array(#"{"meta":{"action":"added","object":"deal","id":9,"timestamp":5},"current":{"id":9,"stage_id":77,"pipeline_id":1,"status":"open","value":1,"add_time":"2026-11-03 10:00:00"}}"#.utf8)
