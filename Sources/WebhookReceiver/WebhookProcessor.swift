@@ -46,6 +46,10 @@ public final class WebhookProcessor: @unchecked Sendable {
     /// Serialises the read-modify-write of deal states and keeps the blocking `fdatasync`
     /// calls off Swift's cooperative thread pool.
     private let queue = DispatchQueue(label: "dealstream.connect.apply")
+    /// Requests waiting for the next group commit, and whether `queue` is draining them.
+    private let lock = NSLock()
+    private var waiting: [(changes: [DealChange], continuation: CheckedContinuation<Applied, any Error>)] = []
+    private var draining = false
     /// Clock for the HubSpot timestamp check (injectable for tests).
     let now: @Sendable () -> Int64
 
@@ -122,39 +126,70 @@ public final class WebhookProcessor: @unchecked Sendable {
         }
     }
 
-    struct Applied {
+    struct Applied: Sendable {
         var events = 0
         var heldBack: [String: [String]] = [:]
     }
 
+    /// Applies one request's changes together with those of the requests waiting at the
+    /// same time (group commit: one `fdatasync` of the deal states and one of the spool per
+    /// group, however many requests it holds). A request whose changes are invalid fails
+    /// alone; a failed sync fails the whole group (the vendors retry).
     func applyOnQueue(_ changes: [DealChange]) async throws -> Applied {
         try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try self.apply(changes) }) }
+            let start = lock.withLock {
+                waiting.append((changes, continuation))
+                defer { draining = true }
+                return !draining
+            }
+            if start { queue.async { self.drain() } }
         }
     }
 
-    /// Applies changes to copies of the deal states; only when every change is valid are
-    /// the states saved and the events spooled (both synced). Runs on `queue`.
-    private func apply(_ changes: [DealChange]) throws -> Applied {
-        do {
+    private func drain() {
+        while true {
+            let group = lock.withLock {
+                let group = waiting
+                waiting = []
+                if group.isEmpty { draining = false }
+                return group
+            }
+            if group.isEmpty { return }
             var changed: [String: DealState] = [:]
             var events: [[UInt8]] = []
-            var result = Applied()
-            for change in changes {
-                var state = changed[change.recordID] ?? store.states[change.recordID] ?? DealState()
-                switch try assembler.apply(change, to: &state) {
-                case .event(let event):
-                    events.append(event)
-                    result.heldBack[change.recordID] = nil
-                case .heldBack(let missing): result.heldBack[change.recordID] = missing
-                case .nothing: break
+            var results: [Result<Applied, any Error>] = []
+            for request in group {
+                var local = changed
+                var localEvents: [[UInt8]] = []
+                var applied = Applied()
+                do {
+                    for change in request.changes {
+                        var state = local[change.recordID] ?? store.states[change.recordID] ?? DealState()
+                        switch try assembler.apply(change, to: &state) {
+                        case .event(let event):
+                            localEvents.append(event)
+                            applied.heldBack[change.recordID] = nil
+                        case .heldBack(let missing): applied.heldBack[change.recordID] = missing
+                        case .nothing: break
+                        }
+                        local[change.recordID] = state
+                    }
+                    applied.events = localEvents.count
+                    changed = local
+                    events += localEvents
+                    results.append(.success(applied))
+                } catch {
+                    results.append(.failure(error))
                 }
-                changed[change.recordID] = state
             }
-            try store.save(changed)
-            try spool.append(events)
-            result.events = events.count
-            return result
+            do {
+                try store.save(changed)
+                try spool.append(events)
+            } catch {
+                for request in group { request.continuation.resume(throwing: error) }
+                continue
+            }
+            for (request, result) in zip(group, results) { request.continuation.resume(with: result) }
         }
     }
 
