@@ -97,7 +97,7 @@ public struct DealAssembler: Sendable {
             }
             state.aliveVersion = max(state.aliveVersion ?? 0, change.version)
             guard state.isAlive else { return .nothing }
-            let built = try build(state, id: change.recordID, occurredAt: change.occurredAt)
+            let built = try build(state, id: change.recordID)
             guard case .success(let deal) = built else {
                 if case .failure(let missing) = built { return .heldBack(missing: missing.fields) }
                 return .nothing
@@ -106,8 +106,9 @@ public struct DealAssembler: Sendable {
             if base > state.sentBase {
                 state.sentBase = base
                 state.sentLate = 0
-            } else if before.fields != state.fields || before.aliveVersion != state.aliveVersion || before.sentBase == 0 {
-                if before.sentBase != 0 { state.sentLate = min(998, state.sentLate + 1) }
+            } else if before.fields != state.fields || before.aliveVersion != state.aliveVersion {
+                // Newer knowledge without a newer vendor version: it must still win.
+                state.sentLate = min(998, state.sentLate + 1)
             }
             var out = Array("{\"kind\":\"deal\",\"source\":".utf8)
             JSONWriter.appendString(mapping.source, to: &out)
@@ -128,7 +129,7 @@ public struct DealAssembler: Sendable {
     }
 
     /// The `deal` object of a complete state, or the names of the missing fields.
-    private func build(_ state: DealState, id: String, occurredAt: String?) throws(PayloadError) -> Result<[UInt8], Missing> {
+    private func build(_ state: DealState, id: String) throws(PayloadError) -> Result<[UInt8], Missing> {
         func value(_ f: DealField) -> String? {
             guard let v = state.fields[f]?.value, !v.isEmpty else { return nil }
             return v
@@ -151,8 +152,9 @@ public struct DealAssembler: Sendable {
             if let mapped = pipeline.stages[stageID] {
                 stage = mapped
             } else if pipeline.wonStages.contains(stageID) || pipeline.lostStages.contains(stageID) || status != "open" {
+                // The last open stage seen; failing that (a deal first seen closed) the
+                // alphabetically first mapped stage, so the choice is at least stable.
                 stage = state.lastOpenStage?.value.flatMap { pipeline.stages[$0] } ?? pipeline.stages.values.min()
-                if status == "won", stage == nil { stage = pipeline.stages.values.min() }
             } else {
                 throw PayloadError(field: "deal \(id).stage", reason: "vendor stage \"\(stageID)\" of pipeline \"\(pipelineID)\" is not in the mapping")
             }
@@ -197,7 +199,6 @@ public struct DealAssembler: Sendable {
         field("created_at", created)
         field("closed_at", closed)
         out.append(UInt8(ascii: "}"))
-        _ = occurredAt
         return .success(out)
     }
 }

@@ -65,8 +65,8 @@ public final class Spool: @unchecked Sendable {
         pending.removeFirst(n)
         forwarded += UInt64(n)
         if pending.isEmpty {
-            // Everything is delivered: start an empty spool (cursor first, so a crash in
-            // between never re-reads delivered events as new ones beyond the cursor).
+            // Everything is delivered: start an empty spool. A crash between the two steps
+            // at worst sends delivered events again, which the daemon counts as duplicates.
             try writeCursor(0)
             try FileManager.default.removeItem(at: directory.appendingPathComponent("spool.log"))
             log = try EventLog(path: directory.appendingPathComponent("spool.log").path) { _ in }
