@@ -56,6 +56,11 @@ struct ConnectorIntegrationTests {
         #expect(refused.status == 401)
         headers = [:]
         #expect(try await connector.post(body, headers: headers).status == 401)
+        // Authenticated but not JSON: 400 naming the body; nothing changes either.
+        let broken = Array("[{\"objectId\":".utf8)
+        let notJSON = try await connector.post(broken, headers: credentials(vendor, secret: Self.secrets[vendor]!, body: broken,
+                                                                             mapping: try FixtureFiles.mapping(vendor)))
+        #expect(notJSON.status == 400 && notJSON.body.contains("body: not JSON"), "\(notJSON.body)")
         let after = try await connector.health()
         #expect(after.forwarded == health.forwarded && after.pending == 0 && after.logSeq == health.logSeq)
         #expect(try daemon.snapshot().logSeq == health.logSeq)
