@@ -148,3 +148,35 @@ struct PayloadTests {
         #expect(String(decoding: event, as: UTF8.self) == (try FixtureFiles.expected(.hubspot, "fetch-expected.ndjson")).first)
     }
 }
+
+/// Versions: deletion, late changes after it, restore, and re-sent retries.
+struct AssemblerVersionTests {
+    let mapping: Mapping
+    init() throws { mapping = try FixtureFiles.mapping(.hubspot) }
+
+    private func change(_ version: UInt64, _ action: DealChange.Action) -> DealChange {
+        DealChange(recordID: "1", version: version, occurredAt: nil, action: action)
+    }
+
+    private func version(_ outcome: DealAssembler.Outcome) throws -> Int64? {
+        guard case .event(let bytes) = outcome else { return nil }
+        return try JSONParser.parse(bytes)["version"].flatMap { if case .int(let v) = $0 { v } else { nil } }
+    }
+
+    @Test func deletionCutsAndRestoreStartsAfterIt() throws {
+        let assembler = DealAssembler(mapping: mapping)
+        var state = DealState()
+        let full: [DealField: String?] = [.pipeline: "default", .stage: "qualifiedtobuy", .amount: "5", .createdAt: "2026-11-02T09:00:00Z"]
+        #expect(try version(assembler.apply(change(10, .upsert(full)), to: &state)) == 10_000)
+        #expect(try version(assembler.apply(change(20, .delete), to: &state)) == 20_999)
+        // A change from before the deletion, delivered after it: nothing is sent.
+        #expect(try assembler.apply(change(15, .upsert([.amount: "7"])), to: &state) == .nothing)
+        // The deletion again (a retry): nothing new.
+        #expect(try assembler.apply(change(20, .delete), to: &state) == .nothing)
+        // Restored later: the deal is back, above the deletion, with what was known.
+        let restored = try assembler.apply(change(30, .restore([:])), to: &state)
+        #expect(try version(restored) == 30_000)
+        guard case .event(let bytes) = restored else { return }
+        #expect(try JSONParser.parse(bytes)["deal"]?["amount"]?.numberValue == 7)
+    }
+}
