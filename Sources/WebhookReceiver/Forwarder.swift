@@ -26,7 +26,9 @@ public struct ForwarderOptions: Sendable {
 /// while it is down. Each batch is removed from the spool only after its ACK (so after
 /// the daemon made it durable); when the daemon does not answer, the batch stays, the
 /// forwarder waits for a `PONG`, and sends it again (versions make that harmless).
-/// Rejected events (the daemon's validation) are logged with the daemon's reason.
+/// Rejected events (the daemon's validation) are logged with the daemon's reason; a
+/// request refused whole (`ERR`) is resent one event at a time and the refused event is
+/// logged and dropped, so one oversized event cannot block the spool.
 public final class Forwarder: @unchecked Sendable {
     let spool: Spool
     let options: ForwarderOptions
@@ -66,8 +68,11 @@ public final class Forwarder: @unchecked Sendable {
             let client = try IngestClient(context: context, endpoint: options.endpoint, window: 1,
                                           timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
             var daemonDown = false
+            // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame
+            // limit), events go one per request until the refused one is found and dropped.
+            var singlyUntil = 0
             while !shouldStop {
-                let batch = spool.next(limit: options.batchSize, timeout: 0.2)
+                let batch = spool.next(limit: singlyUntil > 0 ? 1 : options.batchSize, timeout: 0.2)
                 guard !batch.isEmpty else { continue }
                 if daemonDown {
                     guard (try? client.ping()) == true else { continue }
@@ -91,6 +96,17 @@ public final class Forwarder: @unchecked Sendable {
                         stats.forwarded += batch.count
                     }
                     try spool.acknowledge(batch.count)
+                    singlyUntil = max(0, singlyUntil - batch.count)
+                } catch let failure as IngestClient.RequestFailure where failure.reason.hasPrefix("ERR") {
+                    if batch.count > 1 {
+                        singlyUntil = batch.count
+                    } else {
+                        logger.error("Daemon refused an event; dropped", metadata: [
+                            "forwarder.reason": "\(failure.reason)", "event.json": "\(String(decoding: batch[0].prefix(2000), as: UTF8.self))",
+                        ])
+                        try spool.acknowledge(1)
+                        singlyUntil = max(0, singlyUntil - 1)
+                    }
                 } catch let failure as IngestClient.RequestFailure {
                     logger.warning("Daemon unreachable; events stay in the spool",
                                    metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])

@@ -94,6 +94,32 @@ struct ConnectorIntegrationTests {
         #expect(report == nil, "\(report ?? "")")
     }
 
+    @Test func anEventTheDaemonRefusesWholeIsDroppedAndTheRestDelivered() async throws {
+        let directory = temporaryDirectory("err")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = directory.appendingPathComponent("small-frames.json")
+        try Data(#"{"limits":{"max_frame_bytes":1024}}"#.utf8).write(to: config)
+        let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: try FixtureFiles.modelJSON,
+                                       extraArguments: ["--config", config.path])
+        defer { _ = daemon.terminate() }
+        let connector = try ConnectorProcess(vendor: .salesforce, ingest: daemon.ingestEndpoint, directory: directory,
+                                             environment: environment(.salesforce))
+        defer { connector.terminate() }
+        // Three CREATEs in one request; the second's LeadSource makes its event over 1 KiB.
+        var text = String(decoding: try FixtureFiles.file(.salesforce, "01-create.json"), as: UTF8.self)
+        text = text.replacingOccurrences(of: "\"Partner Referral\"", with: "\"" + String(repeating: "x", count: 1500) + "\"")
+        let body = Array(text.utf8)
+        let answer = try await connector.post(body, headers: credentials(.salesforce, secret: Self.secrets[.salesforce]!, body: body,
+                                                                         mapping: try FixtureFiles.mapping(.salesforce)))
+        #expect(answer.status == 200)
+        let health = try await connector.waitDrained()
+        #expect(health.forwarded == 2)
+        let published = try daemon.waitUntilPublished(health.logSeq)
+        #expect(published["new_opportunities/all/%2A/all"]?.contains("\"value\":2") == true, "\(published["new_opportunities/all/%2A/all"] ?? "absent")")
+        #expect(connector.log.contains("Daemon refused an event; dropped"))
+    }
+
     @Test func connectorRefusesToStartWithoutItsSecret() throws {
         let directory = temporaryDirectory("nosecret")
         defer { try? FileManager.default.removeItem(at: directory) }
