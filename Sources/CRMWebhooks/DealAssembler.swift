@@ -189,7 +189,11 @@ public struct DealAssembler: Sendable {
         field("stage", stage)
         field("status", status)
         out += Array(",\"amount\":\(JSONWriter.number(amount))".utf8)
-        field("currency", value(.currency) ?? mapping.defaultCurrency)
+        let currency = value(.currency) ?? mapping.defaultCurrency
+        if let known = mapping.knownCurrencies, !known.contains(currency) {
+            throw PayloadError(field: "deal \(id).currency", reason: "no rate for \"\(currency)\" in the model")
+        }
+        field("currency", currency)
         let ownerID = value(.owner)
         let owner = ownerID.flatMap { mapping.owners[$0] }
         field("owner", owner?.owner ?? ownerID)

@@ -43,6 +43,10 @@ public struct Mapping: Sendable, Equatable {
     /// HubSpot: the scheme and host HubSpot calls (`https://hooks.example.com`), which the
     /// v3 signature covers; default: `http://` and the request's Host header.
     public var publicURL: String?
+    /// The currencies the model has rates for, once `validate(against:)` has seen the model:
+    /// a deal in another currency is then refused by the connector (422) instead of being
+    /// rejected later by the daemon.
+    public var knownCurrencies: Set<String>?
 
     static let keys: Set<String> = [
         "source", "pipelines", "owners", "default_currency", "secrets_file", "fields", "api_base_url", "public_url", "comment",
@@ -128,7 +132,8 @@ public struct Mapping: Sendable, Equatable {
 
     /// Checks every model id the mapping names against the daemon's model file, so that
     /// nothing this connector sends is rejected for an unknown pipeline, stage or currency.
-    public func validate(against model: Model) throws(PayloadError) {
+    public mutating func validate(against model: Model) throws(PayloadError) {
+        knownCurrencies = Set(model.fx.keys)
         guard model.fx[defaultCurrency] != nil else {
             throw PayloadError(field: "mapping.default_currency", reason: "no rate for \"\(defaultCurrency)\" in the model")
         }

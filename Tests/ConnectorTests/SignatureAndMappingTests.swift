@@ -64,12 +64,14 @@ struct MappingTests {
 
     @Test(arguments: Vendor.allCases)
     func examplesAreValidForTheAcceptanceModel(_ vendor: Vendor) throws {
-        try FixtureFiles.mapping(vendor).validate(against: model)
+        var mapping = try FixtureFiles.mapping(vendor)
+        try mapping.validate(against: model)
+        #expect(mapping.knownCurrencies?.contains("EUR") == true)
     }
 
     private func error(_ json: String, validate: Bool = false) -> PayloadError? {
         do {
-            let m = try Mapping.parse(Array(json.utf8))
+            var m = try Mapping.parse(Array(json.utf8))
             if validate { try m.validate(against: model) }
             return nil
         } catch { return error }
@@ -119,6 +121,15 @@ struct PayloadTests {
         let mapping = try FixtureFiles.mapping(.pipedrive)
         let body = Array(#"{"meta":{"action":"added","object":"deal","id":9,"timestamp":5},"current":{"id":9,"stage_id":77,"pipeline_id":1,"status":"open","value":1,"add_time":"2026-11-03 10:00:00"}}"#.utf8)
         #expect(throws: PayloadError(field: "deal 9.stage", reason: #"vendor stage "77" of pipeline "1" is not in the mapping"#)) {
+            _ = try translateSequence(.pipedrive, bodies: [body], mapping: mapping)
+        }
+    }
+
+    @Test func aCurrencyWithoutRateIsRefusedWhenTheModelIsKnown() throws {
+        var mapping = try FixtureFiles.mapping(.pipedrive)
+        try mapping.validate(against: try Model.parse(Array(try FixtureFiles.modelJSON.utf8)))
+        let body = Array(#"{"meta":{"action":"added","object":"deal","id":9,"timestamp":5},"current":{"id":9,"stage_id":1,"pipeline_id":1,"status":"open","value":1,"currency":"XYZ","add_time":"2026-11-03 10:00:00"}}"#.utf8)
+        #expect(throws: PayloadError(field: "deal 9.currency", reason: #"no rate for "XYZ" in the model"#)) {
             _ = try translateSequence(.pipedrive, bodies: [body], mapping: mapping)
         }
     }
