@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
@@ -28,6 +31,26 @@ let package = Package(
         .target(name: "CLinuxShims"),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: sharedSettings),
         .target(name: "DealModel", swiftSettings: sharedSettings),
+        // The append-only, checksummed record file: the daemon's event log, a connector's spool.
+        .target(name: "FramedLog", swiftSettings: sharedSettings),
+        // Vendor webhook payload + mapping file → dealstream events. Pure: no I/O.
+        .target(
+            name: "CRMWebhooks",
+            dependencies: ["DealModel", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: sharedSettings
+        ),
+        // The running webhook receiver: HTTP server, auth, durable spool and deal state,
+        // forwarding to the daemon, the HubSpot REST fetch.
+        .target(
+            name: "WebhookReceiver",
+            dependencies: [
+                "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel",
+                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: sharedSettings
+        ),
         .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
         // The event content types: JSON and protobuf (generated code committed, see
@@ -54,7 +77,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding",
+                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -65,6 +88,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
+                "CRMWebhooks", "WebhookReceiver",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "DaemonTests",
             dependencies: [
-                "Daemon", "DealModel", "EventEncoding", "DealstreamTestSupport", "ZeroMQ",
+                "Daemon", "DealModel", "EventEncoding", "FramedLog", "DealstreamTestSupport", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
@@ -104,6 +128,16 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "EventEncoding", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
+        .testTarget(
+            name: "ConnectorTests",
+            dependencies: [
+                "CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Fixtures"],
             swiftSettings: sharedSettings
         ),
     ]

@@ -53,6 +53,9 @@ public final class IngestClient {
     let retries: Int
     let window: Int
     private let idPrefix: String
+    /// Request ids stay unique across `send` calls, so a late ACK of an earlier call is never
+    /// taken for one of a later call.
+    private var requestsSent = 0
 
     /// Connects to the ingest `endpoint`; with `curve`, as a CURVE client (the daemon's
     /// `ingest.curve` must list `curve.keyPair.publicKey`, or no request is ever answered).
@@ -104,7 +107,8 @@ public final class IngestClient {
                     if DispatchTime.now().uptimeNanoseconds < due { break }
                 }
                 eventsSent += batch.count
-                let id = Array((idPrefix + String(next)).utf8)
+                let id = Array((idPrefix + String(requestsSent)).utf8)
+                requestsSent += 1
                 let frames = [IngestProtocol.events, id, Array(contentType.utf8)] + batch
                 pending = try nextBatch()
                 try socket.send(frames)

@@ -1,5 +1,6 @@
 import DealModel
 import EventEncoding
+import FramedLog
 import Foundation
 import Logging
 

@@ -13,7 +13,9 @@ struct DealstreamCommand: AsyncParsableCommand {
             XPUB) with snapshots for late joiners (snapshot, ROUTER). `dealstream send` feeds it \
             files; `dealstream tail` watches the metrics.
             """,
-        subcommands: [DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self, BenchCommand.self,
-                      KeygenCommand.self]
+        subcommands: [
+            DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self, BenchCommand.self,
+            ConnectCommand.self, KeygenCommand.self,
+        ]
     )
 }

@@ -6,6 +6,7 @@ import Logging
 import Testing
 
 @testable import Daemon
+import FramedLog
 
 /// Checkpoints and log generations on real files: a restart loads the checkpoint and
 /// replays only what came after it, and every crash point in between loses nothing.

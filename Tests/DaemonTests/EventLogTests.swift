@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Daemon
+import FramedLog
 
 /// The durable store on a real file: replay, torn tails, failed commits.
 struct EventLogTests {

@@ -2,7 +2,10 @@
 import Glibc
 #endif
 
-/// The durable store: an append-only log of accepted events with a checksum per record.
+/// An append-only file of records with a checksum per record: the daemon's event log,
+/// a connector's spool and deal-state file.
+///
+/// (Originally the daemon's durable store of accepted events.)
 ///
 /// Why a log and not an embedded database: every write is an append, every read is a
 /// replay in order, and durability is one `fdatasync` per group of requests (group
@@ -17,6 +20,11 @@ public final class EventLog {
         public var operation: String
         public var path: String
         public var code: Int32
+        public init(operation: String, path: String, code: Int32) {
+            self.operation = operation
+            self.path = path
+            self.code = code
+        }
         public var description: String { "\(operation) \(path): \(String(cString: strerror(code))) (errno \(code))" }
     }
 
@@ -142,7 +150,7 @@ public final class EventLog {
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it), eight bytes per step
 /// ("slicing-by-8").
-enum CRC32 {
+public enum CRC32 {
     static let tables: [[UInt32]] = {
         var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for i in 0..<256 {
@@ -156,7 +164,7 @@ enum CRC32 {
         return t
     }()
 
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
+    public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         let t = tables
         return t.withUnsafeBufferPointer { _ in
             bytes.withUnsafeBytes { raw -> UInt32 in

@@ -1,0 +1,120 @@
+import Clients
+import DealModel
+import Foundation
+import Logging
+import Wire
+import ZeroMQ
+
+/// How the forwarder reaches the daemon's ingest endpoint.
+///
+/// Why a struct: the ZeroMQ client options will grow (CURVE keys are coming), and they
+/// should arrive here and in `IngestClient` without touching the forwarder's loop.
+public struct ForwarderOptions: Sendable {
+    public var endpoint: String
+    /// Events per `EVENTS` request.
+    public var batchSize: Int = 1000
+    /// Milliseconds to wait for an ACK before resending (`IngestClient`).
+    public var timeoutMilliseconds: Int = 5000
+    /// Resends of one request before the daemon counts as down.
+    public var retries: Int = 2
+    public init(endpoint: String) { self.endpoint = endpoint }
+}
+
+/// Drains the `Spool` into the daemon, in order, with the existing `IngestClient`.
+///
+/// Why: the webhook answer must not wait for the daemon, and events must not be lost
+/// while it is down. Each batch is removed from the spool only after its ACK (so after
+/// the daemon made it durable); when the daemon does not answer, the batch stays, the
+/// forwarder waits for a `PONG`, and sends it again (versions make that harmless).
+/// Rejected events (the daemon's validation) are logged with the daemon's reason; a
+/// request refused whole (`ERR`) is resent one event at a time and the refused event is
+/// logged and dropped, so one oversized event cannot block the spool.
+public final class Forwarder: @unchecked Sendable {
+    let spool: Spool
+    let options: ForwarderOptions
+    let logger: Logger
+    private let stopped = NSCondition()
+    private var isStopped = false
+    private var thread: ZMQThread?
+    private var stats = (lastLogSeq: UInt64(0), forwarded: 0)
+
+    /// The daemon's `log_seq` after the last acknowledged batch (0: none yet), and how many
+    /// events it acknowledged: `GET /health` shows them.
+    public var progress: (lastLogSeq: UInt64, forwarded: Int) { stopped.withLock { stats } }
+
+    public init(spool: Spool, options: ForwarderOptions, logger: Logger) {
+        self.spool = spool
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Starts the forwarding thread.
+    public func start() {
+        thread = ZMQThread(name: "forwarder") { [self] in run() }
+    }
+
+    /// Stops the thread after the batch in flight and waits for it.
+    public func stop() async {
+        stopped.withLock { isStopped = true }
+        spool.close()
+        await thread?.joined()
+    }
+
+    private var shouldStop: Bool { stopped.withLock { isStopped } }
+
+    private func run() {
+        do {
+            let context = try ZMQContext()
+            let client = try IngestClient(context: context, endpoint: options.endpoint, window: 1,
+                                          timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
+            var daemonDown = false
+            // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame
+            // limit), events go one per request until the refused one is found and dropped.
+            var singlyUntil = 0
+            while !shouldStop {
+                let batch = spool.next(limit: singlyUntil > 0 ? 1 : options.batchSize, timeout: 0.2)
+                guard !batch.isEmpty else { continue }
+                if daemonDown {
+                    guard (try? client.ping()) == true else { continue }
+                    logger.notice("Daemon answers again; draining the spool", metadata: ["spool.pending": "\(spool.pendingCount)"])
+                    daemonDown = false
+                }
+                do {
+                    var logSeq: UInt64 = 0
+                    try client.send(batches: [batch]) { ack in
+                        logSeq = max(logSeq, ack.body.logSeq)
+                        for rejection in ack.body.rejected {
+                            self.logger.error("Daemon rejected an event", metadata: [
+                                "event.reason": "\(rejection.error)",
+                                "event.json": "\(String(decoding: batch[min(rejection.index, batch.count - 1)], as: UTF8.self))",
+                            ])
+                        }
+                    }
+                    // Progress first: whoever sees the spool empty also sees its log_seq.
+                    stopped.withLock {
+                        stats.lastLogSeq = max(stats.lastLogSeq, logSeq)
+                        stats.forwarded += batch.count
+                    }
+                    try spool.acknowledge(batch.count)
+                    singlyUntil = max(0, singlyUntil - batch.count)
+                } catch let failure as IngestClient.RequestFailure where failure.reason.hasPrefix("ERR") {
+                    if batch.count > 1 {
+                        singlyUntil = batch.count
+                    } else {
+                        logger.error("Daemon refused an event; dropped", metadata: [
+                            "forwarder.reason": "\(failure.reason)", "event.json": "\(String(decoding: batch[0].prefix(2000), as: UTF8.self))",
+                        ])
+                        try spool.acknowledge(1)
+                        singlyUntil = max(0, singlyUntil - 1)
+                    }
+                } catch let failure as IngestClient.RequestFailure {
+                    logger.warning("Daemon unreachable; events stay in the spool",
+                                   metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])
+                    daemonDown = true
+                }
+            }
+        } catch {
+            logger.critical("Forwarder stopped", metadata: ["forwarder.error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import ArgumentParser
+import CRMWebhooks
+import DealModel
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import WebhookReceiver
+
+/// `dealstream connect`: a CRM webhook receiver that feeds the daemon.
+struct ConnectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connect",
+        abstract: "Receive a CRM's deal webhooks over HTTP and send them to the daemon as dealstream events.",
+        discussion: """
+            Serves POST /webhooks/<vendor> on --listen (and GET /health). Each request is \
+            authenticated, translated with the --mapping file (config/README.md, examples in \
+            config/mapping-*.json) into dealstream deal and deal_deleted events, and answered 2xx \
+            only once its events are synced to a local spool in --data-dir; a forwarder sends the \
+            spool to the daemon in order and removes what the daemon acknowledged, so while the \
+            daemon is down the spool fills and it drains when the daemon returns. Vendor retries \
+            are harmless (same vendor version → a duplicate at the daemon).
+
+            hubspot: webhooks v3 (the JSON array of deal.creation/propertyChange/deletion/restore \
+            events), signature X-HubSpot-Signature-v3 checked with DEALSTREAM_HUBSPOT_CLIENT_SECRET \
+            (requests older than 5 minutes refused). Deals are assembled from their property \
+            changes (kept durably in --data-dir) and held back until pipeline, dealstage, amount, \
+            createdate (and closedate when won/lost) are known; with the mapping's api_base_url \
+            the missing properties are fetched from GET /crm/v3/objects/deals/{id} \
+            (DEALSTREAM_HUBSPOT_ACCESS_TOKEN as bearer token when set). The signed URL is the \
+            mapping's public_url (or http://<Host header>) plus the request path.
+
+            pipedrive: webhooks v1 (meta/current/previous) and v2 (meta/data/previous), deal \
+            added/updated/deleted (v2 create/change/delete), HTTP Basic credentials checked \
+            against DEALSTREAM_PIPEDRIVE_BASIC_AUTH (user:password).
+
+            salesforce: Change Data Capture OpportunityChangeEvent as JSON (the payload, \
+            CometD's {"data":{"payload":…}}, or an array of them), Authorization: Bearer \
+            DEALSTREAM_SALESFORCE_TOKEN. GAP_* events are logged as warnings with a resync hint.
+
+            Secrets come from the environment, else from the JSON file the mapping's secrets_file \
+            names ({"DEALSTREAM_…": "…"}). Without its secret the connector refuses to start unless \
+            --insecure is given. Answers: 200 with {"events":n,"held_back":[…],…}; 401 for a bad \
+            signature or credentials; 400 for a body that is not JSON; 422 for a field that is wrong \
+            or not in the mapping (the answer names it); 503 when the spool cannot be written. GET /health answers \
+            {"spool_pending":n,"forwarded":n,"log_seq":n}. Event versions are the vendor's version \
+            (HubSpot occurredAt, Pipedrive meta.timestamp in ms, Salesforce commitNumber) × 1000 plus \
+            a count of late, out-of-order changes (config/README.md).
+            """
+    )
+
+    @Argument(help: "The CRM: hubspot, pipedrive or salesforce.")
+    var vendor: String
+
+    @Option(help: "HOST:PORT to serve HTTP on.")
+    var listen = "127.0.0.1:8080"
+
+    @Option(help: "The mapping file (JSON): source id, pipelines and stages, owners, default currency.")
+    var mapping: String
+
+    @Option(help: "Ingest endpoint of the daemon.")
+    var ingest = "tcp://127.0.0.1:7701"
+
+    @Option(name: .customLong("data-dir"), help: "Directory of the spool and the deal states (default: ./connect-<vendor>).")
+    var dataDirectory: String?
+
+    @Option(help: "The daemon's model file: when given, every pipeline, stage and currency of the mapping is checked against it.")
+    var model: String?
+
+    @Option(name: .customLong("api-base-url"), help: "HubSpot: base URL of the CRM API for fetching missing properties (overrides the mapping's api_base_url).")
+    var apiBaseURL: String?
+
+    @Option(name: .customLong("batch"), help: "Events per request to the daemon.")
+    var batchSize = 1000
+
+    @Option(name: .customLong("timeout-ms"), help: "Milliseconds to wait for the daemon's ACK before resending.")
+    var timeout = 5000
+
+    @Flag(help: "Accept requests without checking signatures or credentials (tests, local relays only).")
+    var insecure = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Vendor(rawValue: vendor) != nil else { throw ValidationError("vendor: expected hubspot, pipedrive or salesforce, got \"\(vendor)\"") }
+        guard listenAddress != nil else { throw ValidationError("--listen: expected HOST:PORT, got \"\(listen)\"") }
+        guard batchSize >= 1 && batchSize <= 10_000 else { throw ValidationError("--batch must be in 1…10000") }
+    }
+
+    var listenAddress: (host: String, port: Int)? {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        return (String(listen[..<colon]), port)
+    }
+
+    func run() async throws {
+        let vendor = Vendor(rawValue: vendor)!
+        let logger = makeLogger("dealstream.connect.\(vendor.rawValue)", level: logLevel)
+        func fail(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            return ExitCode(1)
+        }
+        guard let bytes = FileManager.default.contents(atPath: mapping) else { throw fail("--mapping: cannot read \(mapping)") }
+        var map: Mapping
+        do { map = try Mapping.parse(Array(bytes)) } catch { throw fail("\(mapping): \(error)") }
+        if let apiBaseURL { map.apiBaseURL = apiBaseURL }
+        if let model {
+            guard let modelBytes = FileManager.default.contents(atPath: model) else { throw fail("--model: cannot read \(model)") }
+            do { try map.validate(against: try Model.parse(Array(modelBytes))) } catch { throw fail("\(mapping): \(error)") }
+        }
+        let secrets = try Secrets(mappingFile: mapping, secretsFile: map.secretsFile)
+        let secret = secrets[vendor.secretName]
+        if secret == nil && !insecure {
+            throw fail("\(vendor.secretName) is not set (environment or the mapping's secrets_file); refusing to start without it (--insecure to accept unauthenticated requests)")
+        }
+        if insecure { logger.warning("Requests are not authenticated (--insecure)") }
+        let fetcher = vendor == .hubspot ? map.apiBaseURL.map {
+            HubSpotFetcher(baseURL: $0, accessToken: secrets["DEALSTREAM_HUBSPOT_ACCESS_TOKEN"],
+                           properties: HubSpotWebhook.requestedProperties(map))
+        } : nil
+        let directory = URL(fileURLWithPath: dataDirectory ?? "connect-\(vendor.rawValue)")
+        let processor = try WebhookProcessor(vendor: vendor, mapping: map, secret: insecure ? nil : secret,
+                                             dataDirectory: directory, fetcher: fetcher, logger: logger)
+        var options = ForwarderOptions(endpoint: ingest)
+        options.batchSize = batchSize
+        options.timeoutMilliseconds = timeout
+        let forwarder = Forwarder(spool: processor.spool, options: options, logger: logger)
+        forwarder.start()
+        let address = listenAddress!
+        let source = map.source
+        let app = WebhookServer.application(processor: processor, forwarder: forwarder, host: address.host, port: address.port,
+                                            publicURL: map.publicURL, logger: logger) { port in
+            logger.notice("Connector listening", metadata: [
+                "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)", "connect.source": "\(source)",
+                "spool.pending": "\(processor.spool.pendingCount)",
+            ])
+        }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
+        try await group.run()
+        await forwarder.stop()
+    }
+}
