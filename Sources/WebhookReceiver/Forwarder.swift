@@ -17,6 +17,8 @@ public struct ForwarderOptions: Sendable {
     public var timeoutMilliseconds: Int = 5000
     /// Resends of one request before the daemon counts as down.
     public var retries: Int = 2
+    /// CURVE keys, when the daemon's ingest endpoint has `ingest.curve` on.
+    public var curve: CurveClientKeys?
     public init(endpoint: String) { self.endpoint = endpoint }
 }
 
@@ -65,7 +67,7 @@ public final class Forwarder: @unchecked Sendable {
     private func run() {
         do {
             let context = try ZMQContext()
-            let client = try IngestClient(context: context, endpoint: options.endpoint, window: 1,
+            let client = try IngestClient(context: context, endpoint: options.endpoint, curve: options.curve, window: 1,
                                           timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
             var daemonDown = false
             // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame

@@ -76,6 +76,9 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(name: .customLong("timeout-ms"), help: "Milliseconds to wait for the daemon's ACK before resending.")
     var timeout = 5000
 
+    @OptionGroup(title: "CURVE (when the daemon has ingest.curve on)")
+    var curve: CurveClientOptions
+
     @Flag(help: "Accept requests without checking signatures or credentials (tests, local relays only).")
     var insecure = false
 
@@ -124,6 +127,7 @@ struct ConnectCommand: AsyncParsableCommand {
         var options = ForwarderOptions(endpoint: ingest)
         options.batchSize = batchSize
         options.timeoutMilliseconds = timeout
+        options.curve = try curve.keys()
         let forwarder = Forwarder(spool: processor.spool, options: options, logger: logger)
         forwarder.start()
         let address = listenAddress!
