@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog",
+                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

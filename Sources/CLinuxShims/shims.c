@@ -1,5 +1,6 @@
 #include "CLinuxShims.h"
 #ifdef __linux__
+#include <malloc.h>
 #include <sys/prctl.h>
 #endif
 
@@ -9,5 +10,11 @@ int CLinuxShims_setParentDeathSignal(int signal) {
 #else
     (void)signal;
     return 0;
+#endif
+}
+
+void CLinuxShims_releaseFreeMemory(void) {
+#ifdef __linux__
+    malloc_trim(0);
 #endif
 }

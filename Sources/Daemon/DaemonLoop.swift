@@ -1,3 +1,4 @@
+import CLinuxShims
 import DealModel
 import Dispatch
 import Foundation
@@ -128,7 +129,11 @@ final class DaemonLoop {
         // Rounds are event-driven: one runs as soon as every slot has reported a new
         // position (at most one per `publish.interval_ms`); with nothing new, `_progress`
         // still goes out every `publish.idle_progress_ms`.
-        let minimumGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
+        // A round also waits four times the time the last one took: publication then takes
+        // at most about a fifth of the loop, and under heavy load a round covers more
+        // positions, each series published once for all of them.
+        let configuredGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
+        var minimumGap = configuredGap
         let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
         var lastRound: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
@@ -155,6 +160,7 @@ final class DaemonLoop {
             if after >= lastRound + idleProgress || (after >= lastRound + minimumGap && hasPublishableResults) {
                 try publishRound(updates)
                 lastRound = after
+                minimumGap = max(configuredGap, min((WorkerRegistry.now() - after) * 4, idleProgress * 5))
             }
             if after >= nextHeartbeat {
                 try heartbeat(workers)
@@ -248,7 +254,7 @@ final class DaemonLoop {
         let position = ingest.logSeq
         guard position != dispatchedLogSeq || !changes.isEmpty else { return }
         dispatchedLogSeq = position
-        rebuildImages = [:]  // stale now; sessions still rebuilding keep their own copy
+        rebuildSource = nil  // stale now; sessions still rebuilding keep their own
         let strings = ingest.store.strings.strings
         var blobs: [MetricFamily: (blob: [UInt8], isEmpty: Bool)] = [:]
         for (family, projection) in projections {
@@ -342,35 +348,28 @@ final class DaemonLoop {
         }
     }
 
-    /// The rebuild of a worker: every current fact as its family sees it, encoded once per
-    /// input position and family and shared by all shards that join at that position.
-    private struct RebuildImage {
-        var logSeq: UInt64
-        var strings: Int
-        var chunks: [[[UInt8]]]
-    }
-
-    private var rebuildImages: [MetricFamily: RebuildImage] = [:]
     private let rebuildChunk = 20_000
     private let rebuildChunksPerIteration = 4
+    /// The rebuild source at the current position, shared by the workers that join there.
+    private var rebuildSource: RebuildSource?
 
-    private func currentRebuildImage(for family: MetricFamily) -> RebuildImage {
-        if let image = rebuildImages[family], image.logSeq == dispatchedLogSeq { return image }
-        let facts = ingest.store.allFacts().compactMap(projections[family]!.project)
-        let strings = ingest.store.strings.strings
-        var chunks: [[[UInt8]]] = []
-        var start = 0
-        repeat {
-            let end = min(start + rebuildChunk, facts.count)
-            let header = WorkerLink.FactBatch.encodeHeader(
-                logSeq: dispatchedLogSeq, wantsResult: end == facts.count, firstStringID: start == 0 ? 0 : UInt32(strings.count),
-                strings: start == 0 ? strings[...] : strings[strings.count...])
-            chunks.append([Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(facts[start..<end])])
-            start = end
-        } while start < facts.count
-        let image = RebuildImage(logSeq: dispatchedLogSeq, strings: strings.count, chunks: chunks)
-        rebuildImages[family] = image
-        return image
+    private func currentRebuildSource() -> RebuildSource {
+        if let source = rebuildSource, source.logSeq == dispatchedLogSeq { return source }
+        let source = RebuildSource(logSeq: dispatchedLogSeq, strings: ingest.store.strings.strings, facts: ingest.store.allFacts())
+        rebuildSource = source
+        return source
+    }
+
+    /// The `FACTS` message of one rebuild chunk: facts `start..<end` of the source as the
+    /// family sees them (the first chunk also carries every string).
+    private func rebuildMessage(_ source: RebuildSource, family: MetricFamily, from start: Int) -> (message: [[UInt8]], end: Int) {
+        let end = min(start + rebuildChunk, source.facts.count)
+        let projected = source.facts[start..<end].compactMap(projections[family]!.project)
+        let header = WorkerLink.FactBatch.encodeHeader(
+            logSeq: source.logSeq, wantsResult: end == source.facts.count,
+            firstStringID: start == 0 ? 0 : UInt32(source.strings.count),
+            strings: start == 0 ? source.strings[...] : source.strings[source.strings.count...])
+        return ([Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(projected)], end)
     }
 
     /// Registers a worker for its slot; its rebuild is then sent a few chunks per loop
@@ -381,17 +380,17 @@ final class DaemonLoop {
             logger.info("Worker refused", metadata: ["worker.pid": "\(ready.pid)", "reason": "\(reason)"])
             _ = try? workers.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)], blocking: false)
         case .admitted(let slot):
-            let image = currentRebuildImage(for: slot.family)
+            let source = currentRebuildSource()
             logger.info("Worker joined, rebuilding", metadata: [
-                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.chunks": "\(image.chunks.count)",
-                "rebuild.log_seq": "\(image.logSeq)",
+                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.records": "\(source.facts.count)",
+                "rebuild.log_seq": "\(source.logSeq)",
             ])
             guard let session = registry.sessions[slot] else { return }
             if try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
                 registry.update(slot) {
-                    $0.stringsSent = image.strings
-                    $0.awaitedPositions = [image.logSeq]
-                    $0.rebuildChunks = image.chunks
+                    $0.stringsSent = source.strings.count
+                    $0.awaitedPositions = [source.logSeq]
+                    $0.rebuild = source
                     $0.rebuildCursor = 0
                 }
             } else {
@@ -400,35 +399,44 @@ final class DaemonLoop {
         }
     }
 
-    /// Sends the next chunks of every rebuild in progress, then the live batches queued
-    /// behind a finished one.
+    /// Encodes and sends the next chunks of every rebuild in progress, then the live
+    /// batches queued behind a finished one.
     private func continueRebuilds(_ workers: ZMQSocket) throws {
+        var rebuilding = false
         for slot in registry.slots {
-            guard let session = registry.sessions[slot], let cursor = session.rebuildCursor else { continue }
-            let chunks = session.rebuildChunks
+            guard let session = registry.sessions[slot], let cursor = session.rebuildCursor, let source = session.rebuild else { continue }
             var next = cursor
+            var finished = false
             var ok = true
-            while ok && next < chunks.count && next < cursor + rebuildChunksPerIteration {
-                ok = try send(workers, session, chunks[next])
-                next += 1
+            for _ in 0..<rebuildChunksPerIteration where ok && !finished {
+                let (message, end) = rebuildMessage(source, family: slot.family, from: next)
+                ok = try send(workers, session, message)
+                next = end
+                finished = end == source.facts.count
             }
-            if ok && next == chunks.count {
+            if ok && finished {
                 for message in session.queued where ok { ok = try send(workers, session, message) }
             }
             guard ok else {
                 dropSession(slot, reason: "unreachable during rebuild")
                 continue
             }
+            rebuilding = rebuilding || !finished
             registry.update(slot) {
-                if next == chunks.count {
+                if finished {
                     $0.rebuildCursor = nil
-                    $0.rebuildChunks = []
+                    $0.rebuild = nil
                     $0.queued = []
                 } else {
                     $0.rebuildCursor = next
                 }
                 $0.lastSent = WorkerRegistry.now()
             }
+        }
+        // Every rebuild sent: the facts snapshot is garbage until the next worker joins.
+        if !rebuilding && rebuildSource != nil {
+            rebuildSource = nil
+            CLinuxShims_releaseFreeMemory()
         }
     }
 

@@ -1,3 +1,4 @@
+import DealModel
 import Dispatch
 import Metrics
 import Wire
@@ -8,6 +9,21 @@ import Wire
 /// starts with `READY`, is rebuilt from the daemon's current facts, and then receives
 /// every fact batch; its `RESULT`s wait here until a publication round can take them
 /// (the round's position is the lowest position every slot has reported).
+/// Every current fact at one input position, with the string table then: what a joining
+/// worker is rebuilt from. Shared (a reference) by the sessions rebuilt at that position;
+/// each projects and encodes its chunks only as they are sent, so a rebuild never holds
+/// an encoded copy per family.
+final class RebuildSource {
+    let logSeq: UInt64
+    let strings: [String]
+    let facts: [FactChange]
+    init(logSeq: UInt64, strings: [String], facts: [FactChange]) {
+        self.logSeq = logSeq
+        self.strings = strings
+        self.facts = facts
+    }
+}
+
 struct WorkerRegistry {
     struct Result {
         var logSeq: UInt64
@@ -27,9 +43,10 @@ struct WorkerRegistry {
         var awaitedPositions: [UInt64] = []
         var outstanding: Int { awaitedPositions.count }
         var awaitingFull = true
-        /// The rebuild messages (shared with other sessions rebuilt at the same position)
-        /// and the next one to send; the cursor is nil once the rebuild is sent.
-        var rebuildChunks: [[[UInt8]]] = []
+        /// What this session is rebuilt from (shared with the others rebuilt at the same
+        /// position); nil once the rebuild is sent.
+        var rebuild: RebuildSource?
+        /// Index of the next fact of `rebuild` to send; nil once the rebuild is sent.
         var rebuildCursor: Int? = 0
         /// Live fact batches that arrive while the rebuild is being sent, in order.
         var queued: [[[UInt8]]] = []

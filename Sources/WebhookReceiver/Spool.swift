@@ -19,9 +19,19 @@ public final class Spool: @unchecked Sendable {
     private var forwarded: UInt64
     private var pending: [[UInt8]] = []
     private var closed = false
+    /// Events the spool holds at most (they are kept in memory too): beyond it requests
+    /// are refused with 503, and the vendors retry later.
+    public let capacity: Int
 
-    public init(directory: URL) throws {
+    /// The spool is full: the daemon has been unreachable for a long time.
+    public struct Full: Error, CustomStringConvertible {
+        public var capacity: Int
+        public var description: String { "spool full (\(capacity) events waiting for the daemon)" }
+    }
+
+    public init(directory: URL, capacity: Int = 1_000_000) throws {
         self.directory = directory
+        self.capacity = capacity
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var records: [[UInt8]] = []
         log = try EventLog(path: directory.appendingPathComponent("spool.log").path) { records.append($0) }
@@ -36,6 +46,13 @@ public final class Spool: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return pending.count
+    }
+
+    /// Throws `Full` unless `count` more events fit.
+    public func ensureRoom(for count: Int) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if pending.count + count > capacity { throw Full(capacity: capacity) }
     }
 
     /// Appends events and syncs them to disk; when this returns they survive a crash.

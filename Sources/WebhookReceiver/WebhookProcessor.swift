@@ -54,13 +54,13 @@ public final class WebhookProcessor: @unchecked Sendable {
     let now: @Sendable () -> Int64
 
     public init(vendor: Vendor, mapping: Mapping, secret: String?, dataDirectory: URL, fetcher: HubSpotFetcher?,
-                logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) throws {
+                logger: Logger, spoolCapacity: Int = 1_000_000, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) throws {
         self.vendor = vendor
         self.mapping = mapping
         self.assembler = DealAssembler(mapping: mapping)
         self.secret = secret
         self.store = try DealStateStore(directory: dataDirectory)
-        self.spool = try Spool(directory: dataDirectory)
+        self.spool = try Spool(directory: dataDirectory, capacity: spoolCapacity)
         self.fetcher = fetcher
         self.logger = logger
         self.now = now
@@ -183,6 +183,9 @@ public final class WebhookProcessor: @unchecked Sendable {
                 }
             }
             do {
+                // Checked before the deal states are saved: a request refused for a full
+                // spool leaves nothing behind, so the vendor's retry redoes all of it.
+                try spool.ensureRoom(for: events.count)
                 try store.save(changed)
                 try spool.append(events)
             } catch {

@@ -144,13 +144,28 @@ struct WorkerLoop {
         var liveness = options.liveness
         var lastSent = DispatchTime.now()
         var lastResult = DispatchTime.now()
+        /// CPU time of the last result (rendering every changed series): the next result
+        /// waits `renderShare` times that long, so rendering takes at most about a fifth of
+        /// this worker's time. Cheap results (light load) go out at once; under heavy load
+        /// one result covers more batches, and each series is rendered once for all of them.
+        var lastRenderNanoseconds: UInt64 = 0
+        let renderShare: UInt64 = 4
         /// The position of the latest applied batch that asked for a result, not yet answered.
         var resultDue: UInt64?
         let heartbeat = [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]
         func elapsed(since t: DispatchTime) -> UInt64 { DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds }
-        func answer() throws {
-            guard let due = resultDue, let current = shard else { return }
+        var gap: UInt64 { min(lastRenderNanoseconds * renderShare, 100_000_000) }
+        var rebuilt = false
+        func answerIfDue() throws {
+            guard let due = resultDue, let current = shard, elapsed(since: lastResult) >= gap else { return }
+            let started = DispatchTime.now()
             try sendResult(socket, current, due)
+            lastRenderNanoseconds = elapsed(since: started)
+            if !rebuilt {
+                // The rebuild's batches are freed: give their memory back.
+                rebuilt = true
+                CLinuxShims_releaseFreeMemory()
+            }
             resultDue = nil
             lastResult = .now()
             lastSent = .now()
@@ -161,7 +176,12 @@ struct WorkerLoop {
             lastSent = .now()
         }
         while !stop.isSet {
-            let ready = try poller.poll(timeoutMilliseconds: options.heartbeatMilliseconds)
+            var timeout = options.heartbeatMilliseconds
+            if resultDue != nil {
+                let waited = elapsed(since: lastResult)
+                timeout = waited >= gap ? 0 : Int((gap - waited + 999_999) / 1_000_000)
+            }
+            let ready = try poller.poll(timeoutMilliseconds: timeout)
             if let parent = options.parentPID, getppid() != parent { return .stopped }
             if ready[0] {
                 liveness = options.liveness
@@ -169,6 +189,8 @@ struct WorkerLoop {
                     switch WorkerLink.Command(rawValue: String(decoding: frames[0], as: UTF8.self)) {
                     case .reset:
                         resultDue = nil
+                        lastRenderNanoseconds = 0
+                        rebuilt = false
                         guard frames.count == 2 else { throw BinaryDecodingError("RESET needs the model frame") }
                         let model = try Model.parse(frames[1])
                         shard = MetricShard(
@@ -188,17 +210,17 @@ struct WorkerLoop {
                     default:
                         logger.warning("Unknown command from daemon", metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"])
                     }
-                    // Under load, answer at least every 10 ms even while batches keep coming;
-                    // a long rebuild is many messages: keep the heartbeat going between them.
-                    if elapsed(since: lastResult) > 10_000_000 { try answer() }
+                    // Batches that keep coming do not hold a due result back; a long rebuild
+                    // is many messages: keep the heartbeat going between them.
+                    try answerIfDue()
                     try heartbeatIfDue()
                 }
-                // Nothing more queued: one result covers every batch applied since the last.
-                try answer()
-            } else {
+            } else if resultDue == nil {
                 liveness -= 1
                 if liveness <= 0 { return .daemonSilent }
             }
+            // One result covers every batch applied since the last.
+            try answerIfDue()
             try heartbeatIfDue()
         }
         return .stopped

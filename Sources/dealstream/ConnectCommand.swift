@@ -42,7 +42,7 @@ struct ConnectCommand: AsyncParsableCommand {
             names ({"DEALSTREAM_…": "…"}). Without its secret the connector refuses to start unless \
             --insecure is given. Answers: 200 with {"events":n,"held_back":[…],…}; 401 for a bad \
             signature or credentials; 400 for a body that is not JSON; 422 for a field that is wrong \
-            or not in the mapping (the answer names it); 503 when the spool cannot be written. GET /health answers \
+            or not in the mapping (the answer names it); 503 when the spool cannot be written or is full (--spool-capacity). GET /health answers \
             {"spool_pending":n,"forwarded":n,"log_seq":n}. Event versions are the vendor's version \
             (HubSpot occurredAt, Pipedrive meta.timestamp in ms, Salesforce commitNumber) × 1000 plus \
             a count of late, out-of-order changes (config/README.md).
@@ -75,6 +75,9 @@ struct ConnectCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("timeout-ms"), help: "Milliseconds to wait for the daemon's ACK before resending.")
     var timeout = 5000
+
+    @Option(name: .customLong("spool-capacity"), help: "Events the spool holds while the daemon is unreachable; beyond it webhooks get 503 and the vendor retries later.")
+    var spoolCapacity = 1_000_000
 
     @OptionGroup(title: "CURVE (when the daemon has ingest.curve on)")
     var curve: CurveClientOptions
@@ -123,7 +126,8 @@ struct ConnectCommand: AsyncParsableCommand {
         } : nil
         let directory = URL(fileURLWithPath: dataDirectory ?? "connect-\(vendor.rawValue)")
         let processor = try WebhookProcessor(vendor: vendor, mapping: map, secret: insecure ? nil : secret,
-                                             dataDirectory: directory, fetcher: fetcher, logger: logger)
+                                             dataDirectory: directory, fetcher: fetcher, logger: logger,
+                                             spoolCapacity: spoolCapacity)
         var options = ForwarderOptions(endpoint: ingest)
         options.batchSize = batchSize
         options.timeoutMilliseconds = timeout

@@ -32,6 +32,20 @@ struct DurabilityTests {
         #expect(spool.next(limit: 10, timeout: 0) == [events[0]])
     }
 
+    /// A spool that holds `capacity` events refuses more (the receiver answers 503 and the
+    /// vendor retries) until the daemon has acknowledged some.
+    @Test func aFullSpoolRefusesUntilTheDaemonCatchesUp() throws {
+        let dir = directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let spool = try Spool(directory: dir, capacity: 3)
+        try spool.ensureRoom(for: 3)
+        #expect(throws: Spool.Full.self) { try spool.ensureRoom(for: 4) }
+        try spool.append([Array("{}".utf8), Array("{}".utf8)])
+        #expect(throws: Spool.Full.self) { try spool.ensureRoom(for: 2) }
+        try spool.acknowledge(2)
+        try spool.ensureRoom(for: 3)
+    }
+
     @Test func dealStatesSurviveAReopenAndCompaction() throws {
         let dir = directory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -6,4 +6,8 @@
 /// Returns 0 on success, -1 with errno set otherwise.
 int CLinuxShims_setParentDeathSignal(int signal);
 
+/// Returns the heap's free memory to the kernel (glibc's malloc_trim(0)). A large
+/// transient (a rebuild of a million deals) otherwise stays in the process's RSS.
+void CLinuxShims_releaseFreeMemory(void);
+
 #endif

@@ -31,7 +31,10 @@ struct BenchCommand: ParsableCommand {
     var events = 100_000
 
     @Option(help: "Events per request in the end-to-end runs.")
-    var batch = 500
+    var batch = 1000
+
+    @Option(help: "Requests each connector keeps in flight in the end-to-end runs.")
+    var window = 16
 
     @Option(parsing: .upToNextOption, help: "Steady rates (events/s) for the latency runs.")
     var rates: [Int] = [10_000, 50_000]
@@ -87,7 +90,7 @@ struct BenchCommand: ParsableCommand {
             for shards in [1, 3] {
                 for connectors in [1, 3] {
                     let rate = try EndToEnd.run(events: stream, encoding: encoding, modelPath: model, shards: shards,
-                                                connectors: connectors, batch: batch)
+                                                connectors: connectors, batch: batch, window: window)
                     report(Figure(name: "end-to-end \(name(encoding)), \(connectors) connector(s), \(shards) shard(s)", value: rate,
                                   unit: "events/s", extra: [("ratio to raw ipc", rate / max(rawIPCSingle[encoding] ?? 1, 1))]))
                 }

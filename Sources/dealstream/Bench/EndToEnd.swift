@@ -9,7 +9,7 @@ import ZeroMQ
 /// ACK, with `connectors` clients sending pre-encoded batches in parallel.
 enum EndToEnd {
     static func run(events: [[UInt8]], encoding: EventEncoding, modelPath: String, shards: Int, connectors: Int,
-                    batch: Int) throws -> Double {
+                    batch: Int, window: Int) throws -> Double {
         let daemon = try BenchDaemon(modelPath: modelPath, shards: shards)
         defer { daemon.stop() }
         let context = try ZMQContext()
@@ -23,7 +23,7 @@ enum EndToEnd {
             let mine = stride(from: c, to: events.count, by: connectors).map { events[$0] }
             let batches = stride(from: 0, to: mine.count, by: batch).map { Array(mine[$0..<min($0 + batch, mine.count)]) }
             threads.append(ZMQThread(name: "bench-connector-\(c)") {
-                guard let client = try? IngestClient(context: context, endpoint: endpoint, window: 4) else { return }
+                guard let client = try? IngestClient(context: context, endpoint: endpoint, window: window) else { return }
                 try? client.send(batches: batches, contentType: contentType) { highest.record($0.body.logSeq) }
             })
         }
