@@ -1,5 +1,6 @@
 import Crypto
 import DealModel
+import FoundationEssentials
 
 /// HubSpot webhooks v3 (the JSON array of deal events) → `DealChange`s, and the deal
 /// response of the CRM REST API (`GET /crm/v3/objects/deals/{id}`) → a `DealChange`.
@@ -165,22 +166,7 @@ public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     return diff == 0
 }
 
-/// Standard base64 (RFC 4648, padded), for signatures and Basic credentials.
+/// Standard base64 (RFC 4648, padded), for signatures and Basic credentials: Foundation's.
 public enum Base64 {
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    public static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i < bytes.count {
-            let b0 = bytes[i], b1 = i + 1 < bytes.count ? bytes[i + 1] : 0, b2 = i + 2 < bytes.count ? bytes[i + 2] : 0
-            out.append(alphabet[Int(b0 >> 2)])
-            out.append(alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
-            out.append(i + 1 < bytes.count ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
-            out.append(i + 2 < bytes.count ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
-            i += 3
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func encode(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 }
