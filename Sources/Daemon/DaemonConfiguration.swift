@@ -25,7 +25,8 @@ import Metrics
 ///   - `publish.subscriber_hwm` (int, default 100000): updates queued per subscriber before drops
 ///   - `limits.max_batch_events` (int, default 10000, at least 1000)
 ///   - `limits.max_frame_bytes` (int, default 1048576)
-///   - `limits.max_outstanding_batches` (int, default 16): back-pressure on ingest
+///   - `limits.max_outstanding_batches` (int, default 256) and `limits.max_outstanding_facts`
+///     (int, default 200000): back-pressure on ingest
 ///   - `checkpoint.every_records` (int, default 1000000): log records between checkpoints
 ///   - `ingest.curve` (object, default absent: off): CURVE authentication of connectors,
 ///     see `IngestCurve` for its keys
@@ -46,7 +47,8 @@ public struct DaemonConfiguration: Sendable {
     public var subscriberHighWaterMark: Int32 = 100_000
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
-    public var maxOutstandingBatches = 16
+    public var maxOutstandingBatches = 256
+    public var maxOutstandingFacts = 200_000
     public var checkpointEveryRecords: UInt64 = 1_000_000
     /// CURVE on the ingest endpoint; nil (the default): off.
     public var ingestCurve: IngestCurve?
@@ -122,6 +124,7 @@ public struct DaemonConfiguration: Sendable {
                     case "max_batch_events": c.maxBatchEvents = try int(v, "limits.max_batch_events", min: 1000)
                     case "max_frame_bytes": c.maxFrameBytes = try int(v, "limits.max_frame_bytes", min: 1024)
                     case "max_outstanding_batches": c.maxOutstandingBatches = try int(v, "limits.max_outstanding_batches", min: 1)
+                    case "max_outstanding_facts": c.maxOutstandingFacts = try int(v, "limits.max_outstanding_facts", min: 1)
                     default: throw ConfigurationError(key: "limits.\(k)", reason: "unknown key")
                     }
                 }

@@ -29,7 +29,7 @@ final class DaemonLoop {
     private var published = PublishedState()
     private var dispatchedLogSeq: UInt64
     /// A group (one log sync, one fact batch) takes at most this many requests and events,
-    /// which bounds a fact batch and so, with `maxOutstandingBatches`, what is in flight.
+    /// which bounds a fact batch and so, with the outstanding limits, what is in flight.
     private let groupLimit = 256
     private let groupEventLimit = 20_000
     private var statistics = (requests: 0, events: 0, rounds: 0, factsSent: 0)
@@ -129,16 +129,17 @@ final class DaemonLoop {
         // Rounds are event-driven: one runs as soon as every slot has reported a new
         // position (at most one per `publish.interval_ms`); with nothing new, `_progress`
         // still goes out every `publish.idle_progress_ms`.
-        // A round also waits four times the time the last one took: publication then takes
-        // at most about a fifth of the loop, and under heavy load a round covers more
-        // positions, each series published once for all of them.
+        // A round also waits as long as the last one took (at most `idle_progress_ms`):
+        // publication then takes at most about half of the loop, and under heavy load a
+        // round covers more positions, each series published once for all of them.
         let configuredGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
         var minimumGap = configuredGap
         let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
         var lastRound: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
         while !stop.isSet {
-            let acceptIngest = !registry.isBackPressured(limit: configuration.maxOutstandingBatches)
+            let acceptIngest = !registry.isBackPressured(batches: configuration.maxOutstandingBatches,
+                                                         facts: configuration.maxOutstandingFacts)
             var poller = ZMQPoller()
             poller.add(workers)
             poller.add(snapshots)
@@ -160,7 +161,7 @@ final class DaemonLoop {
             if after >= lastRound + idleProgress || (after >= lastRound + minimumGap && hasPublishableResults) {
                 try publishRound(updates)
                 lastRound = after
-                minimumGap = max(configuredGap, min((WorkerRegistry.now() - after) * 4, idleProgress * 5))
+                minimumGap = max(configuredGap, min(WorkerRegistry.now() - after, idleProgress))
             }
             if after >= nextHeartbeat {
                 try heartbeat(workers)
@@ -256,15 +257,15 @@ final class DaemonLoop {
         dispatchedLogSeq = position
         rebuildSource = nil  // stale now; sessions still rebuilding keep their own
         let strings = ingest.store.strings.strings
-        var blobs: [MetricFamily: (blob: [UInt8], isEmpty: Bool)] = [:]
+        var blobs: [MetricFamily: (blob: [UInt8], facts: Int)] = [:]
         for (family, projection) in projections {
             let projected = changes.compactMap(projection.project)
-            blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.isEmpty)
+            blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.count)
             statistics.factsSent += projected.count
         }
         for slot in registry.slots {
-            guard let session = registry.sessions[slot], let (blob, isEmpty) = blobs[slot.family] else { continue }
-            if isEmpty && session.rebuildCursor == nil && session.outstanding == 0 && session.reported != nil {
+            guard let session = registry.sessions[slot], let (blob, facts) = blobs[slot.family] else { continue }
+            if facts == 0 && session.rebuildCursor == nil && session.outstanding == 0 && session.reported != nil {
                 registry.update(slot) { $0.reported = position }
                 continue
             }
@@ -277,14 +278,14 @@ final class DaemonLoop {
                 registry.update(slot) {
                     $0.queued.append(message)
                     $0.stringsSent = strings.count
-                    $0.awaitedPositions.append(position)
+                    $0.await(position, facts: facts)
                 }
                 continue
             }
             if try send(workers, session, message) {
                 registry.update(slot) {
                     $0.stringsSent = strings.count
-                    $0.awaitedPositions.append(position)
+                    $0.await(position, facts: facts)
                     $0.lastSent = WorkerRegistry.now()
                 }
             } else {
@@ -333,7 +334,7 @@ final class DaemonLoop {
                 registry.update(slot) { s in
                     s.results.append(.init(logSeq: header.logSeq, isFull: s.awaitingFull, series: series))
                     s.awaitingFull = false
-                    s.awaitedPositions.removeAll { $0 <= header.logSeq }
+                    s.covered(upTo: header.logSeq)
                     s.reported = header.logSeq
                 }
                 if registry.hasVacantSlot { registry.coalesceResults(of: slot) }
@@ -389,7 +390,9 @@ final class DaemonLoop {
             if try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
                 registry.update(slot) {
                     $0.stringsSent = source.strings.count
-                    $0.awaitedPositions = [source.logSeq]
+                    $0.awaitedPositions = []
+                    $0.awaitedFacts = []
+                    $0.await(source.logSeq, facts: 0)
                     $0.rebuild = source
                     $0.rebuildCursor = 0
                 }

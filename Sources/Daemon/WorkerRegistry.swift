@@ -41,7 +41,22 @@ struct WorkerRegistry {
         /// Positions of the batches sent that asked for a result and are not yet covered by
         /// one (a worker may answer several batches with one result).
         var awaitedPositions: [UInt64] = []
+        /// Facts in the awaited batches, per batch (parallel to `awaitedPositions`).
+        var awaitedFacts: [Int] = []
         var outstanding: Int { awaitedPositions.count }
+        var outstandingFacts: Int { awaitedFacts.reduce(0, +) }
+
+        mutating func await(_ position: UInt64, facts: Int) {
+            awaitedPositions.append(position)
+            awaitedFacts.append(facts)
+        }
+
+        /// A result covers every batch up to its position.
+        mutating func covered(upTo position: UInt64) {
+            let n = awaitedPositions.prefix { $0 <= position }.count
+            awaitedPositions.removeFirst(n)
+            awaitedFacts.removeFirst(n)
+        }
         var awaitingFull = true
         /// What this session is rebuilt from (shared with the others rebuilt at the same
         /// position); nil once the rebuild is sent.
@@ -114,9 +129,10 @@ struct WorkerRegistry {
         sessions.values.contains { ($0.results.first?.logSeq).map { $0 <= position } ?? false }
     }
 
-    /// Whether any session is too far behind to send it more (ingest then waits).
-    func isBackPressured(limit: Int) -> Bool {
-        sessions.values.contains { $0.outstanding >= limit }
+    /// Whether any session is too far behind to send it more (ingest then waits): too
+    /// many batches, or too many facts, unanswered.
+    func isBackPressured(batches: Int, facts: Int) -> Bool {
+        sessions.values.contains { $0.outstanding >= batches || $0.outstandingFacts >= facts }
     }
 
     /// Whether some slot has no worker at all: its replacement will be rebuilt at a

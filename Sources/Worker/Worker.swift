@@ -144,17 +144,16 @@ struct WorkerLoop {
         var liveness = options.liveness
         var lastSent = DispatchTime.now()
         var lastResult = DispatchTime.now()
-        /// CPU time of the last result (rendering every changed series): the next result
-        /// waits `renderShare` times that long, so rendering takes at most about a fifth of
-        /// this worker's time. Cheap results (light load) go out at once; under heavy load
-        /// one result covers more batches, and each series is rendered once for all of them.
+        /// Time of the last result (rendering every changed series): the next result waits
+        /// as long, at most 20 ms, so rendering takes at most about half of this worker's
+        /// time. Cheap results (light load) go out at once; under heavy load one result
+        /// covers more batches, and each series is rendered once for all of them.
         var lastRenderNanoseconds: UInt64 = 0
-        let renderShare: UInt64 = 4
         /// The position of the latest applied batch that asked for a result, not yet answered.
         var resultDue: UInt64?
         let heartbeat = [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]
         func elapsed(since t: DispatchTime) -> UInt64 { DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds }
-        var gap: UInt64 { min(lastRenderNanoseconds * renderShare, 100_000_000) }
+        var gap: UInt64 { min(lastRenderNanoseconds, 20_000_000) }
         var rebuilt = false
         func answerIfDue() throws {
             guard let due = resultDue, let current = shard, elapsed(since: lastResult) >= gap else { return }
