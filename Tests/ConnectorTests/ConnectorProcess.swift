@@ -116,30 +116,8 @@ func credentials(_ vendor: Vendor, secret: String, body: [UInt8], mapping: Mappi
 }
 
 /// Compares the daemon's published state with the acceptance kit's reference for `events`
-/// (scripts/compare-with-reference.py); nil when they agree, else its report.
+/// under config/model.json; nil when they agree, else its report.
 func compareWithReference(events: [String], published: [String: String], directory: URL) throws -> String? {
-    let eventsPath = directory.appendingPathComponent("events.ndjson")
-    try Data((events.joined(separator: "\n") + "\n").utf8).write(to: eventsPath)
-    var snapshot: [UInt8] = [UInt8(ascii: "{")]
-    for (i, (topic, payload)) in published.sorted(by: { $0.key < $1.key }).enumerated() {
-        if i > 0 { snapshot.append(UInt8(ascii: ",")) }
-        JSONWriter.appendString(topic, to: &snapshot)
-        snapshot.append(UInt8(ascii: ":"))
-        snapshot += Array(payload.utf8)
-    }
-    snapshot.append(UInt8(ascii: "}"))
-    let snapshotPath = directory.appendingPathComponent("snapshot.json")
-    try Data(snapshot).write(to: snapshotPath)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", FixtureFiles.repository.appendingPathComponent("scripts/compare-with-reference.py").path,
-                         "--model", FixtureFiles.repository.appendingPathComponent("config/model.json").path,
-                         "--events", eventsPath.path, "--snapshot", snapshotPath.path]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return process.terminationStatus == 0 ? nil : output
+    try referenceDisagreement(events: events, published: published,
+                              model: FixtureFiles.repository.appendingPathComponent("config/model.json"), directory: directory)
 }

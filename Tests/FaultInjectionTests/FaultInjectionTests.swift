@@ -15,42 +15,6 @@ struct FaultInjectionTests {
     /// Fast failure detection for tests: 100 ms heartbeats, dropped after 10 silent ones.
     static let fastHeartbeats = #"{"workers":{"heartbeat_ms":100,"liveness":10}}"#
 
-    static var packageRoot: URL {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        return url
-    }
-
-    /// Runs scripts/compare-with-reference.py; returns its output and whether it agreed.
-    static func compareWithReference(events: [String], snapshot: [String: String], in directory: URL) throws -> (Bool, String) {
-        let eventsPath = directory.appendingPathComponent("events.ndjson")
-        try Data(events.joined(separator: "\n").utf8).write(to: eventsPath)
-        let snapshotPath = directory.appendingPathComponent("snapshot.json")
-        var json: [UInt8] = Array("{".utf8)
-        for (i, (topic, payload)) in snapshot.enumerated() {
-            if i > 0 { json.append(UInt8(ascii: ",")) }
-            JSONWriter.appendString(topic, to: &json)
-            json.append(UInt8(ascii: ":"))
-            json.append(contentsOf: payload.utf8)
-        }
-        json.append(UInt8(ascii: "}"))
-        try Data(json).write(to: snapshotPath)
-        let modelPath = directory.appendingPathComponent("model.json")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", packageRoot.appendingPathComponent("scripts/compare-with-reference.py").path,
-                             "--model", modelPath.path, "--events", eventsPath.path, "--snapshot", snapshotPath.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus == 0, output)
-    }
-
     private func configFile(_ directory: URL, _ json: String) throws -> String {
         let path = directory.appendingPathComponent("config.json").path
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -101,8 +65,9 @@ struct FaultInjectionTests {
         for t in threads { t.join() }
         #expect(outcome.failure == nil, "\(outcome.failure ?? "")")
         let published = try daemon.waitUntilPublished(outcome.highestLogSeq, timeout: 120)
-        let (agrees, report) = try FaultInjectionTests.compareWithReference(events: events, snapshot: published, in: directory)
-        #expect(agrees, "\(report)")
+        let report = try referenceDisagreement(events: events, published: published,
+                                               model: directory.appendingPathComponent("model.json"), directory: directory)
+        #expect(report == nil, "\(report ?? "")")
         #expect(kills == 6)
         // Every event was acknowledged at least once; resends only add duplicates and stale.
         #expect(outcome.acknowledged >= events.count)
@@ -129,8 +94,9 @@ struct FaultInjectionTests {
         let published = try daemon.waitUntilPublished(last, timeout: 60)
         #expect(!daemon.workerPIDs.contains(victim), "the hung worker must have been killed")
         kill(victim, SIGCONT)
-        let (agrees, report) = try FaultInjectionTests.compareWithReference(events: events, snapshot: published, in: directory)
-        #expect(agrees, "\(report)")
+        let report = try referenceDisagreement(events: events, published: published,
+                                               model: directory.appendingPathComponent("model.json"), directory: directory)
+        #expect(report == nil, "\(report ?? "")")
         #expect(daemon.log.contains("Killing hung worker"))
     }
 
@@ -307,8 +273,9 @@ struct FaultInjectionTests {
         var last: UInt64 = 0
         last = try daemon.sendAll(events, batch: 100)
         let published = try daemon.waitUntilPublished(last)
-        let (agrees, report) = try FaultInjectionTests.compareWithReference(events: events, snapshot: published, in: directory)
-        #expect(agrees, "\(report)")
+        let report = try referenceDisagreement(events: events, published: published,
+                                               model: directory.appendingPathComponent("model.json"), directory: directory)
+        #expect(report == nil, "\(report ?? "")")
     }
 }
 
