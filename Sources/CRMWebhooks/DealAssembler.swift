@@ -73,11 +73,7 @@ public struct DealAssembler: Sendable {
             let isNew = state.deletedVersion.map { change.version > $0 } ?? true
             guard isNew else { return .nothing }
             state.deletedVersion = change.version
-            var out = Array("{\"kind\":\"deal_deleted\",\"source\":".utf8)
-            JSONWriter.appendString(mapping.source, to: &out)
-            out += Array(",\"id\":".utf8)
-            JSONWriter.appendString(change.recordID, to: &out)
-            out += Array(",\"version\":\(change.version * 1000 + 999)".utf8)
+            var out = eventHead("deal_deleted", id: change.recordID, version: change.version * 1000 + 999)
             if let at = change.occurredAt {
                 out += Array(",\"occurred_at\":".utf8)
                 JSONWriter.appendString(at, to: &out)
@@ -97,12 +93,13 @@ public struct DealAssembler: Sendable {
             }
             state.aliveVersion = max(state.aliveVersion ?? 0, change.version)
             guard state.isAlive else { return .nothing }
-            let built = try build(state, id: change.recordID)
-            guard case .success(let deal) = built else {
-                if case .failure(let missing) = built { return .heldBack(missing: missing.fields) }
-                return .nothing
+            let deal: [UInt8]
+            switch try build(state, id: change.recordID) {
+            case .failure(let missing): return .heldBack(missing: missing.fields)
+            case .success(let built): deal = built
             }
-            let base = max(state.aliveVersion ?? 0, state.fields.values.map(\.version).max() ?? 0)
+            // Every field's version is that of a change, which also raised `aliveVersion`.
+            let base = state.aliveVersion ?? 0
             if base > state.sentBase {
                 state.sentBase = base
                 state.sentLate = 0
@@ -110,15 +107,22 @@ public struct DealAssembler: Sendable {
                 // Newer knowledge without a newer vendor version: it must still win.
                 state.sentLate = min(998, state.sentLate + 1)
             }
-            var out = Array("{\"kind\":\"deal\",\"source\":".utf8)
-            JSONWriter.appendString(mapping.source, to: &out)
-            out += Array(",\"id\":".utf8)
-            JSONWriter.appendString(change.recordID, to: &out)
-            out += Array(",\"version\":\(state.sentBase * 1000 + state.sentLate),\"deal\":".utf8)
+            var out = eventHead("deal", id: change.recordID, version: state.sentBase * 1000 + state.sentLate)
+            out += Array(",\"deal\":".utf8)
             out += deal
             out.append(UInt8(ascii: "}"))
             return .event(out)
         }
+    }
+
+    /// `{"kind":…,"source":…,"id":…,"version":…` of an event (left open).
+    private func eventHead(_ kind: String, id: String, version: UInt64) -> [UInt8] {
+        var out = Array("{\"kind\":\"\(kind)\",\"source\":".utf8)
+        JSONWriter.appendString(mapping.source, to: &out)
+        out += Array(",\"id\":".utf8)
+        JSONWriter.appendString(id, to: &out)
+        out += Array(",\"version\":\(version)".utf8)
+        return out
     }
 
     struct Missing: Error { var fields: [String] }

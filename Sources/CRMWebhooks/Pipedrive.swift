@@ -71,8 +71,8 @@ public enum PipedriveWebhook {
         let closeKey = status == "won" ? "won_time" : status == "lost" ? "lost_time" : nil
         if let closeKey {
             var closed = try JSONFields.time(deal[closeKey], "\(base).\(closeKey)")
-            if case .none = closed { closed = try JSONFields.time(deal["close_time"], "\(base).close_time") }
-            if case .some(.none) = closed { closed = try JSONFields.time(deal["close_time"], "\(base).close_time") }
+            // Absent or empty: fall back to close_time.
+            if (closed ?? nil) == nil { closed = try JSONFields.time(deal["close_time"], "\(base).close_time") }
             set(.closedAt, closed)
         } else if status == "open" {
             out[.closedAt] = .some(nil)

@@ -9,18 +9,7 @@ import DealModel
 public enum VendorTime {
     /// Epoch milliseconds as RFC 3339 (`2026-11-02T09:00:00.123Z`, no fraction when whole seconds).
     public static func rfc3339(milliseconds ms: Int64) -> String {
-        let seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
-        let millis = ms - seconds * 1000
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let rest = seconds - days * 86_400
-        let (y, m, d) = CivilCalendar.civil(fromDays: days)
-        func pad(_ v: Int64, _ n: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, n - s.count)) + s
-        }
-        var text = "\(pad(Int64(y), 4))-\(pad(Int64(m), 2))-\(pad(Int64(d), 2))T\(pad(rest / 3600, 2)):\(pad(rest % 3600 / 60, 2)):\(pad(rest % 60, 2))"
-        if millis != 0 { text += "." + pad(millis, 3) }
-        return text + "Z"
+        Timestamp.formatRFC3339(Instant(nanoseconds: Int128(ms) * 1_000_000))
     }
 
     /// Milliseconds of an RFC 3339 text.

@@ -149,12 +149,12 @@ public struct DaemonConfiguration: Sendable {
         return c
     }
 
-    private static func string(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> String {
+    static func string(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> String {
         guard let s = v.stringValue, !s.isEmpty else { throw ConfigurationError(key: key, reason: "not a non-empty string") }
         return s
     }
 
-    private static func object(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> [(String, JSONValue)] {
+    static func object(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> [(String, JSONValue)] {
         guard case .object(let m) = v else { throw ConfigurationError(key: key, reason: "not an object") }
         return m
     }

@@ -127,11 +127,11 @@ final class DaemonLoop {
         bound()
 
         // Rounds are event-driven: one runs as soon as every slot has reported a new
-        // position (at most one per `publish.interval_ms`); with nothing new, `_progress`
-        // still goes out every `publish.idle_progress_ms`.
-        // A round also waits as long as the last one took (at most `idle_progress_ms`):
-        // publication then takes at most about half of the loop, and under heavy load a
-        // round covers more positions, each series published once for all of them.
+        // position, at most one per `publish.interval_ms` and not before as long as the last
+        // one took (capped at `idle_progress_ms`). Publication so takes at most about half
+        // of the loop, and under heavy load a round covers more positions, each series
+        // published once for all of them. With nothing new, `_progress` still goes out
+        // every `publish.idle_progress_ms`.
         let configuredGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
         var minimumGap = configuredGap
         let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
@@ -208,14 +208,6 @@ final class DaemonLoop {
             "ingest.public_key": "\(curve.keyPair.publicKey)", "ingest.connectors": "\(curve.connectors.values.sorted().joined(separator: ","))",
         ])
         return authenticator
-    }
-
-    /// Splits a ROUTER message into its envelope (identity, plus the empty delimiter a
-    /// REQ client sends) and the request frames.
-    private func envelope(_ frames: [[UInt8]]) -> (envelope: [[UInt8]], body: [[UInt8]]) {
-        var split = 1
-        if frames.count > 1 && frames[1].isEmpty { split = 2 }
-        return (Array(frames.prefix(split)), Array(frames.dropFirst(split)))
     }
 
     /// One group: the decoded requests waiting at the front (up to the group limits) are
@@ -390,9 +382,8 @@ final class DaemonLoop {
             if try send(workers, session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
                 registry.update(slot) {
                     $0.stringsSent = source.strings.count
-                    $0.awaitedPositions = []
-                    $0.awaitedFacts = []
-                    $0.await(source.logSeq, facts: 0)
+                    $0.awaited = [(source.logSeq, 0)]
+                    $0.outstandingFacts = 0
                     $0.rebuild = source
                     $0.rebuildCursor = 0
                 }
@@ -540,7 +531,7 @@ final class DaemonLoop {
 
     private func serviceSnapshots(_ socket: ZMQSocket) throws {
         while let frames = try socket.receive(blocking: false) {
-            let (envelope, body) = envelope(frames)
+            let (envelope, body) = IngestProtocol.splitEnvelope(frames)
             guard let command = body.first, command == IngestProtocol.snapshot, body.count <= 2 else {
                 let shown = String(decoding: (body.first ?? []).prefix(32), as: UTF8.self).filter { !$0.isNewline }
                 let reason = body.first == IngestProtocol.snapshot ? "SNAPSHOT takes one prefix frame"

@@ -52,7 +52,10 @@ final class IngestFront: Sendable {
                     // libzmq checks this per frame: frames up to 8× the limit are read and
                     // answered with ERR; a peer sending a bigger one is disconnected first.
                     try router.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * 8)
-                    if let curve = configuration.ingestCurve { try router.setCurveServer(secretKey: curve.keyPair.secretKey) }
+                    if let curve = configuration.ingestCurve {
+                        try router.setCurveServer(secretKey: curve.keyPair.secretKey)
+                        router.recordsUserID = true
+                    }
                     try router.bind(endpoint)
                     let wake = try ZMQSocket(context: context, type: .pair, lingerMilliseconds: 0)
                     try wake.connect(IngestFront.wakeEndpoint)
@@ -131,10 +134,7 @@ final class IngestFront: Sendable {
             guard reading, ready.count > 1, ready[1] else { continue }
             var decoded: [Request] = []
             while decoded.count < 64, let frames = try router.receive(blocking: false) {
-                var split = 1
-                if frames.count > 1 && frames[1].isEmpty { split = 2 }
-                let envelope = Array(frames.prefix(split))
-                let body = Array(frames.dropFirst(split))
+                let (envelope, body) = IngestProtocol.splitEnvelope(frames)
                 logger.debug("Ingest request", metadata: [
                     "connector": "\(router.lastUserID ?? "unauthenticated")", "request.frames": "\(body.count)",
                 ])

@@ -35,19 +35,15 @@ public struct IngestCurve: Sendable {
     /// to the config file.
     static func parse(_ value: JSONValue, resolve: (String) -> String) throws(ConfigurationError) -> IngestCurve {
         let prefix = "ingest.curve"
-        guard case .object(let members) = value else { throw ConfigurationError(key: prefix, reason: "not an object") }
+        let members = try DaemonConfiguration.object(value, prefix)
         var secretKeyFile: String?
         var connectorMembers: [(String, JSONValue)]?
         for (key, v) in members {
             switch key {
             case "secret_key_file":
-                guard let path = v.stringValue, !path.isEmpty else {
-                    throw ConfigurationError(key: "\(prefix).secret_key_file", reason: "not a non-empty string")
-                }
-                secretKeyFile = resolve(path)
+                secretKeyFile = resolve(try DaemonConfiguration.string(v, "\(prefix).secret_key_file"))
             case "connectors":
-                guard case .object(let m) = v else { throw ConfigurationError(key: "\(prefix).connectors", reason: "not an object") }
-                connectorMembers = m
+                connectorMembers = try DaemonConfiguration.object(v, "\(prefix).connectors")
             default:
                 throw ConfigurationError(key: "\(prefix).\(key)", reason: "unknown key")
             }

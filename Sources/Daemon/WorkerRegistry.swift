@@ -38,25 +38,25 @@ struct WorkerRegistry {
         var lastHeard: UInt64
         var lastSent: UInt64
         var stringsSent: Int
-        /// Positions of the batches sent that asked for a result and are not yet covered by
-        /// one (a worker may answer several batches with one result).
-        var awaitedPositions: [UInt64] = []
-        /// Facts in the awaited batches, per batch (parallel to `awaitedPositions`).
-        var awaitedFacts: [Int] = []
-        var outstanding: Int { awaitedPositions.count }
-        var outstandingFacts: Int { awaitedFacts.reduce(0, +) }
+        /// The batches sent that asked for a result and are not yet covered by one (a worker
+        /// may answer several batches with one result): their positions and fact counts.
+        var awaited: [(position: UInt64, facts: Int)] = []
+        var outstanding: Int { awaited.count }
+        /// The facts in `awaited`, kept as they come and go (read on every loop iteration).
+        var outstandingFacts = 0
 
         mutating func await(_ position: UInt64, facts: Int) {
-            awaitedPositions.append(position)
-            awaitedFacts.append(facts)
+            awaited.append((position, facts))
+            outstandingFacts += facts
         }
 
         /// A result covers every batch up to its position.
         mutating func covered(upTo position: UInt64) {
-            let n = awaitedPositions.prefix { $0 <= position }.count
-            awaitedPositions.removeFirst(n)
-            awaitedFacts.removeFirst(n)
+            let n = awaited.prefix { $0.position <= position }.count
+            outstandingFacts -= awaited.prefix(n).reduce(0) { $0 + $1.facts }
+            awaited.removeFirst(n)
         }
+
         var awaitingFull = true
         /// What this session is rebuilt from (shared with the others rebuilt at the same
         /// position); nil once the rebuild is sent.

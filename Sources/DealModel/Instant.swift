@@ -80,8 +80,26 @@ public enum CivilCalendar {
     }
 }
 
-/// Parsers for the two timestamp forms the spec uses.
+/// Parsers for the two timestamp forms the spec uses, and the RFC 3339 formatter.
 public enum Timestamp {
+    /// The inverse of `parseRFC3339`, in UTC to the millisecond:
+    /// `2026-11-02T09:00:00Z`, or `2026-11-02T09:00:00.123Z` when there are milliseconds.
+    public static func formatRFC3339(_ instant: Instant) -> String {
+        let d = instant.utcDate
+        let perDay = Int128(Instant.secondsPerDay) * Instant.nanosecondsPerSecond
+        var ofDay = instant.nanoseconds % perDay
+        if ofDay < 0 { ofDay += perDay }
+        let millis = Int(ofDay / 1_000_000 % 1000)
+        let seconds = Int(ofDay / Instant.nanosecondsPerSecond)
+        func pad(_ v: Int, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        var text = "\(pad(d.year, 4))-\(pad(d.month, 2))-\(pad(d.day, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2))"
+        if millis != 0 { text += "." + pad(millis, 3) }
+        return text + "Z"
+    }
+
     /// Parses an RFC 3339 date-time (`2026-11-28T10:15:00Z`, `…T10:15:00.123+01:00`).
     ///
     /// `T`/`Z` may be lower case; second 60 counts as the next minute's first instant;
@@ -181,8 +199,8 @@ public struct Period: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var isMonth: Bool { raw > 0 && raw % 2 == 1 }
 
     /// The three periods an instant counts in: all, its month, its quarter.
-    /// The `n`th (0, 1, 2) of the periods of a month: `all`, the month, its quarter.
-    /// The hot path's allocation-free twin of `periods(of:)`.
+    /// The `n`th (0, 1, 2) of the periods of a month: `all`, the month, its quarter
+    /// (the hot paths loop over `0..<3` instead of allocating `periods(of:)`).
     @inline(__always)
     public static func nth(_ n: Int, month m: Int32) -> Period {
         switch n {
@@ -193,8 +211,7 @@ public struct Period: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     public static func periods(of instant: Instant) -> [Period] {
-        let m = instant.monthIndex
-        return [.all, .month(m), .quarter(m.quotientFloor(3))]
+        (0..<3).map { nth($0, month: instant.monthIndex) }
     }
 
     /// `all`, `YYYY-MM` or `YYYY-Qn`.

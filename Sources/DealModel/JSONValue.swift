@@ -420,4 +420,32 @@ public enum JSONWriter {
         guard let d else { return "null" }
         return number(d)
     }
+
+    /// Any JSON value as text, object members in their order.
+    public static func append(_ value: JSONValue, to out: inout [UInt8]) {
+        switch value {
+        case .null: out += Array("null".utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .int(let i): out += Array(String(i).utf8)
+        case .bigInt(let digits, _): out += Array(digits.utf8)
+        case .double(let d): out += Array(number(d).utf8)
+        case .string(let s): appendString(s, to: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                append(item, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (i, (key, item)) in members.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                appendString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                append(item, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
 }

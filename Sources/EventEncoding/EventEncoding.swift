@@ -17,7 +17,7 @@ public enum EventEncoding: String, Sendable, CaseIterable {
     public init?(contentType: String) { self.init(rawValue: contentType) }
 
     /// Every content type the daemon accepts.
-    public static var contentTypes: Set<String> { Set(allCases.map(\.rawValue)) }
+    public static let contentTypes: Set<String> = Set(allCases.map(\.rawValue))
 
     /// Decodes and validates one event frame.
     public func decode(_ frame: [UInt8], with decoder: EventDecoder) -> Result<Event, EventRejection> {

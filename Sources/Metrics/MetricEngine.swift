@@ -187,8 +187,8 @@ public struct MetricEngine: Sendable {
 
     private mutating func applySpend(_ s: SpendFacts, sign: Int32, strings: StringTable, allKey: UInt32) {
         for (dimension, key) in [(Dimension.all, allKey), (.leadSource, s.leadSource)] where owns(dimension, key, strings: strings) {
-            for period in Period.periods(of: s.date) {
-                let i = cell(CellKey(dimension: dimension, key: key, period: period))
+            for p in 0..<3 {
+                let i = cell(CellKey(dimension: dimension, key: key, period: Period.nth(p, month: s.date.monthIndex)))
                 cells[i].spendRecords += sign
                 cells[i].spend.add(s.amount, times: Int(sign))
                 markDirty(i)

@@ -7,8 +7,8 @@ import ZeroMQ
 
 /// How the forwarder reaches the daemon's ingest endpoint.
 ///
-/// Why a struct: the ZeroMQ client options will grow (CURVE keys are coming), and they
-/// should arrive here and in `IngestClient` without touching the forwarder's loop.
+/// Why a struct: the ZeroMQ client options (endpoint, batching, CURVE keys) arrive here
+/// and in `IngestClient` without touching the forwarder's loop.
 public struct ForwarderOptions: Sendable {
     public var endpoint: String
     /// Events per `EVENTS` request.
@@ -64,59 +64,75 @@ public final class Forwarder: @unchecked Sendable {
 
     private var shouldStop: Bool { stopped.withLock { isStopped } }
 
+    /// Forwards until stopped. A failure of the client itself (a refused CURVE key, a
+    /// socket error) never ends forwarding silently: it is logged, and after a pause a new
+    /// client tries again (libzmq drops a refused connection for good). Events stay in the
+    /// spool meanwhile.
     private func run() {
-        do {
-            let context = try ZMQContext()
-            let client = try IngestClient(context: context, endpoint: options.endpoint, curve: options.curve, window: 1,
-                                          timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
-            var daemonDown = false
-            // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame
-            // limit), events go one per request until the refused one is found and dropped.
-            var singlyUntil = 0
-            while !shouldStop {
-                let batch = spool.next(limit: singlyUntil > 0 ? 1 : options.batchSize, timeout: 0.2)
-                guard !batch.isEmpty else { continue }
-                if daemonDown {
-                    guard (try? client.ping()) == true else { continue }
-                    logger.notice("Daemon answers again; draining the spool", metadata: ["spool.pending": "\(spool.pendingCount)"])
-                    daemonDown = false
-                }
-                do {
-                    var logSeq: UInt64 = 0
-                    try client.send(batches: [batch]) { ack in
-                        logSeq = max(logSeq, ack.body.logSeq)
-                        for rejection in ack.body.rejected {
-                            self.logger.error("Daemon rejected an event", metadata: [
-                                "event.reason": "\(rejection.error)",
-                                "event.json": "\(String(decoding: batch[min(rejection.index, batch.count - 1)], as: UTF8.self))",
-                            ])
-                        }
-                    }
-                    // Progress first: whoever sees the spool empty also sees its log_seq.
-                    stopped.withLock {
-                        stats.lastLogSeq = max(stats.lastLogSeq, logSeq)
-                        stats.forwarded += batch.count
-                    }
-                    try spool.acknowledge(batch.count)
-                    singlyUntil = max(0, singlyUntil - batch.count)
-                } catch let failure as IngestClient.RequestFailure where failure.reason.hasPrefix("ERR") {
-                    if batch.count > 1 {
-                        singlyUntil = batch.count
-                    } else {
-                        logger.error("Daemon refused an event; dropped", metadata: [
-                            "forwarder.reason": "\(failure.reason)", "event.json": "\(String(decoding: batch[0].prefix(2000), as: UTF8.self))",
-                        ])
-                        try spool.acknowledge(1)
-                        singlyUntil = max(0, singlyUntil - 1)
-                    }
-                } catch let failure as IngestClient.RequestFailure {
-                    logger.warning("Daemon unreachable; events stay in the spool",
-                                   metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])
-                    daemonDown = true
-                }
+        while !shouldStop {
+            do {
+                try forward()
+                return
+            } catch let refused as IngestClient.Refused {
+                logger.critical("Daemon refused this connector; events stay in the spool, retrying in 10 s",
+                                metadata: ["forwarder.reason": "\(refused)", "spool.pending": "\(spool.pendingCount)"])
+            } catch {
+                logger.critical("Forwarder failed; events stay in the spool, retrying in 10 s",
+                                metadata: ["forwarder.error": "\(error)", "spool.pending": "\(spool.pendingCount)"])
             }
-        } catch {
-            logger.critical("Forwarder stopped", metadata: ["forwarder.error": "\(error)"])
+            for _ in 0..<50 where !shouldStop { Thread.sleep(forTimeInterval: 0.2) }
+        }
+    }
+
+    private func forward() throws {
+        let context = try ZMQContext()
+        let client = try IngestClient(context: context, endpoint: options.endpoint, curve: options.curve, window: 1,
+                                      timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
+        var daemonDown = false
+        // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame
+        // limit), events go one per request until the refused one is found and dropped.
+        var singlyUntil = 0
+        while !shouldStop {
+            let batch = spool.next(limit: singlyUntil > 0 ? 1 : options.batchSize, timeout: 0.2)
+            guard !batch.isEmpty else { continue }
+            if daemonDown {
+                guard try client.ping() else { continue }
+                logger.notice("Daemon answers again; draining the spool", metadata: ["spool.pending": "\(spool.pendingCount)"])
+                daemonDown = false
+            }
+            do {
+                var logSeq: UInt64 = 0
+                try client.send(batches: [batch]) { ack in
+                    logSeq = max(logSeq, ack.body.logSeq)
+                    for rejection in ack.body.rejected {
+                        self.logger.error("Daemon rejected an event", metadata: [
+                            "event.reason": "\(rejection.error)",
+                            "event.json": "\(String(decoding: batch[min(rejection.index, batch.count - 1)], as: UTF8.self))",
+                        ])
+                    }
+                }
+                // Progress first: whoever sees the spool empty also sees its log_seq.
+                stopped.withLock {
+                    stats.lastLogSeq = max(stats.lastLogSeq, logSeq)
+                    stats.forwarded += batch.count
+                }
+                try spool.acknowledge(batch.count)
+                singlyUntil = max(0, singlyUntil - batch.count)
+            } catch let failure as IngestClient.RequestFailure where failure.reason.hasPrefix("ERR") {
+                if batch.count > 1 {
+                    singlyUntil = batch.count
+                } else {
+                    logger.error("Daemon refused an event; dropped", metadata: [
+                        "forwarder.reason": "\(failure.reason)", "event.json": "\(String(decoding: batch[0].prefix(2000), as: UTF8.self))",
+                    ])
+                    try spool.acknowledge(1)
+                    singlyUntil = max(0, singlyUntil - 1)
+                }
+            } catch let failure as IngestClient.RequestFailure {
+                logger.warning("Daemon unreachable; events stay in the spool",
+                               metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])
+                daemonDown = true
+            }
         }
     }
 }

@@ -196,30 +196,10 @@ public final class WebhookProcessor: @unchecked Sendable {
         }
     }
 
+    /// A reply body: a JSON object with its keys sorted.
     static func json(_ members: [String: JSONValue]) -> String {
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        for (i, (key, value)) in members.sorted(by: { $0.key < $1.key }).enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            JSONWriter.appendString(key, to: &out)
-            out.append(UInt8(ascii: ":"))
-            write(value, &out)
-        }
-        out.append(UInt8(ascii: "}"))
+        var out: [UInt8] = []
+        JSONWriter.append(.object(members.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }), to: &out)
         return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func write(_ value: JSONValue, _ out: inout [UInt8]) {
-        switch value {
-        case .string(let s): JSONWriter.appendString(s, to: &out)
-        case .int(let i): out += Array(String(i).utf8)
-        case .array(let items):
-            out.append(UInt8(ascii: "["))
-            for (i, item) in items.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                write(item, &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        default: out += Array("null".utf8)
-        }
     }
 }

@@ -48,6 +48,13 @@ public enum IngestProtocol {
         frames.first?.isEmpty == true ? Array(frames.dropFirst()) : frames
     }
 
+    /// Splits a message received on a ROUTER into its envelope (the peer identity, plus the
+    /// empty delimiter a REQ client sends) and the request frames.
+    public static func splitEnvelope(_ frames: [[UInt8]]) -> (envelope: [[UInt8]], body: [[UInt8]]) {
+        let split = frames.count > 1 && frames[1].isEmpty ? 2 : 1
+        return (Array(frames.prefix(split)), Array(frames.dropFirst(split)))
+    }
+
     /// Snapshot endpoint commands (PROTOCOL.md §4).
     public static let snapshot: [UInt8] = Array("SNAPSHOT".utf8)
     public static let kv: [UInt8] = Array("KV".utf8)

@@ -161,6 +161,10 @@ public final class ZMQSocket {
     /// closed), so it is kept here rather than asked for afterwards.
     public private(set) var lastUserID: String?
 
+    /// Whether `receive` reads `lastUserID` (a metadata lookup and a string per message):
+    /// only sockets with a ZAP handler behind them need it.
+    public var recordsUserID = false
+
     /// Receives one multipart message; `nil` when `blocking` is false and none is waiting.
     public func receive(blocking: Bool = true) throws(ZMQError) -> [[UInt8]]? {
         var frames: [[UInt8]] = []
@@ -182,7 +186,7 @@ public final class ZMQSocket {
                 frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
             }
             if zmq_msg_more(message) == 0 {
-                lastUserID = zmq_msg_gets(message, "User-Id").map { String(cString: $0) }
+                if recordsUserID { lastUserID = zmq_msg_gets(message, "User-Id").map { String(cString: $0) } }
                 return frames
             }
         }

@@ -80,4 +80,13 @@ struct StableHashTests {
         #expect(StableHash.hash64("a") != StableHash.hash64("b"))
         #expect(StableHash.hash64("") != StableHash.hash64("\u{0}"))
     }
+
+    @Test func writingAValueAndParsingItBackGivesTheSameValue() throws {
+        let text = #"{"a":[1,-2.5,"x\"y\n",true,false,null],"b":{"c":12345678901234567890123,"d":0.1},"":""}"#
+        let value = try JSONParser.parse(Array(text.utf8))
+        var out: [UInt8] = []
+        JSONWriter.append(value, to: &out)
+        #expect(try JSONParser.parse(out) == value)
+        #expect(String(decoding: out, as: UTF8.self).hasPrefix(#"{"a":[1,-2.5,"x\"y\n",true,false,null],"b":{"c":12345678901234567890123,"#))
+    }
 }

@@ -52,4 +52,11 @@ struct TimestampTests {
             #expect(CivilCalendar.days(fromYear: c.year, month: c.month, day: c.day) == days)
         }
     }
+
+    @Test func formattingIsTheInverseOfParsingToTheMillisecond() throws {
+        for text in ["2026-11-02T09:00:00Z", "2026-11-02T09:00:00.123Z", "1969-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z"] {
+            #expect(Timestamp.formatRFC3339(try #require(Timestamp.parseRFC3339(text))) == text)
+        }
+        #expect(Timestamp.formatRFC3339(try #require(Timestamp.parseRFC3339("2026-11-02T10:00:00.5+01:00"))) == "2026-11-02T09:00:00.500Z")
+    }
 }

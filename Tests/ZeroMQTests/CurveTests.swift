@@ -36,6 +36,7 @@ struct CurveTests {
     private func curveRouter(_ context: ZMQContext, serverKeys: CurveKeyPair) throws -> (ZMQSocket, String) {
         let router = try ZMQSocket(context: context, type: .router)
         try router.setCurveServer(secretKey: serverKeys.secretKey)
+        router.recordsUserID = true
         try router.bind("tcp://127.0.0.1:*")
         return (router, try router.lastEndpoint())
     }
@@ -201,6 +202,7 @@ struct CurveTests {
         let zap = try ZAPAuthenticator(context: context, allowed: [:], onDecision: decisions.record)
         defer { zap.stopAndJoin() }
         let router = try ZMQSocket(context: context, type: .router)
+        router.recordsUserID = true
         try router.bind("tcp://127.0.0.1:*")
         let dealer = try dealer(context, try router.lastEndpoint(), keys: nil)
         try dealer.send([Array("hello".utf8)])
