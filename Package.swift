@@ -81,7 +81,6 @@ let package = Package(
                 "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: sharedSettings
         ),
