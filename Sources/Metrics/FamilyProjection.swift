@@ -14,87 +14,64 @@ import DealModel
 /// family's series read, so its series are the same as from the full facts.
 public struct FamilyProjection: Sendable {
     public let family: MetricFamily
+    private let reads: FamilyReads
     /// Per pipeline index, the qualified stage's index.
     private let qualifiedIndexes: [Int16]
-    private let keepsPipeline: Bool, keepsTeam: Bool, keepsOwner: Bool, keepsSource: Bool
+    private let dimensions: Set<Dimension>
 
     public init(family: MetricFamily, model: Model) {
         self.family = family
+        reads = family.reads
         qualifiedIndexes = model.pipelines.map { Int16($0.qualifiedIndex) }
-        let dimensions = family.dimensions
-        keepsPipeline = dimensions.contains(.pipeline)
-        keepsTeam = dimensions.contains(.team)
-        keepsOwner = dimensions.contains(.owner)
-        keepsSource = dimensions.contains(.source)
+        dimensions = Set(family.dimensions)
     }
 
     /// The change as this family sees it, or `nil` when it cannot move the family.
     public func project(_ change: FactChange) -> FactChange? {
         switch change {
         case .deal(let old, let new):
-            let o = old.flatMap(project), n = new.flatMap(project)
+            let o = old.flatMap(project)
+            let n = new.flatMap(project)
             return o == n ? nil : .deal(old: o, new: n)
         case .spend(let old, let new):
-            return family == .roi && old != new ? .spend(old: old, new: new) : nil
+            return reads.spend && old != new ? .spend(old: old, new: new) : nil
         case .account(let old, let new):
-            return family == .customerRetentionRate && old != new ? .account(old: old, new: new) : nil
+            return reads.accounts && old != new ? .account(old: old, new: new) : nil
         }
     }
 
-    /// The deal's facts with what this family never reads fixed; `nil` when it adds nothing.
+    /// The deal's facts with what this family never reads fixed (all derived from
+    /// `MetricFamily.reads`); `nil` when it adds nothing.
     public func project(_ d: DealFacts) -> DealFacts? {
+        // Retention counts won deals with an account, keyed by (CRM source, account).
+        if reads.accounts && (d.status != .won || d.account == DealFacts.noAccount) { return nil }
+        // Closed cohort only: an open deal contributes nothing.
+        if !reads.createdCohort && reads.closedCohort && !d.isClosed { return nil }
         var p = d
-        // Dimensions this family is not published for; retention keys by (source, account).
-        if !keepsPipeline { p.pipeline = 0 }
-        if !keepsTeam { p.team = 0 }
-        if !keepsOwner { p.owner = 0 }
-        if !keepsSource && family != .customerRetentionRate { p.source = 0 }
-        if family != .customerRetentionRate { p.account = 0 }
-        switch family {
-        case .newOpportunities:
-            p.clearClosedCohort()
-            p.amount = 0
+        // Dimensions this family is not published for.
+        if !dimensions.contains(.pipeline) { p.pipeline = 0 }
+        if !dimensions.contains(.team) { p.team = 0 }
+        if !dimensions.contains(.owner) { p.owner = 0 }
+        if !dimensions.contains(.leadSource) { p.leadSource = 0 }
+        if !dimensions.contains(.source) && !reads.accounts { p.source = 0 }
+        if !reads.accounts { p.account = 0 }
+        if reads.createdCohort && !reads.closedCohort {
+            // As if the deal were open: only the created cohort is read.
+            p.status = .open
+            p.closedAt = nil
+        }
+        let won = d.status == .won
+        if !(reads.createdAmount || (reads.wonAmount && won)) { p.amount = 0 }
+        if !(reads.createdCohort || (reads.wonDuration && won)) { p.createdAt = Instant(nanoseconds: 0) }
+        switch reads.stages {
+        case .none:
             p.pipelineIndex = 0
             p.furthest = 0
-        case .qualifiedLeads:
-            // Only whether the qualified stage was reached: cap `furthest` there.
-            p.clearClosedCohort()
-            p.amount = 0
+        case .qualifiedOnly:
             p.furthest = min(p.furthest, qualifiedIndexes[Int(p.pipelineIndex)])
-        case .stageConversion:
-            p.clearClosedCohort()
-            p.amount = 0
-        case .winRate, .averageOrderValue, .salesCycleLength, .roi:
-            // Closed cohort only: an open deal contributes nothing.
-            guard d.isClosed else { return nil }
-            p.pipelineIndex = 0
-            p.furthest = 0
-            if family == .winRate || d.status == .lost { p.amount = 0 }
-            if family != .salesCycleLength || d.status == .lost { p.createdAt = Instant(nanoseconds: 0) }
-            if family == .salesCycleLength { p.amount = 0 }
-        case .revenue, .salesVelocity:
-            p.pipelineIndex = 0
-            p.furthest = 0
-        case .customerRetentionRate:
-            // Only won deals with an account make a customer, from their close.
-            guard d.status == .won, d.account != DealFacts.noAccount else { return nil }
-            p.pipeline = 0
-            p.pipelineIndex = 0
-            p.furthest = 0
-            p.amount = 0
-            p.createdAt = Instant(nanoseconds: 0)
-            p.owner = 0
-            p.team = 0
-            p.leadSource = 0
+        case .all:
+            break
         }
         return p
-    }
-}
-
-extension DealFacts {
-    /// As if the deal were open: for families that read only the created cohort.
-    fileprivate mutating func clearClosedCohort() {
-        status = .open
-        closedAt = nil
     }
 }
