@@ -45,14 +45,14 @@ let package = Package(
             name: "WebhookReceiver",
             dependencies: [
                 "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel",
-                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: sharedSettings
         ),
-        .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
-        .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
+        .target(name: "PipelineMetrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .target(name: "Wire", dependencies: ["DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         // The event content types: JSON and protobuf (generated code committed, see
         // scripts/generate-protobuf). Only this target imports SwiftProtobuf.
         .target(
@@ -65,11 +65,11 @@ let package = Package(
             dependencies: ["ZeroMQ", "Wire", "DealModel"],
             swiftSettings: sharedSettings
         ),
-        .target(name: "Connectors", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .target(name: "EventSources", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(
             name: "Worker",
             dependencies: [
-                "ZeroMQ", "Metrics", "Wire", "DealModel", "CLinuxShims",
+                "ZeroMQ", "PipelineMetrics", "Wire", "DealModel", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims",
+                "ZeroMQ", "Wire", "DealModel", "PipelineMetrics", "EventEncoding", "FramedLog", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "dealstream",
             dependencies: [
-                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
+                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics", "EventEncoding",
                 "CRMWebhooks", "WebhookReceiver",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -99,13 +99,13 @@ let package = Package(
         ),
         .target(
             name: "DealstreamTestSupport",
-            dependencies: ["DealModel", "Metrics", "Wire", "ZeroMQ"],
+            dependencies: ["DealModel", "PipelineMetrics", "Wire", "ZeroMQ"],
             path: "Tests/Support",
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "DealModelTests", dependencies: ["DealModel", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
-            name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
+            name: "PipelineMetricsTests", dependencies: ["PipelineMetrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
             name: "DaemonTests",
             dependencies: [
@@ -116,9 +116,9 @@ let package = Package(
             swiftSettings: sharedSettings
         ),
         .testTarget(
-            name: "WorkerTests", dependencies: ["Worker", "Wire", "Metrics", "DealModel", "DealstreamTestSupport"],
+            name: "WorkerTests", dependencies: ["Worker", "Wire", "PipelineMetrics", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         .testTarget(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
@@ -130,14 +130,14 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "EventEncoding", "DealstreamTestSupport"],
+            dependencies: ["ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
         .testTarget(
             name: "ConnectorTests",
             dependencies: [
                 "CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport",
-                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Fixtures"],

@@ -1,5 +1,5 @@
 import DealModel
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// Every current fact at one input position, with the string table then: what a joining

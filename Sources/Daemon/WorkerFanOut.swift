@@ -1,5 +1,5 @@
 import DealModel
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// The fan-out: every committed group becomes one fact batch per family, projected (see

@@ -2,7 +2,7 @@ import CLinuxShims
 import DealModel
 import Foundation
 import Logging
-import Metrics
+import PipelineMetrics
 import Wire
 import ZeroMQ
 

@@ -1,6 +1,6 @@
 import DealModel
 import Dispatch
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// The worker slots the daemon expects and the session serving each.

@@ -1,5 +1,5 @@
 import DealModel
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// The state of one metric family on one shard: the engine and the string table the

@@ -4,7 +4,7 @@ import Dispatch
 import Foundation
 import Logging
 import ServiceLifecycle
-import Metrics
+import PipelineMetrics
 import Synchronization
 import Wire
 import ZeroMQ

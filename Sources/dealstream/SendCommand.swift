@@ -1,6 +1,6 @@
 import ArgumentParser
 import Clients
-import Connectors
+import EventSources
 import DealModel
 import EventEncoding
 import Dispatch

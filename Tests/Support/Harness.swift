@@ -4,7 +4,7 @@ import Foundation
 // an in-process run of the whole metric pipeline (store → engines → topics), which the
 // multi-process tests use as their reference.
 import DealModel
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// The model the tests use: the acceptance kit's three pipelines, two currencies.

@@ -2,7 +2,7 @@ import DealModel
 import DealstreamTestSupport
 import Testing
 
-@testable import Metrics
+@testable import PipelineMetrics
 
 /// METRICS.md: the same events in any order, with any duplicates, on any number of
 /// shards give the same published state.

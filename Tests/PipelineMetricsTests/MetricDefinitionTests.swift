@@ -2,7 +2,7 @@ import DealModel
 import DealstreamTestSupport
 import Testing
 
-@testable import Metrics
+@testable import PipelineMetrics
 
 /// Each metric of METRICS.md §3 on a small example worked out by hand.
 struct MetricDefinitionTests {

@@ -1,7 +1,7 @@
 import DealstreamTestSupport
 import Testing
 
-@testable import Metrics
+@testable import PipelineMetrics
 
 struct AggregateTests {
     @Test func exactSumRetractsWithoutResidue() {
