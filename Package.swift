@@ -109,7 +109,8 @@ let package = Package(
         .testTarget(
             name: "DaemonTests",
             dependencies: [
-                "Daemon", "DealModel", "EventEncoding", "FramedLog", "DealstreamTestSupport", "ZeroMQ",
+                "Daemon", "DealModel", "EventEncoding", "FramedLog", "DealstreamTestSupport", "ZeroMQ", "Wire",
+                "PipelineMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
@@ -117,6 +118,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Wire", "PipelineMetrics", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings),
+        .testTarget(
+            name: "EventSourcesTests", dependencies: ["EventSources", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         .testTarget(

@@ -22,12 +22,6 @@ struct FaultInjectionTests {
         return path
     }
 
-    private func temporaryDirectory(_ name: String) -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("ds-fault-\(name)-\(getpid())")
-        try? FileManager.default.removeItem(at: url)
-        return url
-    }
-
     /// Three connectors stream with resends while the daemon is killed with SIGKILL again
     /// and again and restarted on the same data directory.
     @Test func daemonKilledRepeatedlyDuringAHeavyStreamLosesNothing() throws {
