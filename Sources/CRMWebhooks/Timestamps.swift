@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// The vendors' timestamp forms, normalised to RFC 3339 UTC and epoch milliseconds.
 ///

@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
 import DealModel
-import Wire
-import ZeroMQ
+public import Wire
+public import ZeroMQ
 
 /// A connector's side of the ingest endpoint: batched `EVENTS` requests with a window of
 /// requests in flight, ACKs matched by request id, and resends of what was not

@@ -1,8 +1,8 @@
 import DealModel
 import Foundation
 import Synchronization
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import ZeroMQ
 
 /// The ingestion daemon as a swift-service-lifecycle `Service`.

@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// A reproducible stream of realistic events for load tests, benchmarks and chaos runs.
 ///

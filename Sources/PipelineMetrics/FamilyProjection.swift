@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// What one metric family reads of the facts, and so which fact changes can move it.
 ///

@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// The mergeable aggregates of one `(dimension, key, period)` cell.
 ///

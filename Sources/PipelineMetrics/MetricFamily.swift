@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// The ten metric families of METRICS.md §3; each runs as its own worker process.
 public enum MetricFamily: String, Sendable, CaseIterable {

@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// The metric names a topic can carry (METRICS.md §3).
 public enum MetricName: UInt8, Sendable, CaseIterable {

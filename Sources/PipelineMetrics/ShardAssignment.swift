@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// Which series a shard owns: all periods of one `(dimension, key)` live on one shard,
 /// chosen by a stable hash, so shards never need each other's aggregates.

@@ -1,7 +1,7 @@
-import CRMWebhooks
+public import CRMWebhooks
 import DealModel
 import FramedLog
-import Foundation
+public import Foundation
 
 /// The durable `DealState` of every deal a connector has seen.
 ///

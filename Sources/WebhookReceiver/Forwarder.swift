@@ -1,9 +1,9 @@
 import Clients
 import DealModel
 import Foundation
-import Logging
+public import Logging
 import Wire
-import ZeroMQ
+public import ZeroMQ
 
 /// How the forwarder reaches the daemon's ingest endpoint.
 ///

@@ -1,5 +1,5 @@
 import DealModel
-import Foundation
+public import Foundation
 
 /// Where a connector's secrets come from: the environment first, then the JSON file
 /// (`{"DEALSTREAM_HUBSPOT_CLIENT_SECRET": "…"}`) that the mapping's `secrets_file` names.

@@ -1,5 +1,5 @@
 import FramedLog
-import Foundation
+public import Foundation
 
 /// The connector's durable queue of dealstream events not yet acknowledged by the daemon.
 ///

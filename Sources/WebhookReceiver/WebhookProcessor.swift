@@ -1,8 +1,8 @@
-import CRMWebhooks
+public import CRMWebhooks
 import DealModel
 import Dispatch
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 
 /// One webhook request, stripped of HTTP: what the processor needs to check and translate it.
 public struct WebhookRequest: Sendable {

@@ -1,7 +1,7 @@
 import CRMWebhooks
 import Foundation
-import Hummingbird
-import Logging
+public import Hummingbird
+public import Logging
 import NIOCore
 
 /// The HTTP side of a connector: Hummingbird serving `POST /webhooks/<vendor>` (and

@@ -1,7 +1,7 @@
 import DealModel
-import Foundation
-import Wire
-import ZeroMQ
+public import Foundation
+public import Wire
+public import ZeroMQ
 
 /// A real `dealstream daemon` process with its worker processes, on ipc endpoints in a
 /// temporary directory, driven over real ZeroMQ sockets.

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The package's root folder (the one holding Package.swift): the one walk up from this
 /// file that every test uses to find the repository's files and the built binary.

@@ -1,5 +1,5 @@
 import DealModel
-import Foundation
+public import Foundation
 
 /// The acceptance kit's reference implementation as the oracle of a process test: writes
 /// `events` and the `published` state into `directory` and runs
