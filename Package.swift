@@ -121,6 +121,9 @@ let package = Package(
             name: "WorkerTests", dependencies: ["Worker", "Wire", "PipelineMetrics", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
         .testTarget(
+            name: "ClientsTests", dependencies: ["Clients", "DealModel", "Wire", "ZeroMQ", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings),
+        .testTarget(
             name: "EventSourcesTests", dependencies: ["EventSources", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
