@@ -88,7 +88,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver",
+                "CRMWebhooks", "WebhookReceiver", "FramedLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -115,6 +115,7 @@ let package = Package(
             ],
             swiftSettings: sharedSettings
         ),
+        .testTarget(name: "FramedLogTests", dependencies: ["FramedLog"], swiftSettings: sharedSettings),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
         .testTarget(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],

@@ -102,7 +102,9 @@ final class DaemonLoop {
 
         let snapshots = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
         try snapshots.set(.sendHighWaterMark, 0)
-        try snapshots.setMaximumMessageSize(1 << 16)
+        // Requests up to 64× the limit are read and answered with ERR naming the limit; a
+        // peer sending more is disconnected by libzmq first (the memory bound).
+        try snapshots.setMaximumMessageSize(Int64(DaemonLoop.maximumSnapshotRequestBytes) * 64)
         try snapshots.bind(configuration.snapshotEndpoint)
 
         let workers = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
@@ -529,9 +531,19 @@ final class DaemonLoop {
 
     // MARK: snapshots
 
+    /// The largest snapshot request (command and prefix) answered; a bigger one gets `ERR`.
+    static let maximumSnapshotRequestBytes = 64 << 10
+
     private func serviceSnapshots(_ socket: ZMQSocket) throws {
         while let frames = try socket.receive(blocking: false) {
             let (envelope, body) = IngestProtocol.splitEnvelope(frames)
+            let size = body.reduce(0) { $0 + $1.count }
+            let limit = DaemonLoop.maximumSnapshotRequestBytes
+            guard size <= limit else {
+                let reason = "snapshot request of \(size) bytes is over the limit of \(limit) bytes (64 KiB)"
+                try socket.send(envelope + [IngestProtocol.err, Array(reason.utf8)], blocking: false)
+                continue
+            }
             guard let command = body.first, command == IngestProtocol.snapshot, body.count <= 2 else {
                 let shown = String(decoding: (body.first ?? []).prefix(32), as: UTF8.self).filter { !$0.isNewline }
                 let reason = body.first == IngestProtocol.snapshot ? "SNAPSHOT takes one prefix frame"
