@@ -25,7 +25,7 @@ public enum WebhookServer {
     /// `maximumConnections` open connections new ones wait in the listen backlog.
     public struct Limits: Sendable {
         public var headerTimeout: Duration = .seconds(10)
-        public var bodyTimeout: Duration = .seconds(30)
+        public var bodyTimeout: Duration = .seconds(5)
         public var maximumConnections = 256
         public init() {}
     }

@@ -92,7 +92,7 @@ struct ConnectCommand: AsyncParsableCommand {
     var headerTimeout = 10.0
 
     @Option(name: .customLong("body-timeout"), help: "Seconds a client has to send a request's whole body; then it gets 408 and the connection is closed.")
-    var bodyTimeout = 30.0
+    var bodyTimeout = 5.0
 
     @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most; more wait in the listen backlog.")
     var maxConnections = 256
