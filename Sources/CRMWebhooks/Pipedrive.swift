@@ -33,12 +33,14 @@ public enum PipedriveWebhook {
         } else {
             let seconds = try JSONFields.unsigned(meta["timestamp"], "meta.timestamp")
             let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-            guard !overflow else { throw PayloadError(field: "meta.timestamp", reason: "\(seconds) seconds is out of range") }
+            guard !overflow else {
+                throw PayloadError(field: "meta.timestamp", reason: "\(seconds) seconds is out of range")
+            }
             version = ms
         }
         guard version <= DealAssembler.maximumVendorVersion else {
-            throw PayloadError(field: isV2 || meta["timestamp_micro"] == nil ? "meta.timestamp" : "meta.timestamp_micro",
-                               reason: "out of range (at most \(DealAssembler.maximumVendorVersion) ms)")
+            let field = isV2 || meta["timestamp_micro"] == nil ? "meta.timestamp" : "meta.timestamp_micro"
+            throw PayloadError(field: field, reason: "out of range (at most \(DealAssembler.maximumVendorVersion) ms)")
         }
         let at = VendorTime.rfc3339(milliseconds: Int64(version))
         switch action {

@@ -22,7 +22,8 @@ public final class DataDirectoryLock {
         public var code: Int32?
         public var description: String {
             if let code {
-                return "\(directory)/\(DataDirectoryLock.fileName): cannot lock: \(String(cString: strerror(code))) (errno \(code))"
+                let reason = String(cString: strerror(code))
+                return "\(directory)/\(DataDirectoryLock.fileName): cannot lock: \(reason) (errno \(code))"
             }
             let who = holder.map { "process \($0)" } ?? "another process"
             return "\(directory) is in use by \(who) (lock \(directory)/\(DataDirectoryLock.fileName)); "

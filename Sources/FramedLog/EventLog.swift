@@ -79,15 +79,17 @@ public final class EventLog {
         defer { if !handedOver { close(fd) } }
         let scan = try EventLog.scan(fd: fd, path: path, replay: replay)
         if let bad = scan.bad {
-            if let next = try EventLog.firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize) {
+            let next = try EventLog.firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize)
+            if next != nil || !tailMayBeTorn {
                 throw Corruption(path: path, offset: scan.validEnd, reason: bad, nextValidOffset: next)
             }
-            guard tailMayBeTorn else { throw Corruption(path: path, offset: scan.validEnd, reason: bad, nextValidOffset: nil) }
             guard ftruncate(fd, off_t(scan.validEnd)) == 0 else {
                 throw Failure(operation: "ftruncate", path: path, code: errno)
             }
         }
-        guard lseek(fd, off_t(scan.validEnd), SEEK_SET) >= 0 else { throw Failure(operation: "lseek", path: path, code: errno) }
+        guard lseek(fd, off_t(scan.validEnd), SEEK_SET) >= 0 else {
+            throw Failure(operation: "lseek", path: path, code: errno)
+        }
         self.fd = fd
         handedOver = true
         size = scan.validEnd
@@ -118,7 +120,8 @@ public final class EventLog {
         var consumed = 0  // bytes of the buffer already replayed
         var readTotal = 0
         reading: while readTotal < result.fileSize {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, result.fileSize - readTotal)) }
+            let wanted = min(chunk.count, result.fileSize - readTotal)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, wanted) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw Failure(operation: "read", path: path, code: errno)
@@ -164,7 +167,8 @@ public final class EventLog {
     /// look at every offset; the file is mapped, not read into memory.
     private static func firstValidRecord(fd: Int32, path: String, after offset: Int, fileSize: Int) throws -> Int? {
         guard fileSize - offset > 9 else { return nil }
-        guard let base = mmap(nil, fileSize, PROT_READ, MAP_PRIVATE, fd, 0), base != UnsafeMutableRawPointer(bitPattern: -1) else {
+        let mapped = mmap(nil, fileSize, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let base = mapped, base != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw Failure(operation: "mmap", path: path, code: errno)
         }
         defer { munmap(base, fileSize) }
@@ -174,7 +178,8 @@ public final class EventLog {
             let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
             if length > 0 && length <= fileSize - o - 8 {
                 let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o + 4, as: UInt32.self))
-                if CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[(o + 8)..<(o + 8 + length)])) == crc { return o }
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[(o + 8)..<(o + 8 + length)])
+                if CRC32.checksum(payload) == crc { return o }
             }
             o += 1
         }
@@ -224,7 +229,8 @@ public final class EventLog {
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         var at = scan.validEnd
         while at < scan.fileSize {
-            let r = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min($0.count, scan.fileSize - at), off_t(at)) }
+            let wanted = min(chunk.count, scan.fileSize - at)
+            let r = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(at)) }
             if r < 0 && errno == EINTR { continue }
             guard r > 0 else { throw Failure(operation: "pread", path: path, code: r < 0 ? errno : EIO) }
             var written = 0
@@ -239,10 +245,12 @@ public final class EventLog {
         guard fsync(out) == 0 else { throw Failure(operation: "fsync", path: copyPath, code: errno) }
         try syncDirectory(of: copyPath)
         // Only once the copy is durable is anything cut.
-        guard ftruncate(fd, off_t(scan.validEnd)) == 0 else { throw Failure(operation: "ftruncate", path: path, code: errno) }
+        guard ftruncate(fd, off_t(scan.validEnd)) == 0 else {
+            throw Failure(operation: "ftruncate", path: path, code: errno)
+        }
         guard fsync(fd) == 0 else { throw Failure(operation: "fsync", path: path, code: errno) }
-        return Repair(path: path, offset: scan.validEnd, bytes: scan.fileSize - scan.validEnd, recordsKept: scan.records,
-                      copyPath: copyPath, reason: bad, cutValidRecords: valid)
+        return Repair(path: path, offset: scan.validEnd, bytes: scan.fileSize - scan.validEnd,
+                      recordsKept: scan.records, copyPath: copyPath, reason: bad, cutValidRecords: valid)
     }
 
     private static func syncDirectory(of path: String) throws {

@@ -109,9 +109,11 @@ public final class Forwarder: @unchecked Sendable {
                 try client.send(batches: [batch]) { ack in
                     logSeq = max(logSeq, ack.body.logSeq)
                     for rejection in ack.body.rejected {
+                        // The index comes from the daemon: never trusted to be in range.
+                        let event = batch[max(0, min(rejection.index, batch.count - 1))]
                         self.logger.error("Daemon rejected an event", metadata: [
                             "event.reason": "\(rejection.error)",
-                            "event.json": "\(String(decoding: batch[max(0, min(rejection.index, batch.count - 1))], as: UTF8.self))",
+                            "event.json": "\(String(decoding: event, as: UTF8.self))",
                         ])
                     }
                 }

@@ -23,8 +23,8 @@ public struct WebhookRequest: Sendable {
     /// `http://` and the request's authority, its `Host` header, or the listen address)
     /// plus the request target; header names are made lower case (the last of repeated
     /// names wins). The route and the fuzz target both build requests this way.
-    public init(method: String, authority: String?, path: String, headers: [(name: String, value: String)], body: [UInt8],
-                publicURL: String?, listenAddress: String) {
+    public init(method: String, authority: String?, path: String, headers: [(name: String, value: String)],
+                body: [UInt8], publicURL: String?, listenAddress: String) {
         var byName: [String: String] = [:]
         for (name, value) in headers { byName[name.lowercased()] = value }
         let base = publicURL ?? "http://\(authority ?? byName["host"] ?? listenAddress)"

@@ -52,20 +52,23 @@ public enum WebhookServer {
             } catch is BodyTimeout {
                 logger.warning("Webhook body not received in time", metadata: ["webhook.vendor": "\(processor.vendor)"])
                 responseHeaders[.connection] = "close"
-                let reason = "request body not received within \(limits.bodyTimeout)"
+                let reason = WebhookProcessor.json([
+                    "error": .string("request body not received within \(limits.bodyTimeout)")
+                ])
                 return Response(status: .requestTimeout, headers: responseHeaders,
-                                body: ResponseBody(byteBuffer: ByteBuffer(string: WebhookProcessor.json(["error": .string(reason)]) + "\n")))
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: reason + "\n")))
             }
             var headers: [(name: String, value: String)] = []
             for field in request.headers { headers.append((field.name.canonicalName, field.value)) }
             let answer = await processor.handle(WebhookRequest(
-                method: request.method.rawValue, authority: request.head.authority, path: request.uri.string, headers: headers,
-                body: body, publicURL: publicURL, listenAddress: "\(host):\(port)"))
+                method: request.method.rawValue, authority: request.head.authority, path: request.uri.string,
+                headers: headers, body: body, publicURL: publicURL, listenAddress: "\(host):\(port)"))
             return Response(status: HTTPResponse.Status(code: answer.status), headers: responseHeaders,
                             body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body + "\n")))
         }
-        let configuration = ApplicationConfiguration(address: .hostname(host, port: port), serverName: "dealstream-connect",
-                                                     availableConnectionsDelegate: .maximum(limits.maximumConnections, logger: logger))
+        let configuration = ApplicationConfiguration(
+            address: .hostname(host, port: port), serverName: "dealstream-connect",
+            availableConnectionsDelegate: .maximum(limits.maximumConnections, logger: logger))
         return Application(router: router, server: .http1(configuration: .init(idleTimeout: TimeAmount(limits.headerTimeout))),
                            configuration: configuration,
                            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)

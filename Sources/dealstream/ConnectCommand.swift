@@ -88,10 +88,13 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(name: .customLong("spool-capacity"), help: "Events the spool holds while the daemon is unreachable; beyond it webhooks get 503 and the vendor retries later.")
     var spoolCapacity = 1_000_000
 
-    @Option(name: .customLong("header-timeout"), help: "Seconds a client has to send a request's headers (from connecting or the last answer); then the connection is closed. Also the keep-alive idle time.")
+    @Option(name: .customLong("header-timeout"),
+            help: ArgumentHelp("Seconds a client has to send a request's headers (from connecting or the last answer); "
+                + "then the connection is closed. Also the keep-alive idle time."))
     var headerTimeout = 10.0
 
-    @Option(name: .customLong("body-timeout"), help: "Seconds a client has to send a request's whole body; then it gets 408 and the connection is closed.")
+    @Option(name: .customLong("body-timeout"),
+            help: "Seconds a client has to send a request's whole body; then it gets 408 and the connection is closed.")
     var bodyTimeout = 5.0
 
     @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most; more wait in the listen backlog.")
@@ -110,7 +113,9 @@ struct ConnectCommand: AsyncParsableCommand {
         guard Vendor(rawValue: vendor) != nil else { throw ValidationError("vendor: expected hubspot, pipedrive or salesforce, got \"\(vendor)\"") }
         guard listenAddress != nil else { throw ValidationError("--listen: expected HOST:PORT, got \"\(listen)\"") }
         guard batchSize >= 1 && batchSize <= 10_000 else { throw ValidationError("--batch must be in 1…10000") }
-        guard headerTimeout > 0 && headerTimeout <= 3600 else { throw ValidationError("--header-timeout must be in (0, 3600] seconds") }
+        guard headerTimeout > 0 && headerTimeout <= 3600 else {
+            throw ValidationError("--header-timeout must be in (0, 3600] seconds")
+        }
         guard bodyTimeout > 0 && bodyTimeout <= 3600 else { throw ValidationError("--body-timeout must be in (0, 3600] seconds") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
     }

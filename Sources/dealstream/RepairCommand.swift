@@ -34,7 +34,8 @@ struct RepairCommand: ParsableCommand {
             return ExitCode(1)
         }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dataDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        let exists = FileManager.default.fileExists(atPath: dataDirectory, isDirectory: &isDirectory)
+        guard exists, isDirectory.boolValue else {
             throw fail("--data-dir: \(dataDirectory) is not a directory")
         }
         let lock: DataDirectoryLock
@@ -44,7 +45,9 @@ struct RepairCommand: ParsableCommand {
         let logs = names.filter { name in
             name == "spool.log" || name == "deals.log" || (name.hasPrefix("events-") && name.hasSuffix(".log"))
         }.sorted()
-        guard !logs.isEmpty else { throw fail("--data-dir: no events-N.log, spool.log or deals.log in \(dataDirectory)") }
+        guard !logs.isEmpty else {
+            throw fail("--data-dir: no events-N.log, spool.log or deals.log in \(dataDirectory)")
+        }
         var repaired = 0
         for name in logs {
             let path = "\(dataDirectory)/\(name)"
