@@ -89,7 +89,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver",
+                "CRMWebhooks", "WebhookReceiver", "FramedLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -126,6 +126,7 @@ let package = Package(
         .testTarget(
             name: "EventSourcesTests", dependencies: ["EventSources", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
+        .testTarget(name: "FramedLogTests", dependencies: ["FramedLog"], swiftSettings: sharedSettings),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         .testTarget(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],

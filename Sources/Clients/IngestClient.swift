@@ -44,6 +44,17 @@ public final class IngestClient {
         }
     }
 
+    /// The caller stopped the client while it waited for the daemon (see `isCancelled`).
+    public struct Cancelled: Error, CustomStringConvertible {
+        public var description: String { "stopped while waiting for the daemon" }
+    }
+
+    /// Asked about every 100 ms while `send` or `ping` waits for the daemon: once it answers
+    /// true they throw `Cancelled` instead of waiting out their timeouts and resends (a stop
+    /// must not wait on a daemon that is not there). Unanswered requests are then simply
+    /// not acknowledged.
+    public var isCancelled: @Sendable () -> Bool = { false }
+
     let socket: ZMQSocket
     /// Reports a refused handshake, so a refused connector fails at once.
     private let handshakes: ZMQSocketMonitor
@@ -130,6 +141,7 @@ public final class IngestClient {
                 }
             }
             try throwIfRefused()
+            if isCancelled() { throw Cancelled() }
             let now = DispatchTime.now().uptimeNanoseconds
             for (id, entry) in inFlight where now - entry.request.sentAt > timeout {
                 guard entry.request.attempts <= retries else {
@@ -161,6 +173,7 @@ public final class IngestClient {
                 if reply.count == 2 && reply[0] == IngestProtocol.pong && reply[1] == id { return true }
             }
             try throwIfRefused()
+            if isCancelled() { throw Cancelled() }
         }
         return false
     }

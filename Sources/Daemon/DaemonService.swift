@@ -58,7 +58,9 @@ public struct DaemonService: Service {
                 logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, loopStart: loop.start)
             // Shut down in reverse: the loop first (it answers what is in hand and publishes
             // a last round), then the workers.
-            services.insert(.init(service: supervisor), at: 0)
+            // It returns at once when the loop failed; the loop's error is what the group
+            // then reports, not the supervisor's return.
+            services.insert(.init(service: supervisor, successTerminationBehavior: .ignore), at: 0)
         }
         try await ServiceGroup(configuration: .init(services: services, logger: logger)).run()
         logger.info("Daemon stopped")

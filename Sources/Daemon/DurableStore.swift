@@ -80,7 +80,9 @@ final class DurableStore {
         var current: EventLog?
         let last = generations.last ?? generation
         for g in Set(generations + [generation]).sorted() {
-            let log = try EventLog(path: logPath(directory, g)) { payload in
+            // Only the newest generation can end in a torn write: rotation starts a new one
+            // with nothing pending, so a bad tail in an older one is corruption.
+            let log = try EventLog(path: logPath(directory, g), tailMayBeTorn: g == last) { payload in
                 switch DurableStore.decode(logRecord: payload, with: decoder) {
                 case .success(let event): _ = store.apply(event)
                 case .failure: skipped += 1

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Daemon
+import FramedLog
+import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -16,6 +18,13 @@ struct DaemonCommand: AsyncParsableCommand {
             (requests in hand answered, a checkpoint written, workers stopped); a second signal exits \
             at once. Flags override the config file, which overrides the defaults; config/README.md \
             documents every key.
+
+            --data-dir is locked (dealstream.lock) for as long as the daemon runs: a second daemon on \
+            it refuses to start, naming the first one's pid. A torn tail of the newest event log (a \
+            crash mid-write) is cut; a corrupt record followed by valid ones is not: the daemon \
+            refuses to start, naming the file and byte offset, and changes nothing. Recover with \
+            `dealstream repair --data-dir D` (keeps a copy of what it cuts) or from a backup: \
+            docs/recovery.md.
             """
     )
 
@@ -71,6 +80,16 @@ struct DaemonCommand: AsyncParsableCommand {
         if noSpawn { c.spawnWorkers = false }
         c.workerLogLevel = logLevel
         let logger = makeLogger("dealstream.daemon", level: logLevel)
+        // One data directory, one daemon: held until this process exits (see DataDirectoryLock).
+        try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock(directory: c.dataDirectory)
+        } catch {
+            FileHandle.standardError.write(Data("error: --data-dir: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { withExtendedLifetime(lock) {} }
         let service = DaemonService(configuration: c, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],

@@ -49,9 +49,16 @@ struct JSONParserTests {
         #expect(v == .string("a\"b\\c/\nü😀"))
     }
 
-    @Test func repeatedKeysKeepTheLastValue() throws {
-        let v = try JSONParser.parse(Array(#"{"a":1,"a":2}"#.utf8))
-        #expect(v["a"] == .int(2))
+    @Test func refusesARepeatedKeyNamingIt() throws {
+        #expect(throws: JSONParseError(offset: 7, reason: #"duplicate key "a""#)) {
+            try JSONParser.parse(Array(#"{"a":1,"a":2}"#.utf8))
+        }
+        // Also nested, and for keys that differ only in their escapes.
+        #expect(throws: JSONParseError(offset: 22, reason: #"duplicate key "amount""#)) {
+            try JSONParser.parse(Array(#"{"deal":{"amount":100,"amount":5e6}}"#.utf8))
+        }
+        // The same key in sibling objects is no repetition.
+        #expect(try JSONParser.parse(Array(#"[{"a":1},{"a":2}]"#.utf8)) == .array([.object([("a", .int(1))]), .object([("a", .int(2))])]))
     }
 
     @Test func digestIgnoresKeyOrderWhitespaceAndNumberSpelling() throws {
