@@ -153,6 +153,9 @@ public struct JSONParser {
         if depth > maximumDepth { throw error("nesting deeper than \(maximumDepth)") }
         position += 1
         var members: [(String, JSONValue)] = []
+        // Keys seen, once an object is large enough that scanning `members` would make a
+        // hostile object with many keys cost quadratic time.
+        var keys: Set<String>?
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -167,7 +170,14 @@ public struct JSONParser {
             let key = try parseString()
             // Two parsers that disagree on a repeated key (first wins, last wins) are a hole
             // between what was signed or checked and what is applied: refuse it.
-            if members.contains(where: { $0.0 == key }) {
+            if members.count == 16 { keys = Set(members.map(\.0)) }
+            let repeated: Bool
+            if keys != nil {
+                repeated = !keys!.insert(key).inserted
+            } else {
+                repeated = members.contains(where: { $0.0 == key })
+            }
+            if repeated {
                 throw JSONParseError(offset: keyOffset, reason: "duplicate key \(JSONParser.quoted(key))")
             }
             skipWhitespace()

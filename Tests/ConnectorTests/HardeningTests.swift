@@ -210,6 +210,32 @@ struct ConnectorHardeningTests {
         #expect(try await restarted.health().pending == 1)
     }
 
+    @Test func aCorruptDealStateRecordStopsTheConnectorUntouched() async throws {
+        let directory = temporaryDirectory("corrupt-deals")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let connector = try start(.hubspot, directory)
+        let mapping = try FixtureFiles.mapping(.hubspot)
+        // Partial HubSpot deals: their states are kept in deals.log, one record per change.
+        for (_, body) in try FixtureFiles.sequence(.hubspot).prefix(3) {
+            let answer = try await connector.post(body, headers: credentials(.hubspot, secret: Self.secrets[.hubspot]!, body: body,
+                                                                             mapping: mapping))
+            #expect(answer.status == 200, "\(answer.body)")
+        }
+        #expect(connector.terminate() == 0)
+        let data = directory.appendingPathComponent("connect-hubspot")
+        let deals = data.appendingPathComponent("deals.log")
+        var bytes = Array(try Data(contentsOf: deals))
+        #expect(bytes.count > 2 * (8 + Int(bytes[0]) + Int(bytes[1]) << 8), "deals.log holds one record only")
+        bytes[8 + 5] ^= 0x01  // inside the first record, others follow
+        try Data(bytes).write(to: deals)
+        let spool = Array(try Data(contentsOf: data.appendingPathComponent("spool.log")))
+        #expect(throws: (any Error).self) { _ = try start(.hubspot, directory) }
+        let log = (try? String(contentsOfFile: directory.appendingPathComponent("connect-hubspot.log").path, encoding: .utf8)) ?? ""
+        #expect(log.contains("deals.log: corrupt record at byte 0"), "\(log.suffix(2000))")
+        #expect(Array(try Data(contentsOf: deals)) == bytes, "the refused start changed the deal states")
+        #expect(Array(try Data(contentsOf: data.appendingPathComponent("spool.log"))) == spool)
+    }
+
     // MARK: slow clients
 
     /// A raw TCP connection to the connector, for clients no HTTP library would be.
