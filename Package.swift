@@ -49,6 +49,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: sharedSettings
         ),
@@ -139,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "DealstreamTestSupport"],
+            dependencies: ["ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "FramedLog", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
         .testTarget(

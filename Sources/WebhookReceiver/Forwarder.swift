@@ -1,6 +1,8 @@
 import Clients
 import DealModel
 import Foundation
+public import ServiceLifecycle
+import Synchronization
 public import Logging
 import Wire
 public import ZeroMQ
@@ -31,18 +33,20 @@ public struct ForwarderOptions: Sendable {
 /// Rejected events (the daemon's validation) are logged with the daemon's reason; a
 /// request refused whole (`ERR`) is resent one event at a time and the refused event is
 /// logged and dropped, so one oversized event cannot block the spool.
-public final class Forwarder: @unchecked Sendable {
+///
+/// A `Service` (run it beside the HTTP server, in Hummingbird's `Application(services:)`):
+/// it forwards from a thread of its own; graceful shutdown stops it at once, even with the
+/// daemon down (what is in flight stays in the spool).
+public final class Forwarder: Service {
     let spool: Spool
     let options: ForwarderOptions
     let logger: Logger
-    private let stopped = NSCondition()
-    private var isStopped = false
-    private var thread: ZMQThread?
-    private var stats = (lastLogSeq: UInt64(0), forwarded: 0)
+    private let stopped = Atomic<Bool>(false)
+    private let stats = Mutex((lastLogSeq: UInt64(0), forwarded: 0))
 
     /// The daemon's `log_seq` after the last acknowledged batch (0: none yet), and how many
     /// events it acknowledged: `GET /health` shows them.
-    public var progress: (lastLogSeq: UInt64, forwarded: Int) { stopped.withLock { stats } }
+    public var progress: (lastLogSeq: UInt64, forwarded: Int) { stats.withLock { $0 } }
 
     public init(spool: Spool, options: ForwarderOptions, logger: Logger) {
         self.spool = spool
@@ -50,26 +54,34 @@ public final class Forwarder: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Starts the forwarding thread.
-    public func start() {
-        thread = ZMQThread(name: "forwarder") { [self] in run() }
+    /// Forwards on its own thread until graceful shutdown (or cancellation); then stops at
+    /// once, also when the daemon is down (a batch waiting for its ACK is left
+    /// unacknowledged, in the spool, and sent again next time).
+    public func run() async {
+        let thread = ZMQThread(name: "ds-forwarder") { [self] in forwardUntilStopped() }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await thread.joined()
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } onCancel: {
+            self.stop()
+        }
     }
 
-    /// Stops the thread and waits for it: at once when the daemon is down (a batch waiting
-    /// for its ACK is left unacknowledged, in the spool, and sent again next time).
-    public func stop() async {
-        stopped.withLock { isStopped = true }
+    private func stop() {
+        stopped.store(true, ordering: .releasing)
         spool.close()
-        await thread?.joined()
     }
 
-    private var shouldStop: Bool { stopped.withLock { isStopped } }
+    private var shouldStop: Bool { stopped.load(ordering: .acquiring) }
 
     /// Forwards until stopped. A failure of the client itself (a refused CURVE key, a
     /// socket error) never ends forwarding silently: it is logged, and after a pause a new
     /// client tries again (libzmq drops a refused connection for good). Events stay in the
     /// spool meanwhile.
-    private func run() {
+    private func forwardUntilStopped() {
         while !shouldStop {
             do {
                 try forward()
@@ -118,7 +130,7 @@ public final class Forwarder: @unchecked Sendable {
                     }
                 }
                 // Progress first: whoever sees the spool empty also sees its log_seq.
-                stopped.withLock {
+                stats.withLock { stats in
                     stats.lastLogSeq = max(stats.lastLogSeq, logSeq)
                     stats.forwarded += batch.count
                 }

@@ -70,7 +70,7 @@ public enum WebhookServer {
             address: .hostname(host, port: port), serverName: "dealstream-connect",
             availableConnectionsDelegate: .maximum(limits.maximumConnections, logger: logger))
         return Application(router: router, server: .http1(configuration: .init(idleTimeout: TimeAmount(limits.headerTimeout))),
-                           configuration: configuration,
+                           configuration: configuration, services: [forwarder],
                            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
     }
 

@@ -164,7 +164,6 @@ struct ConnectCommand: AsyncParsableCommand {
         options.timeoutMilliseconds = timeout
         options.curve = try curve.keys()
         let forwarder = Forwarder(spool: processor.spool, options: options, logger: logger)
-        forwarder.start()
         let address = listenAddress!
         let source = map.source
         var limits = WebhookServer.Limits()
@@ -181,6 +180,5 @@ struct ConnectCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()
-        await forwarder.stop()
     }
 }
