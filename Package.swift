@@ -101,7 +101,7 @@ let package = Package(
         ),
         .target(
             name: "DealstreamTestSupport",
-            dependencies: ["DealModel", "PipelineMetrics", "Wire", "ZeroMQ"],
+            dependencies: ["DealModel", "PipelineMetrics", "Wire", "ZeroMQ", "CRMWebhooks"],
             path: "Tests/Support",
             swiftSettings: sharedSettings
         ),
@@ -144,13 +144,18 @@ let package = Package(
             swiftSettings: sharedSettings
         ),
         .testTarget(
-            name: "ConnectorTests",
+            name: "CRMWebhooksTests",
+            dependencies: ["CRMWebhooks", "DealModel", "DealstreamTestSupport"],
+            exclude: ["Fixtures"],
+            swiftSettings: sharedSettings
+        ),
+        .testTarget(
+            name: "WebhookReceiverTests",
             dependencies: [
                 "CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["Fixtures"],
             swiftSettings: sharedSettings
         ),
     ]

@@ -1,5 +1,6 @@
 import CRMWebhooks
 import DealModel
+import DealstreamTestSupport
 import Foundation
 import Testing
 

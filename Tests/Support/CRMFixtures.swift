@@ -1,42 +1,41 @@
-import CRMWebhooks
-import DealstreamTestSupport
-import Foundation
+public import CRMWebhooks
+public import Foundation
 
 /// The vendor-shaped fixtures of `Fixtures/` (see its README) and the repository files the
 /// tests use (mappings, model, comparison script).
-enum FixtureFiles {
-    static var repository: URL { packageRoot }
+public enum FixtureFiles {
+    public static var repository: URL { packageRoot }
 
-    static var fixtures: URL { repository.appendingPathComponent("Tests/ConnectorTests/Fixtures") }
+    public static var fixtures: URL { repository.appendingPathComponent("Tests/CRMWebhooksTests/Fixtures") }
 
     /// The numbered request bodies of a vendor's sequence, in order.
-    static func sequence(_ vendor: Vendor) throws -> [(name: String, body: [UInt8])] {
+    public static func sequence(_ vendor: Vendor) throws -> [(name: String, body: [UInt8])] {
         let folder = fixtures.appendingPathComponent(vendor.rawValue)
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
             .filter { $0.first?.isNumber == true && $0.hasSuffix(".json") }.sorted()
         return try names.map { ($0, Array(try Data(contentsOf: folder.appendingPathComponent($0)))) }
     }
 
-    static func file(_ vendor: Vendor, _ name: String) throws -> [UInt8] {
+    public static func file(_ vendor: Vendor, _ name: String) throws -> [UInt8] {
         Array(try Data(contentsOf: fixtures.appendingPathComponent(vendor.rawValue).appendingPathComponent(name)))
     }
 
     /// The dealstream events a sequence must translate to, one JSON per line.
-    static func expected(_ vendor: Vendor, _ name: String = "expected.ndjson") throws -> [String] {
+    public static func expected(_ vendor: Vendor, _ name: String = "expected.ndjson") throws -> [String] {
         String(decoding: try file(vendor, name), as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
-    static func mapping(_ vendor: Vendor) throws -> Mapping {
+    public static func mapping(_ vendor: Vendor) throws -> Mapping {
         try Mapping.parse(Array(try Data(contentsOf: repository.appendingPathComponent("config/mapping-\(vendor.rawValue).json"))))
     }
 
-    static var modelJSON: String {
+    public static var modelJSON: String {
         get throws { try String(contentsOf: repository.appendingPathComponent("config/model.json"), encoding: .utf8) }
     }
 }
 
 /// Runs a whole fixture sequence through translator and assembler, as the receiver does.
-func translateSequence(_ vendor: Vendor, bodies: [[UInt8]], mapping: Mapping) throws -> (events: [String], translations: [Translation]) {
+public func translateSequence(_ vendor: Vendor, bodies: [[UInt8]], mapping: Mapping) throws -> (events: [String], translations: [Translation]) {
     let assembler = DealAssembler(mapping: mapping)
     var states: [String: DealState] = [:]
     var events: [String] = []

@@ -1,4 +1,5 @@
 import CRMWebhooks
+import DealstreamTestSupport
 import Foundation
 import Testing
 
