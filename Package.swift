@@ -23,13 +23,22 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
     ],
     targets: [
         // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
         .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         // The few Linux calls Swift cannot make directly (variadic prctl).
         .target(name: "CLinuxShims"),
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: sharedSettings),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CLinuxShims"], swiftSettings: sharedSettings),
+        // What an operator sees of a process: JSON log lines, systemd notifications.
+        .target(
+            name: "Observability",
+            dependencies: ["DealModel", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: sharedSettings
+        ),
+        // Writes the git commit of the build into the dealstream executable (--version).
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "DealModel", swiftSettings: sharedSettings),
         // The append-only, checksummed record file: the daemon's event log, a connector's spool.
         .target(name: "FramedLog", swiftSettings: sharedSettings),
@@ -79,6 +88,7 @@ let package = Package(
             dependencies: [
                 "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -88,14 +98,15 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver",
+                "CRMWebhooks", "WebhookReceiver", "Observability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: sharedSettings
+            swiftSettings: sharedSettings,
+            plugins: ["BuildInfo"]
         ),
         .target(
             name: "DealstreamTestSupport",
@@ -120,6 +131,14 @@ let package = Package(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "OperationsTests",
+            dependencies: [
+                "Observability", "Daemon", "DealModel", "Metrics", "Wire", "DealstreamTestSupport", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(
             name: "FaultInjectionTests",
             dependencies: ["ZeroMQ", "Wire", "DealModel", "Clients", "DealstreamTestSupport"],

@@ -47,13 +47,14 @@ public struct DaemonService: Service {
                                     shards: configuration.shards,
                                     extraArguments: ["--heartbeat-ms", "\(configuration.heartbeatMilliseconds)",
                                                      "--liveness", "\(configuration.liveness)",
-                                                     "--log-level", configuration.workerLogLevel],
+                                                     "--log-level", configuration.workerLogLevel,
+                                                     "--log-format", configuration.logFormat],
                                     logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
         let failure = LoopFailure()
         let bound = AsyncSignal()
         let slots = configuration.families.flatMap { f in (0..<configuration.shards).map { Slot(family: f, shard: $0) } }
         nonisolated(unsafe) let ownedLoop = loop
-        let thread = ZMQThread(name: "daemon-loop") {
+        let thread = ZMQThread(name: "ds-loop") {
             do {
                 try ownedLoop.run(bound: { bound.fire() })
             } catch {

@@ -1,3 +1,4 @@
+import CLinuxShims
 import DealModel
 import EventEncoding
 import FramedLog
@@ -149,6 +150,7 @@ final class DurableStore {
         let logger = self.logger
         let done = checkpointDone
         let thread = Thread {
+            _ = CLinuxShims_setThreadName("ds-checkpoint")
             let started = Date()
             if dropWrite {
                 done.signal()

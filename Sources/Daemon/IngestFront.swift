@@ -43,7 +43,7 @@ final class IngestFront: Sendable {
         let bindError = Mutex<(any Error)?>(nil)
         let decoder = EventDecoder(model: model)
         thread.withLock {
-            $0 = ZMQThread(name: "ingest-front") { [self] in
+            $0 = ZMQThread(name: "ds-ingest") { [self] in
                 var didBind = false
                 do {
                     let router = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)

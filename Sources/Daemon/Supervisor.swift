@@ -1,3 +1,4 @@
+import CLinuxShims
 import Foundation
 import Synchronization
 import Logging
@@ -123,6 +124,7 @@ final class SpawnerThread: Sendable {
 
     init() {
         let thread = Thread { [self] in
+            _ = CLinuxShims_setThreadName("ds-spawner")
             while true {
                 wake.wait()
                 let batch = requests.withLock { r in defer { r.removeAll() }; return r }

@@ -52,7 +52,7 @@ public final class Forwarder: @unchecked Sendable {
 
     /// Starts the forwarding thread.
     public func start() {
-        thread = ZMQThread(name: "forwarder") { [self] in run() }
+        thread = ZMQThread(name: "ds-forwarder") { [self] in run() }
     }
 
     /// Stops the thread after the batch in flight and waits for it.

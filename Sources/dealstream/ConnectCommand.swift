@@ -49,8 +49,8 @@ struct ConnectCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "The CRM: hubspot, pipedrive or salesforce.")
-    var vendor: String
+    @Argument(help: "The CRM.")
+    var vendor: Vendor
 
     @Option(help: "HOST:PORT to serve HTTP on.")
     var listen = "127.0.0.1:8080"
@@ -85,11 +85,10 @@ struct ConnectCommand: AsyncParsableCommand {
     @Flag(help: "Accept requests without checking signatures or credentials (tests, local relays only).")
     var insecure = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
-        guard Vendor(rawValue: vendor) != nil else { throw ValidationError("vendor: expected hubspot, pipedrive or salesforce, got \"\(vendor)\"") }
         guard listenAddress != nil else { throw ValidationError("--listen: expected HOST:PORT, got \"\(listen)\"") }
         guard batchSize >= 1 && batchSize <= 10_000 else { throw ValidationError("--batch must be in 1…10000") }
     }
@@ -100,8 +99,7 @@ struct ConnectCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let vendor = Vendor(rawValue: vendor)!
-        let logger = makeLogger("dealstream.connect.\(vendor.rawValue)", level: logLevel)
+        let logger = logging.logger("dealstream.connect.\(vendor.rawValue)")
         func fail(_ message: String) -> ExitCode {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             return ExitCode(1)
@@ -115,6 +113,7 @@ struct ConnectCommand: AsyncParsableCommand {
             do { try map.validate(against: try Model.parse(Array(modelBytes))) } catch { throw fail("\(mapping): \(error)") }
         }
         let secrets = try Secrets(mappingFile: mapping, secretsFile: map.secretsFile)
+        if let unreadable = secrets.unreadableFiles([vendor.secretName]).first { throw fail(unreadable) }
         let secret = secrets[vendor.secretName]
         if secret == nil && !insecure {
             throw fail("\(vendor.secretName) is not set (environment or the mapping's secrets_file); refusing to start without it (--insecure to accept unauthenticated requests)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Daemon
 import Logging
+import Observability
 import ServiceLifecycle
 import UnixSignals
 
@@ -14,8 +15,9 @@ struct DaemonCommand: AsyncParsableCommand {
             binds the ingest, updates and snapshot endpoints (PROTOCOL.md), starts one worker process \
             per metric family and shard, and runs until SIGTERM or SIGINT, which stop it cleanly \
             (requests in hand answered, a checkpoint written, workers stopped); a second signal exits \
-            at once. Flags override the config file, which overrides the defaults; config/README.md \
-            documents every key.
+            at once. Flags override the environment (DEALSTREAM_<KEY PATH>, e.g. \
+            DEALSTREAM_PUBLISH_INTERVAL_MS), which overrides the config file, which overrides the \
+            defaults; config/README.md documents every key.
             """
     )
 
@@ -49,28 +51,41 @@ struct DaemonCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-spawn"), help: "Do not start workers; wait for workers started by hand.")
     var noSpawn = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(help: ArgumentHelp("HOST:PORT of the HTTP listener for /metrics, /health and /ready (default 127.0.0.1:7780).",
+                               valueName: "host:port"))
+    var http: String?
+
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
         if let publishInterval, publishInterval < 1 { throw ValidationError("--publish-interval-ms must be at least 1") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+        if let http, HTTPListenAddress(http) == nil { throw ValidationError("--http: expected HOST:PORT, got \"\(http)\"") }
+    }
+
+    /// The flags given, as config keys (they win over the environment and the file).
+    var flagValues: [String: String] {
+        var flags: [String: String] = [:]
+        flags["model"] = model
+        flags["data_dir"] = dataDirectory
+        flags["workers.shards"] = shards.map(String.init)
+        flags["endpoints.ingest"] = ingest
+        flags["endpoints.updates"] = updates
+        flags["endpoints.snapshot"] = snapshot
+        flags["endpoints.workers"] = workers
+        flags["publish.interval_ms"] = publishInterval.map(String.init)
+        if noSpawn { flags["workers.spawn"] = "false" }
+        flags["http.listen"] = http
+        flags["log.level"] = logging.level?.rawValue
+        flags["log.format"] = logging.format?.rawValue
+        return flags
     }
 
     func run() async throws {
-        var c = try config.map { try DaemonConfiguration.load(file: $0) } ?? DaemonConfiguration()
-        if let model { c.modelPath = model }
-        if let dataDirectory { c.dataDirectory = dataDirectory }
-        if let shards { c.shards = shards }
-        if let ingest { c.ingestEndpoint = ingest }
-        if let updates { c.updatesEndpoint = updates }
-        if let snapshot { c.snapshotEndpoint = snapshot }
-        if let workers { c.workerEndpoint = workers }
-        if let publishInterval { c.publishIntervalMilliseconds = publishInterval }
-        if noSpawn { c.spawnWorkers = false }
-        c.workerLogLevel = logLevel
-        let logger = makeLogger("dealstream.daemon", level: logLevel)
+        let c = try DaemonConfiguration.resolve(file: config, flags: flagValues)
+        let logger = ProcessLogging.logger("dealstream.daemon", level: Logger.Level(rawValue: c.logLevel) ?? .info,
+                                           format: LogFormat(rawValue: c.logFormat) ?? .text)
         let service = DaemonService(configuration: c, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
@@ -79,9 +94,7 @@ struct DaemonCommand: AsyncParsableCommand {
     }
 }
 
-/// A logger writing to standard error at `level`.
+/// A text logger writing to standard error at `level` (the bench and client tools).
 func makeLogger(_ label: String, level: String) -> Logger {
-    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
-    logger.logLevel = Logger.Level(rawValue: level) ?? .info
-    return logger
+    ProcessLogging.logger(label, level: Logger.Level(rawValue: level) ?? .info, format: .text)
 }

@@ -89,7 +89,7 @@ struct SendCommand: AsyncParsableCommand {
         let files = self.files
         let csvOptions = options
         let curveKeys = try curve.keys()
-        let thread = ZMQThread(name: "send") {
+        let thread = ZMQThread(name: "ds-send") {
             do {
                 let stream = EventStream(paths: files, options: csvOptions)
                 let context = try ZMQContext()

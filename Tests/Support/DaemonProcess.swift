@@ -33,8 +33,10 @@ public final class DaemonProcess {
     ///   - configJSON: written to `config.json` in `directory` and passed as `--config`
     ///     (relative paths in it are relative to `directory`); the flags below still win.
     ///   - ingestCurve: the keys `ingest` connects with, for a daemon with `ingest.curve`.
+    ///   - environment: variables added to the test's own (`DEALSTREAM_…` config keys).
     public init(directory: URL? = nil, shards: Int, modelJSON: String, configJSON: String? = nil,
-                ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = []) throws {
+                ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = [],
+                environment: [String: String] = [:]) throws {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-\(UUID().uuidString.prefix(8))")
         self.directory = dir
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -50,6 +52,9 @@ public final class DaemonProcess {
             configArguments = ["--config", configPath]
         }
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         process.arguments = ["daemon"] + configArguments + [
             "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
             "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
