@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
@@ -31,10 +33,27 @@ let package = Package(
         // The few Linux calls Swift cannot make directly (variadic prctl).
         .target(name: "CLinuxShims"),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CLinuxShims"], swiftSettings: sharedSettings),
-        // What an operator sees of a process: JSON log lines, systemd notifications.
+        // What an operator sees of a process: JSON log lines, systemd notifications, probe
+        // state, the Prometheus registry.
         .target(
             name: "Observability",
-            dependencies: ["DealModel", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DealModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: sharedSettings
+        ),
+        // /metrics, /health, /live, /ready over Hummingbird (the daemon's listener, connect's routes).
+        .target(
+            name: "OperatorHTTP",
+            dependencies: [
+                "Observability",
+                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: sharedSettings
         ),
         // Writes the git commit of the build into the dealstream executable (--version).
@@ -53,7 +72,8 @@ let package = Package(
         .target(
             name: "WebhookReceiver",
             dependencies: [
-                "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel",
+                "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel", "Observability", "OperatorHTTP",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,9 +106,10 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims",
+                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims", "Observability",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -98,7 +119,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver", "Observability",
+                "CRMWebhooks", "WebhookReceiver", "Observability", "OperatorHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -2,6 +2,7 @@ import DealModel
 import Foundation
 import Synchronization
 import Logging
+import Observability
 import ServiceLifecycle
 import ZeroMQ
 
@@ -15,10 +16,13 @@ import ZeroMQ
 public struct DaemonService: Service {
     public let configuration: DaemonConfiguration
     public let logger: Logger
+    /// Metrics, probe state and systemd notifications (`DaemonMetrics`).
+    public let metrics: DaemonMetrics
 
-    public init(configuration: DaemonConfiguration, logger: Logger) {
+    public init(configuration: DaemonConfiguration, logger: Logger, metrics: DaemonMetrics? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics ?? DaemonMetrics(families: configuration.families, shards: configuration.shards)
     }
 
     /// The path of this executable, used to spawn `dealstream worker`.
@@ -49,7 +53,8 @@ public struct DaemonService: Service {
                                                      "--liveness", "\(configuration.liveness)",
                                                      "--log-level", configuration.workerLogLevel,
                                                      "--log-format", configuration.logFormat],
-                                    logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
+                                    logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers,
+                                    restarted: { [metrics] in metrics.workerRestarted($0) })
         let failure = LoopFailure()
         let bound = AsyncSignal()
         let slots = configuration.families.flatMap { f in (0..<configuration.shards).map { Slot(family: f, shard: $0) } }
@@ -63,12 +68,18 @@ public struct DaemonService: Service {
             }
         }
         await bound.wait()
+        if failure.error == nil {
+            metrics.probe.markRestored()
+            metrics.notifier.ready(status: "serving")
+        }
         if configuration.spawnWorkers && failure.error == nil { await supervisor.start(slots) }
         await withGracefulShutdownHandler {
             await thread.joined()
         } onGracefulShutdown: {
             logger.info("Shutdown requested: finishing in-flight requests (a second signal exits at once)")
             ImpatientExit.arm(logger: logger)
+            metrics.probe.markStopping()
+            metrics.notifier.stopping()
             stop.set()
         }
         await supervisor.stopAll()

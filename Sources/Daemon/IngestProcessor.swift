@@ -1,4 +1,5 @@
 import DealModel
+import Dispatch
 import Wire
 
 /// Resolves decoded ingest requests against the record store (PROTOCOL.md §2).
@@ -8,8 +9,12 @@ import Wire
 /// its `ACK` waits until the log group holding its events is committed.
 final class IngestProcessor {
     let durable: DurableStore
+    let metrics: DaemonMetrics?
 
-    init(durable: DurableStore) { self.durable = durable }
+    init(durable: DurableStore, metrics: DaemonMetrics? = nil) {
+        self.durable = durable
+        self.metrics = metrics
+    }
 
     /// The input position: records ever made durable (or pending in this group).
     var logSeq: UInt64 { durable.position }
@@ -42,5 +47,9 @@ final class IngestProcessor {
 
     /// Makes the current group durable; on failure nothing of it stays applied (see
     /// `DurableStore.commit`) and the caller answers the group with `ERR`.
-    func commit() throws { try durable.commit() }
+    func commit() throws {
+        let started = DispatchTime.now().uptimeNanoseconds
+        try durable.commit()
+        metrics?.synced(nanoseconds: DispatchTime.now().uptimeNanoseconds &- started, logSeq: durable.position)
+    }
 }

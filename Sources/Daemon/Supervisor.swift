@@ -30,9 +30,12 @@ actor Supervisor {
     private var children: [Int32: Child] = [:]
     private let spawner = SpawnerThread()
     private var stopping = false
+    /// Told of each restart (`DaemonMetrics.workerRestarted`).
+    private let restarted: @Sendable (Slot) -> Void
 
     init(executable: String, endpoint: String, shards: Int, extraArguments: [String], logger: Logger,
-         deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers) {
+         deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, restarted: @escaping @Sendable (Slot) -> Void = { _ in }) {
+        self.restarted = restarted
         self.spawnedWorkers = spawnedWorkers
         self.extraArguments = extraArguments
         self.executable = executable
@@ -82,6 +85,7 @@ actor Supervisor {
         ])
         // A worker that ran a while restarts at once; one that keeps dying backs off.
         let backoff = Date().timeIntervalSince(child.started) > 10 ? 0.1 : min(child.backoff * 2, 5)
+        restarted(child.slot)
         scheduleRestart(child.slot, backoff: backoff)
     }
 

@@ -39,6 +39,9 @@ public final class Forwarder: @unchecked Sendable {
     private var isStopped = false
     private var thread: ZMQThread?
     private var stats = (lastLogSeq: UInt64(0), forwarded: 0)
+    /// Called on every turn of the forwarding loop, with whether the spool was empty
+    /// (`ConnectMetrics.forwarderTurn`); set before `start()`.
+    public var onTurn: (@Sendable (_ spoolEmpty: Bool) -> Void)?
 
     /// The daemon's `log_seq` after the last acknowledged batch (0: none yet), and how many
     /// events it acknowledged: `GET /health` shows them.
@@ -94,6 +97,7 @@ public final class Forwarder: @unchecked Sendable {
         var singlyUntil = 0
         while !shouldStop {
             let batch = spool.next(limit: singlyUntil > 0 ? 1 : options.batchSize, timeout: 0.2)
+            onTurn?(batch.isEmpty)
             guard !batch.isEmpty else { continue }
             if daemonDown {
                 guard try client.ping() else { continue }

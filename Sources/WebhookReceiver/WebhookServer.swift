@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import OperatorHTTP
 
 /// The HTTP side of a connector: Hummingbird serving `POST /webhooks/<vendor>` (and
 /// `GET /health`), handing each request to the `WebhookProcessor`.
@@ -16,10 +17,15 @@ public enum WebhookServer {
     /// The application; `onRunning` gets the bound port (useful with port 0). `GET /health`
     /// answers `{"spool_pending":…,"forwarded":…,"log_seq":…}` from `forwarder`.
     public static func application(processor: WebhookProcessor, forwarder: Forwarder, host: String, port: Int, publicURL: String?,
-                                   logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+                                   logger: Logger, metrics: ConnectMetrics? = nil,
+                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
         -> some ApplicationProtocol
     {
         let router = Router()
+        if let metrics {
+            OperatorEndpoints.add(to: router, exposition: metrics.exposition, probe: metrics.probe, health: false,
+                                  beforeProbe: metrics.refresh)
+        }
         let path = "/webhooks/\(processor.vendor.rawValue)"
         router.get("/health") { _, _ in
             let progress = forwarder.progress
@@ -33,6 +39,7 @@ public enum WebhookServer {
             let answer = await processor.handle(WebhookRequest(
                 method: request.method.rawValue, url: base + request.uri.string, headers: headers,
                 body: Array(buffer.readableBytesView)))
+            metrics?.answered(answer.status)
             var responseHeaders = HTTPFields()
             responseHeaders[.contentType] = "application/json"
             return Response(status: HTTPResponse.Status(code: answer.status), headers: responseHeaders,

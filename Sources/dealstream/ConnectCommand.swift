@@ -3,6 +3,7 @@ import CRMWebhooks
 import DealModel
 import Foundation
 import Logging
+import Observability
 import ServiceLifecycle
 import UnixSignals
 import WebhookReceiver
@@ -132,11 +133,18 @@ struct ConnectCommand: AsyncParsableCommand {
         options.timeoutMilliseconds = timeout
         options.curve = try curve.keys()
         let forwarder = Forwarder(spool: processor.spool, options: options, logger: logger)
+        let notifier = SystemdNotifier.fromEnvironment()
+        let metrics = ConnectMetrics(vendor: vendor.rawValue, spool: processor.spool, forwarder: forwarder, notifier: notifier)
+        metrics.exposition.bootstrapSwiftMetrics()
+        forwarder.onTurn = { metrics.forwarderTurn(spoolEmpty: $0) }
         forwarder.start()
+        metrics.probe.markRestored()
+        let stopping = StoppingNotice(notifier: notifier, probe: metrics.probe)
         let address = listenAddress!
         let source = map.source
         let app = WebhookServer.application(processor: processor, forwarder: forwarder, host: address.host, port: address.port,
-                                            publicURL: map.publicURL, logger: logger) { port in
+                                            publicURL: map.publicURL, logger: logger, metrics: metrics) { port in
+            notifier.ready(status: "listening on port \(port)")
             logger.notice("Connector listening", metadata: [
                 "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)", "connect.source": "\(source)",
                 "spool.pending": "\(processor.spool.pendingCount)",
@@ -145,6 +153,27 @@ struct ConnectCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()
+        stopping.cancel()
         await forwarder.stop()
     }
+}
+
+/// On SIGTERM or SIGINT: `STOPPING=1` to systemd and `/ready` false, beside the
+/// ServiceGroup's own handling of the signal.
+final class StoppingNotice: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(notifier: SystemdNotifier, probe: ProbeState) {
+        sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                probe.markStopping()
+                notifier.stopping()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { for source in sources { source.cancel() } }
 }

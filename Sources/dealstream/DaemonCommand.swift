@@ -2,6 +2,7 @@ import ArgumentParser
 import Daemon
 import Logging
 import Observability
+import OperatorHTTP
 import ServiceLifecycle
 import UnixSignals
 
@@ -58,6 +59,10 @@ struct DaemonCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
+    @Option(name: .customLong("debug-freeze-signal"),
+            help: ArgumentHelp("Test hook: this signal number freezes the daemon loop, the next one thaws it.", visibility: .hidden))
+    var debugFreezeSignal: Int32?
+
     func validate() throws {
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
         if let publishInterval, publishInterval < 1 { throw ValidationError("--publish-interval-ms must be at least 1") }
@@ -86,10 +91,19 @@ struct DaemonCommand: AsyncParsableCommand {
         let c = try DaemonConfiguration.resolve(file: config, flags: flagValues)
         let logger = ProcessLogging.logger("dealstream.daemon", level: Logger.Level(rawValue: c.logLevel) ?? .info,
                                            format: LogFormat(rawValue: c.logFormat) ?? .text)
-        let service = DaemonService(configuration: c, logger: logger)
+        let metrics = DaemonMetrics(families: c.families, shards: c.shards)
+        metrics.exposition.bootstrapSwiftMetrics()
+        if let signal = debugFreezeSignal { DebugFreeze.arm(signal: signal, probe: metrics.probe, logger: logger) }
+        let service = DaemonService(configuration: c, logger: logger, metrics: metrics)
+        let address = HTTPListenAddress(c.httpListen)!
+        let http = OperatorHTTP.application(host: address.host, port: address.port, exposition: metrics.exposition,
+                                            probe: metrics.probe, logger: logger) { port in
+            logger.notice("HTTP listening", metadata: ["http.url": "http://\(address.host):\(port)"])
+        }
+        // The listener first, so /health and /metrics answer during the replay; it stops last.
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
-                                 logger: logger))
+            configuration: .init(services: [.init(service: http), .init(service: service)],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
