@@ -100,6 +100,7 @@ let package = Package(
             dependencies: [
                 "ZeroMQ", "Metrics", "Wire", "DealModel", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: sharedSettings
         ),
@@ -147,6 +148,9 @@ let package = Package(
             ],
             swiftSettings: sharedSettings
         ),
+        .testTarget(
+            name: "WorkerTests", dependencies: ["Worker", "Wire", "Metrics", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings),
         .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
         .testTarget(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],

@@ -203,8 +203,10 @@ public final class DaemonMetrics: @unchecked Sendable {
         publishLag.set(Double(logSeq &- min(logSeq, publishedPosition.load(ordering: .relaxed))))
     }
 
-    /// After a publication round: its position and the publication sequence number.
-    func published(logSeq: UInt64, seq: UInt64) {
+    /// After a publication round: its position and sequence number, and the subscribers.
+    func published(_ state: PublishedState, subscribers connected: Int) {
+        subscribers.set(Double(connected))
+        let (logSeq, seq) = (state.logSeq, state.seq)
         rounds.increment()
         let before = publishedSeq.exchange(seq, ordering: .relaxed)
         if seq > before { seriesPublished.increment(by: Int64(seq - before)) }
@@ -215,7 +217,8 @@ public final class DaemonMetrics: @unchecked Sendable {
     }
 
     /// The state restored at start: where the log and the saved publication are.
-    func restored(logSeq: UInt64, publishedLogSeq position: UInt64, publishedSeq seq: UInt64, checkpoint: String) {
+    func restored(logSeq: UInt64, published: PublishedState, checkpoint: String) {
+        let (position, seq) = (published.logSeq, published.seq)
         logged.store(logSeq, ordering: .relaxed)
         loggedLogSeq.set(Double(logSeq))
         publishedSeq.store(seq, ordering: .relaxed)
@@ -249,9 +252,6 @@ public final class DaemonMetrics: @unchecked Sendable {
         if let last = lastPID[slot], last != pid { moves[slot.family]?.increment() }
         lastPID[slot] = pid
     }
-
-    /// Connected subscribers, from the updates socket's monitor.
-    func subscribersConnected(_ count: Int) { subscribers.set(Double(count)) }
 
     // MARK: other threads
 

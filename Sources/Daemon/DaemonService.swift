@@ -42,78 +42,126 @@ public struct DaemonService: Service {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
 
         let context = try ZMQContext(ioThreads: 1)
-        let stop = StopFlag()
         let deadWorkers = DeadWorkerInbox()
         let spawnedWorkers = SpawnedWorkers()
-        let loop = try DaemonLoop(configuration: configuration, model: model, modelBytes: modelBytes, context: context,
-                                  logger: logger, stop: stop, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
-        let supervisor = Supervisor(executable: DaemonService.executablePath, endpoint: configuration.resolvedWorkerEndpoint,
-                                    shards: configuration.shards,
-                                    extraArguments: ["--heartbeat-ms", "\(configuration.heartbeatMilliseconds)",
-                                                     "--liveness", "\(configuration.liveness)",
-                                                     "--log-level", configuration.workerLogLevel,
-                                                     "--log-format", configuration.logFormat],
-                                    logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers,
-                                    restarted: { [metrics] in metrics.workerRestarted($0) })
-        let failure = LoopFailure()
-        let bound = AsyncSignal()
-        let slots = configuration.families.flatMap { f in (0..<configuration.shards).map { Slot(family: f, shard: $0) } }
-        nonisolated(unsafe) let ownedLoop = loop
-        let thread = ZMQThread(name: "ds-loop") {
-            do {
-                try ownedLoop.run(bound: { bound.fire() })
-            } catch {
-                failure.record(error)
-                bound.fire()
-            }
+        let loop = DaemonLoopService(
+            configuration: configuration, model: model, modelBytes: modelBytes, context: context, logger: logger,
+            deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, metrics: metrics)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: loop)]
+        if configuration.spawnWorkers {
+            let supervisor = Supervisor(
+                executable: DaemonService.executablePath, endpoint: configuration.resolvedWorkerEndpoint,
+                shards: configuration.shards,
+                extraArguments: [
+                    "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness", "\(configuration.liveness)",
+                    "--log-level", configuration.workerLogLevel, "--log-format", configuration.logFormat,
+                ],
+                slots: configuration.families.flatMap { f in
+                    (0..<configuration.shards).map { Slot(family: f, shard: $0) }
+                },
+                logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, loopStart: loop.start,
+                restarted: { [metrics] in metrics.workerRestarted($0) })
+            // Shut down in reverse: the loop first (it answers what is in hand and publishes
+            // a last round), then the workers.
+            services.insert(.init(service: supervisor), at: 0)
         }
-        await bound.wait()
-        if failure.error == nil {
-            metrics.probe.markRestored()
-            metrics.notifier.ready(status: "serving")
-        }
-        if configuration.spawnWorkers && failure.error == nil { await supervisor.start(slots) }
-        await withGracefulShutdownHandler {
-            await thread.joined()
-        } onGracefulShutdown: {
-            logger.info("Shutdown requested: finishing in-flight requests (a second signal exits at once)")
-            ImpatientExit.arm(logger: logger)
-            metrics.probe.markStopping()
-            metrics.notifier.stopping()
-            stop.set()
-        }
-        await supervisor.stopAll()
-        if let error = failure.error { throw error }
+        try await ServiceGroup(configuration: .init(services: services, logger: logger)).run()
         logger.info("Daemon stopped")
     }
 }
 
-/// An error from the loop thread, handed to the service.
-final class LoopFailure: Sendable {
-    private let value = Mutex<(any Error)?>(nil)
-    func record(_ e: any Error) { value.withLock { $0 = e } }
-    var error: (any Error)? { value.withLock { $0 } }
+/// The loop thread as a `Service`: makes the `DaemonLoop` on its own thread (the replay
+/// in its init never runs on the cooperative pool, and the loop never crosses threads),
+/// reports to `start` once the endpoints are bound (or binding failed), and on graceful
+/// shutdown asks the loop to finish the requests in hand and stop.
+struct DaemonLoopService: Service {
+    let configuration: DaemonConfiguration
+    let model: Model
+    let modelBytes: [UInt8]
+    let context: ZMQContext
+    let logger: Logger
+    let deadWorkers: DeadWorkerInbox
+    let spawnedWorkers: SpawnedWorkers
+    let metrics: DaemonMetrics
+    let start = LoopStart()
+
+    func run() async throws {
+        let stop = StopFlag()
+        let thread = ZMQThread(name: "ds-loop") { [self] in
+            do {
+                let loop = try DaemonLoop(
+                    configuration: configuration, model: model, modelBytes: modelBytes, context: context,
+                    logger: logger, stop: stop, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers,
+                    metrics: metrics)
+                try loop.run(bound: {
+                    start.bound()
+                    metrics.probe.markRestored()
+                    metrics.notifier.ready(status: "serving")
+                })
+            } catch {
+                start.failed(error)
+            }
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await thread.joined()
+            } onGracefulShutdown: {
+                logger.info("Shutdown requested: finishing in-flight requests (a second signal exits at once)")
+                ImpatientExit.arm(logger: logger)
+                metrics.probe.markStopping()
+                metrics.notifier.stopping()
+                stop.set()
+            }
+        } onCancel: {
+            stop.set()
+        }
+        if let error = start.error { throw error }
+    }
 }
 
-/// A one-shot signal from a thread to an async waiter.
-final class AsyncSignal: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-    func fire() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.fired = true
-            defer { s.waiters.removeAll() }
-            return s.waiters
+/// How the loop thread's start went, from that thread to the services waiting on it: the
+/// supervisor spawns workers only once the endpoints are bound, and never after a failure.
+final class LoopStart: Sendable {
+    private let state = Mutex<(outcome: Result<Void, any Error>?, waiters: [CheckedContinuation<Bool, Never>])>(
+        (nil, []))
+
+    /// The loop has bound its endpoints.
+    func bound() { finish(.success(())) }
+
+    /// The loop failed before or while binding.
+    func failed(_ error: any Error) { finish(.failure(error)) }
+
+    /// The failure, if the loop failed.
+    var error: (any Error)? {
+        state.withLock { s in
+            if case .failure(let e) = s.outcome { return e }
+            return nil
         }
-        for w in waiters { w.resume() }
     }
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { s -> Bool in
-                if s.fired { return true }
-                s.waiters.append(c)
-                return false
+
+    private func finish(_ outcome: Result<Void, any Error>) {
+        let (waiters, ok) = state.withLock { s -> ([CheckedContinuation<Bool, Never>], Bool) in
+            if s.outcome == nil { s.outcome = outcome }
+            defer { s.waiters.removeAll() }
+            if case .success = s.outcome! { return (s.waiters, true) }
+            return (s.waiters, false)
+        }
+        for w in waiters { w.resume(returning: ok) }
+    }
+
+    /// Waits until the loop has bound (true) or failed (false).
+    func wait() async -> Bool {
+        await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let now = state.withLock { s -> Bool? in
+                switch s.outcome {
+                case .none:
+                    s.waiters.append(c)
+                    return nil
+                case .success: return true
+                case .failure: return false
+                }
             }
-            if resumeNow { c.resume() }
+            if let now { c.resume(returning: now) }
         }
     }
 }

@@ -146,3 +146,35 @@ final class ConnectorAuthenticationLog: Sendable {
         ])
     }
 }
+
+extension IngestCurve {
+    /// With `ingest.curve`, starts the ZAP handler admitting the configured connector keys;
+    /// else none, and a warning when the ingest endpoint is reachable from other hosts.
+    /// Call before the ingest socket is bound, stop after it is closed.
+    static func startAuthenticator(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger) throws
+        -> ZAPAuthenticator?
+    {
+        guard let curve = configuration.ingestCurve else {
+            if !IngestCurve.isLocal(endpoint: configuration.ingestEndpoint) {
+                logger.warning(
+                    "Ingest endpoint is not loopback and CURVE is off: anyone who can reach it can write events (set ingest.curve, see config/README.md)",
+                    metadata: ["endpoint.ingest": "\(configuration.ingestEndpoint)"])
+            }
+            return nil
+        }
+        if let mode = (try? FileManager.default.attributesOfItem(atPath: curve.secretKeyFile))?[.posixPermissions]
+            as? Int, mode & 0o077 != 0
+        {
+            logger.warning(
+                "The ingest secret key file is readable by other users (chmod 600 it)",
+                metadata: ["file": "\(curve.secretKeyFile)", "mode": "\(String(mode, radix: 8))"])
+        }
+        let log = ConnectorAuthenticationLog(logger: logger)
+        let authenticator = try ZAPAuthenticator(context: context, allowed: curve.connectors, onDecision: log.record)
+        logger.info("Ingest CURVE on", metadata: [
+            "ingest.public_key": "\(curve.keyPair.publicKey)",
+            "ingest.connectors": "\(curve.connectors.values.sorted().joined(separator: ","))",
+        ])
+        return authenticator
+    }
+}

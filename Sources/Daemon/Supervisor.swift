@@ -1,8 +1,9 @@
-import CLinuxShims
 import Foundation
-import Synchronization
 import Logging
 import Metrics
+import ServiceLifecycle
+import Synchronization
+import ZeroMQ
 
 /// Starts the worker processes of the daemon and restarts any that exits.
 ///
@@ -11,46 +12,113 @@ import Metrics
 /// the daemon loop (which drops its session, so publication waits for its replacement)
 /// and restarted with exponential back-off. Workers also ask the kernel for SIGTERM when
 /// the daemon dies, so none outlives it, even after `kill -9`.
-actor Supervisor {
-    struct Child {
+///
+/// A `Service`: `run()` waits until the loop has bound its endpoints (`loopStart`), then
+/// supervises from a thread of its own until graceful shutdown, when it stops every
+/// worker (SIGTERM, then SIGKILL after a grace period). Linux delivers a child's
+/// parent-death signal when the *thread* that forked it exits, so every worker is forked
+/// from that one long-lived thread; its blocking waits never touch the cooperative pool.
+final class Supervisor: Service {
+    private struct Child {
         var slot: Slot
         var process: Process
         var started: Date
         var backoff: Double
     }
 
-    let executable: String
-    let endpoint: String
-    let shards: Int
+    /// What the thread is told: a child exited, or stop.
+    private enum Event {
+        case exited(pid: Int32, status: Int32, signaled: Bool)
+        case stop
+    }
+
+    private let executable: String
+    private let endpoint: String
+    private let shards: Int
     /// Flags every worker gets besides its slot (heartbeat, liveness, log level).
-    let extraArguments: [String]
-    let logger: Logger
-    let deadWorkers: DeadWorkerInbox
-    let spawnedWorkers: SpawnedWorkers
-    private var children: [Int32: Child] = [:]
-    private let spawner = SpawnerThread()
-    private var stopping = false
+    private let extraArguments: [String]
+    private let slots: [Slot]
+    private let logger: Logger
+    private let deadWorkers: DeadWorkerInbox
+    private let spawnedWorkers: SpawnedWorkers
+    /// How the loop's start went: workers are spawned once it has bound its endpoints.
+    private let loopStart: LoopStart
     /// Told of each restart (`DaemonMetrics.workerRestarted`).
     private let restarted: @Sendable (Slot) -> Void
+    private let events = Mutex<[Event]>([])
+    private let wake = DispatchSemaphore(value: 0)
 
-    init(executable: String, endpoint: String, shards: Int, extraArguments: [String], logger: Logger,
-         deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, restarted: @escaping @Sendable (Slot) -> Void = { _ in }) {
+    init(executable: String, endpoint: String, shards: Int, extraArguments: [String], slots: [Slot],
+         logger: Logger, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, loopStart: LoopStart,
+         restarted: @escaping @Sendable (Slot) -> Void = { _ in }) {
         self.restarted = restarted
-        self.spawnedWorkers = spawnedWorkers
-        self.extraArguments = extraArguments
         self.executable = executable
         self.endpoint = endpoint
         self.shards = shards
+        self.extraArguments = extraArguments
+        self.slots = slots
         self.logger = logger
         self.deadWorkers = deadWorkers
+        self.spawnedWorkers = spawnedWorkers
+        self.loopStart = loopStart
     }
 
-    func start(_ slots: [Slot]) {
-        for slot in slots { spawn(slot, backoff: 0.1) }
+    func run() async throws {
+        guard await loopStart.wait() else { return }
+        let thread = ZMQThread(name: "ds-supervisor") { [self] in supervise() }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await thread.joined()
+            } onGracefulShutdown: {
+                self.post(.stop)
+            }
+        } onCancel: {
+            self.post(.stop)
+        }
     }
 
-    private func spawn(_ slot: Slot, backoff: Double) {
-        guard !stopping else { return }
+    private func post(_ event: Event) {
+        events.withLock { $0.append(event) }
+        wake.signal()
+    }
+
+    /// The supervisor thread: spawns, restarts after back-off, stops everything at the end.
+    private func supervise() {
+        var children: [Int32: Child] = [:]
+        /// Restarts waiting for their back-off: when, which slot, with what back-off.
+        var restarts: [(at: Date, slot: Slot, backoff: Double)] = slots.map { (Date(), $0, 0.1) }
+        while true {
+            let now = Date()
+            for restart in restarts where restart.at <= now {
+                spawn(restart.slot, backoff: restart.backoff, into: &children, restarts: &restarts)
+            }
+            restarts.removeAll { $0.at <= now }
+            let next = restarts.map(\.at).min()
+            _ = wake.wait(timeout: next.map { .now() + max(0, $0.timeIntervalSinceNow) } ?? .distantFuture)
+            for event in events.withLock({ e in defer { e.removeAll() }; return e }) {
+                switch event {
+                case .stop:
+                    stopAll(children)
+                    return
+                case .exited(let pid, let status, let signaled):
+                    guard let child = children.removeValue(forKey: pid) else { continue }
+                    spawnedWorkers.remove(pid)
+                    deadWorkers.post(pid)
+                    logger.warning("Worker exited, restarting", metadata: [
+                        "worker.slot": "\(child.slot)", "worker.pid": "\(pid)",
+                        signaled ? "worker.signal" : "worker.status": "\(status)",
+                    ])
+                    // A worker that ran a while restarts at once; one that keeps dying backs off.
+                    let backoff = Date().timeIntervalSince(child.started) > 10 ? 0.1 : min(child.backoff * 2, 5)
+                    restarted(child.slot)
+                    restarts.append((Date().addingTimeInterval(backoff), child.slot, backoff))
+                }
+            }
+        }
+    }
+
+    private func spawn(_ slot: Slot, backoff: Double, into children: inout [Int32: Child],
+                       restarts: inout [(at: Date, slot: Slot, backoff: Double)]) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [
@@ -58,100 +126,52 @@ actor Supervisor {
             "--connect", endpoint, "--parent-pid", "\(getpid())",
         ] + extraArguments
         process.terminationHandler = { [weak self] p in
-            let pid = p.processIdentifier
-            let status = p.terminationStatus
-            let reason = p.terminationReason
-            Task { await self?.exited(pid: pid, status: status, signaled: reason == .uncaughtSignal) }
+            self?.post(.exited(pid: p.processIdentifier, status: p.terminationStatus,
+                               signaled: p.terminationReason == .uncaughtSignal))
         }
         do {
-            try spawner.run(process)
+            try process.run()
             children[process.processIdentifier] = Child(slot: slot, process: process, started: Date(), backoff: backoff)
             spawnedWorkers.insert(process.processIdentifier)
             logger.info("Worker started", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(process.processIdentifier)"])
         } catch {
             logger.error("Worker could not be started", metadata: ["worker.slot": "\(slot)", "error": "\(error)"])
-            scheduleRestart(slot, backoff: backoff)
-        }
-    }
-
-    private func exited(pid: Int32, status: Int32, signaled: Bool) {
-        guard let child = children.removeValue(forKey: pid) else { return }
-        spawnedWorkers.remove(pid)
-        deadWorkers.post(pid)
-        guard !stopping else { return }
-        logger.warning("Worker exited, restarting", metadata: [
-            "worker.slot": "\(child.slot)", "worker.pid": "\(pid)",
-            signaled ? "worker.signal" : "worker.status": "\(status)",
-        ])
-        // A worker that ran a while restarts at once; one that keeps dying backs off.
-        let backoff = Date().timeIntervalSince(child.started) > 10 ? 0.1 : min(child.backoff * 2, 5)
-        restarted(child.slot)
-        scheduleRestart(child.slot, backoff: backoff)
-    }
-
-    private func scheduleRestart(_ slot: Slot, backoff: Double) {
-        Task {
-            try? await Task.sleep(for: .milliseconds(Int(backoff * 1000)))
-            self.spawn(slot, backoff: backoff)
+            restarts.append((Date().addingTimeInterval(backoff), slot, backoff))
         }
     }
 
     /// Sends SIGTERM to every worker, waits up to `grace` seconds, then SIGKILLs the rest.
-    func stopAll(grace: Double = 5) async {
-        stopping = true
+    private func stopAll(_ children: [Int32: Child], grace: Double = 5) {
         for pid in children.keys { kill(pid, SIGTERM) }
         let deadline = Date().addingTimeInterval(grace)
-        while !children.isEmpty && Date() < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-            for (pid, child) in children where !child.process.isRunning { children[pid] = nil }
+        var running = children
+        while !running.isEmpty && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+            running = running.filter { $0.value.process.isRunning }
         }
-        for pid in children.keys { kill(pid, SIGKILL) }
+        for pid in running.keys { kill(pid, SIGKILL) }
         for child in children.values { child.process.waitUntilExit() }
-        children.removeAll()
+        for pid in children.keys { spawnedWorkers.remove(pid) }
     }
 }
 
-/// Starts processes from one long-lived thread.
-///
-/// Linux delivers a child's parent-death signal when the *thread* that forked it exits,
-/// not the process; pool threads come and go, so every worker is forked from this thread,
-/// which lives as long as the daemon.
-final class SpawnerThread: Sendable {
-    private struct Request: @unchecked Sendable {
-        var process: Process
-        var done: DispatchSemaphore
-    }
-
-    private let requests = Mutex<[Request]>([])
-    private let wake = DispatchSemaphore(value: 0)
-    private let errors = Mutex<[ObjectIdentifier: any Error]>([:])
-
-    init() {
-        let thread = Thread { [self] in
-            _ = CLinuxShims_setThreadName("ds-spawner")
-            while true {
-                wake.wait()
-                let batch = requests.withLock { r in defer { r.removeAll() }; return r }
-                for request in batch {
-                    do {
-                        try request.process.run()
-                    } catch {
-                        errors.withLock { $0[ObjectIdentifier(request.process)] = error }
-                    }
-                    request.done.signal()
-                }
-            }
+/// Pids of worker processes that exited, from the supervisor to the loop thread.
+final class DeadWorkerInbox: Sendable {
+    private let pids = Mutex<[Int32]>([])
+    func post(_ pid: Int32) { pids.withLock { $0.append(pid) } }
+    func drain() -> [Int32] {
+        pids.withLock { p in
+            defer { p.removeAll() }
+            return p
         }
-        thread.name = "worker-spawner"
-        thread.start()
     }
+}
 
-    /// Runs `process` from the spawner thread and waits until it has started.
-    func run(_ process: Process) throws {
-        let done = DispatchSemaphore(value: 0)
-        requests.withLock { $0.append(Request(process: process, done: done)) }
-        wake.signal()
-        done.wait()
-        if let error = errors.withLock({ $0.removeValue(forKey: ObjectIdentifier(process)) }) { throw error }
-    }
+/// Pids of the worker processes this daemon spawned (kept by the supervisor), so the loop
+/// may kill a hung one and never a process it does not own.
+final class SpawnedWorkers: Sendable {
+    private let pids = Mutex<Set<Int32>>([])
+    func insert(_ pid: Int32) { _ = pids.withLock { $0.insert(pid) } }
+    func remove(_ pid: Int32) { _ = pids.withLock { $0.remove(pid) } }
+    func contains(_ pid: Int32) -> Bool { pids.withLock { $0.contains(pid) } }
 }

@@ -30,6 +30,24 @@ struct WorkerRegistry {
         /// The first result of a session holds every series of the slot.
         var isFull: Bool
         var series: [(topic: TopicKey, payload: [UInt8])]
+
+        /// One slot's consecutive results as one: each topic once, in the order it first
+        /// appeared, with its latest payload; full if any of them was (only a session's
+        /// first result is, and results of an earlier session are dropped when a new one
+        /// is admitted, so a full one is always first). The one place results coalesce.
+        static func merged(_ results: [Result]) -> Result {
+            if results.count == 1 { return results[0] }
+            var order: [TopicKey] = []
+            var latest: [TopicKey: [UInt8]] = [:]
+            for result in results {
+                for (topic, payload) in result.series where latest.updateValue(payload, forKey: topic) == nil {
+                    order.append(topic)
+                }
+            }
+            return Result(
+                logSeq: results.last!.logSeq, isFull: results.contains(where: \.isFull),
+                series: order.map { ($0, latest[$0]!) })
+        }
     }
 
     struct Session {
@@ -139,21 +157,13 @@ struct WorkerRegistry {
     /// position at least as far as anything dispatched so far.
     var hasVacantSlot: Bool { slots.contains { sessions[$0] == nil } }
 
-    /// Folds the slot's pending results into one (later values win). Only correct while
+    /// Folds the slot's pending results into one (see `Result.merged`). Only correct while
     /// `hasVacantSlot`: no round can publish before the vacant slot's rebuild position,
     /// which is beyond every result pending now. Keeps memory bounded by the number of
     /// series, not by how long a worker is away.
     mutating func coalesceResults(of slot: Slot) {
         guard var s = sessions[slot], s.results.count > 1 else { return }
-        var order: [TopicKey] = []
-        var latest: [TopicKey: [UInt8]] = [:]
-        for result in s.results {
-            for (topic, payload) in result.series where latest.updateValue(payload, forKey: topic) == nil {
-                order.append(topic)
-            }
-        }
-        s.results = [Result(logSeq: s.results.last!.logSeq, isFull: s.results.contains(where: \.isFull),
-                            series: order.map { ($0, latest[$0]!) })]
+        s.results = [Result.merged(s.results)]
         sessions[slot] = s
     }
 

@@ -2,11 +2,13 @@ import DealModel
 import Metrics
 import Wire
 
-/// The state of one metric family on one shard, as an actor.
+/// The state of one metric family on one shard: the engine and the string table the
+/// daemon streams.
 ///
-/// The worker's socket thread hands it whole batches (never single messages: a hop per
-/// message would cost more than the work) and gets back the rendered series to send.
-public actor MetricShard {
+/// A value owned by the worker's socket thread (`WorkerLoop`), which is its only user: it
+/// applies whole fact batches and renders what changed, with no hop to another thread or
+/// actor on the hot path.
+public struct MetricShard {
     public let family: MetricFamily
     public let model: Model
     private var engine: MetricEngine
@@ -25,9 +27,10 @@ public actor MetricShard {
     }
 
     /// Applies a batch of fact changes.
-    public func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) {
+    public mutating func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) {
         guard Int(batch.firstStringID) == strings.count else {
-            throw BinaryDecodingError("string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
+            throw BinaryDecodingError(
+                "string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
         }
         for s in batch.strings { strings.append(s) }
         let allKey: UInt32 = 0  // the daemon interns "*" first
@@ -35,12 +38,13 @@ public actor MetricShard {
     }
 
     /// The series changed since the last flush, rendered.
-    public func flush() -> [Rendered] {
-        engine.flush().map { update in
+    public mutating func flush() -> [Rendered] {
+        let strings = self.strings
+        let model = self.model
+        return engine.flush().map { update in
             let topic = Topics.topic(update.id, strings: strings, model: model)
             guard let fields = update.fields else { return Rendered(topic: topic, payload: []) }
             return Rendered(topic: topic, payload: Topics.payload(update.id, fields: fields, strings: strings, model: model))
         }
     }
-
 }

@@ -3,6 +3,7 @@ import DealModel
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import Metrics
 import Synchronization
 import Wire
@@ -15,7 +16,10 @@ import ZeroMQ
 /// the series it changed. Liveness follows the Guide's Paranoid Pirate pattern: if the
 /// daemon is silent for `liveness` heartbeats the worker reconnects with back-off; a
 /// worker the daemon spawned also exits when the daemon is gone.
-public struct MetricWorker: Sendable {
+///
+/// A `Service`: run it in a `ServiceGroup`; graceful shutdown (SIGTERM, or the parent's
+/// death signal) stops the socket thread after the batch in hand.
+public struct MetricWorker: Service {
     /// How a worker finds its daemon and what it serves.
     public struct Options: Sendable {
         public var family: MetricFamily
@@ -39,15 +43,11 @@ public struct MetricWorker: Sendable {
 
     public let options: Options
     public let logger: Logger
-    private let stopRequested = StopFlag()
 
     public init(options: Options, logger: Logger) {
         self.options = options
         self.logger = logger
     }
-
-    /// Asks `run` to return soon (from any thread).
-    public func stop() { stopRequested.set() }
 
     /// Runs until stopped or, for a spawned worker, until the daemon is gone.
     public func run() async throws {
@@ -58,7 +58,7 @@ public struct MetricWorker: Sendable {
         let context = try ZMQContext()
         let options = self.options
         let logger = self.logger
-        let stop = self.stopRequested
+        let stop = StopFlag()
         let failure = Mutex<(any Error)?>(nil)
         let thread = ZMQThread(name: "ds-worker") {
             do {
@@ -68,26 +68,16 @@ public struct MetricWorker: Sendable {
             }
         }
         await withTaskCancellationHandler {
-            await thread.joined()
+            await withGracefulShutdownHandler {
+                await thread.joined()
+            } onGracefulShutdown: {
+                stop.set()
+            }
         } onCancel: {
             stop.set()
         }
         if let error = failure.withLock({ $0 }) { throw error }
     }
-}
-
-/// Runs an async operation to completion from a plain (non-cooperative) thread.
-func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
-    let semaphore = DispatchSemaphore(value: 0)
-    let box = Mutex<Result<T, any Error>?>(nil)
-    Task {
-        let result: Result<T, any Error>
-        do { result = .success(try await operation()) } catch { result = .failure(error) }
-        box.withLock { $0 = result }
-        semaphore.signal()
-    }
-    semaphore.wait()
-    return try box.withLock { $0! }.get()
 }
 
 /// The socket thread of a worker. Owns the DEALER; never runs on the cooperative pool.
@@ -117,8 +107,8 @@ struct WorkerLoop {
     enum SessionEnd { case daemonSilent, refused(String), stopped }
 
     /// Renders what changed since the last result and sends it, at position `logSeq`.
-    func sendResult(_ socket: ZMQSocket, _ shard: MetricShard, _ logSeq: UInt64) throws {
-        let rendered = try blockingAwait { await shard.flush() }
+    func sendResult(_ socket: ZMQSocket, _ shard: inout MetricShard, _ logSeq: UInt64) throws {
+        let rendered = shard.flush()
         var reply: [[UInt8]] = [Array(WorkerLink.Command.result.rawValue.utf8), WorkerLink.ResultHeader(logSeq: logSeq).encode()]
         reply.reserveCapacity(2 + rendered.count * 2)
         for r in rendered {
@@ -156,9 +146,9 @@ struct WorkerLoop {
         var gap: UInt64 { min(lastRenderNanoseconds, 20_000_000) }
         var rebuilt = false
         func answerIfDue() throws {
-            guard let due = resultDue, let current = shard, elapsed(since: lastResult) >= gap else { return }
+            guard let due = resultDue, shard != nil, elapsed(since: lastResult) >= gap else { return }
             let started = DispatchTime.now()
-            try sendResult(socket, current, due)
+            try sendResult(socket, &shard!, due)
             lastRenderNanoseconds = elapsed(since: started)
             if !rebuilt {
                 // The rebuild's batches are freed: give their memory back.
@@ -198,9 +188,11 @@ struct WorkerLoop {
                         logger.info("Session started", metadata: ["worker.family": "\(options.family.rawValue)",
                                                                   "worker.shard": "\(options.shard)/\(options.shards)"])
                     case .facts:
-                        guard let current = shard, frames.count == 3 else { throw BinaryDecodingError("FACTS before RESET or malformed") }
+                        guard shard != nil, frames.count == 3 else {
+                            throw BinaryDecodingError("FACTS before RESET or malformed")
+                        }
                         let batch = try WorkerLink.FactBatch.decode(header: frames[1], changes: frames[2])
-                        try blockingAwait { try await current.apply(batch) }
+                        try shard!.apply(batch)
                         if batch.wantsResult { resultDue = batch.logSeq }
                     case .heartbeat:
                         break

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
+import UnixSignals
 import Worker
 
 /// `dealstream worker`: one metric worker process.
@@ -55,16 +57,9 @@ struct WorkerCommand: AsyncParsableCommand {
         options.liveness = liveness
         let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGTERM)
-        signal(SIGTERM, SIG_IGN)
-        source.setEventHandler { worker.stop() }
-        source.resume()
-        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
-        signal(SIGINT, SIG_IGN)
-        interrupt.setEventHandler { worker.stop() }
-        interrupt.resume()
-        try await worker.run()
-        source.cancel()
-        interrupt.cancel()
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 }

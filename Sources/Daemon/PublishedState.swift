@@ -52,13 +52,6 @@ struct PublishedState {
     }
 }
 
-/// One worker slot: a metric family and a shard of it.
-struct Slot: Hashable, Sendable, CustomStringConvertible {
-    var family: MetricFamily
-    var shard: Int
-    var description: String { "\(family.rawValue)#\(shard)" }
-}
-
 extension PublishedState {
     static let fileFormat: UInt32 = 1
 

@@ -1,0 +1,350 @@
+import CLinuxShims
+import DealModel
+import Foundation
+import Logging
+import Metrics
+import Wire
+import ZeroMQ
+
+/// The daemon's side of the worker link (`Sources/Wire/WorkerLink.swift`): admits
+/// workers, rebuilds them, fans out fact batches, keeps the heartbeats and collects the
+/// results that `Publisher` rounds take.
+///
+/// Owned by the loop thread. Every slot (family, shard) has at most one session in the
+/// `WorkerRegistry`; a session is rebuilt from the current facts a few chunks per loop
+/// iteration, so the loop keeps serving everyone meanwhile, and live batches that arrive
+/// during its rebuild queue behind it.
+final class WorkerLinkServer {
+    private let socket: ZMQSocket
+    private let configuration: DaemonConfiguration
+    private let modelBytes: [UInt8]
+    private let logger: Logger
+    private let spawnedWorkers: SpawnedWorkers
+    /// Where rebuilds read the current facts from.
+    private let committer: IngestCommitter
+    private let metrics: DaemonMetrics?
+    /// What each family reads of the facts (see `FamilyProjection`).
+    private let projections: [MetricFamily: FamilyProjection]
+    private(set) var registry: WorkerRegistry
+    /// The position of the last fact batch sent.
+    private var dispatchedLogSeq: UInt64
+    /// The rebuild source at the current position, shared by the workers that join there.
+    private var rebuildSource: RebuildSource?
+    private let rebuildChunk = 20_000
+    private let rebuildChunksPerIteration = 4
+    private(set) var factsSent = 0
+
+    /// Binds the worker endpoint.
+    init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext,
+         committer: IngestCommitter, spawnedWorkers: SpawnedWorkers, logger: Logger, metrics: DaemonMetrics? = nil) throws {
+        self.metrics = metrics
+        self.configuration = configuration
+        self.modelBytes = modelBytes
+        self.logger = logger
+        self.spawnedWorkers = spawnedWorkers
+        self.committer = committer
+        projections = Dictionary(
+            uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) })
+        registry = WorkerRegistry(families: configuration.families, shards: configuration.shards)
+        dispatchedLogSeq = committer.logSeq
+        socket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
+        try socket.set(.sendHighWaterMark, 0)
+        try socket.set(.receiveHighWaterMark, 0)
+        try socket.set(.routerMandatory, 1)
+        try socket.bind(configuration.resolvedWorkerEndpoint)
+    }
+
+    func close() { socket.close() }
+
+    func addSocket(to poller: inout ZMQPoller) { poller.add(socket) }
+
+    private var expiryNanoseconds: UInt64 {
+        UInt64(configuration.heartbeatMilliseconds * configuration.liveness) * 1_000_000
+    }
+
+    // MARK: messages from workers
+
+    /// Reads every waiting worker message: `READY`, `RESULT`, `HEARTBEAT`.
+    func serviceWorkers() throws {
+        while let frames = try socket.receive(blocking: false) {
+            guard frames.count >= 2 else { continue }
+            let identity = frames[0]
+            let command = WorkerLink.Command(rawValue: String(decoding: frames[1], as: UTF8.self))
+            let slot = registry.slot(of: identity)
+            if let slot { registry.update(slot) { $0.lastHeard = WorkerRegistry.now() } }
+            switch command {
+            case .ready:
+                guard frames.count == 3, let ready = try? WorkerLink.Ready.decode(frames[2]) else {
+                    refuse(identity, "malformed READY")
+                    continue
+                }
+                try admit(ready, identity: identity)
+            case .result:
+                guard let slot, frames.count >= 3, frames.count % 2 == 1,
+                    let header = try? WorkerLink.ResultHeader.decode(frames[2])
+                else {
+                    logger.warning(
+                        "Malformed or unexpected RESULT from a worker",
+                        metadata: ["worker.slot": "\(slot.map { "\($0)" } ?? "none")"])
+                    continue
+                }
+                receiveResult(frames, header: header, slot: slot)
+            case .heartbeat:
+                // A worker we do not know (daemon restarted): make it register again.
+                if slot == nil { refuse(identity, "unknown session, send READY") }
+            default:
+                logger.warning(
+                    "Unknown command from a worker",
+                    metadata: ["command": "\(String(decoding: frames[1].prefix(32), as: UTF8.self))"])
+            }
+        }
+    }
+
+    private func receiveResult(_ frames: [[UInt8]], header: WorkerLink.ResultHeader, slot: Slot) {
+        var series: [(topic: TopicKey, payload: [UInt8])] = []
+        series.reserveCapacity((frames.count - 3) / 2)
+        var i = 3
+        while i + 1 < frames.count {
+            series.append((TopicKey(frames[i]), frames[i + 1]))
+            i += 2
+        }
+        registry.update(slot) { s in
+            s.results.append(.init(logSeq: header.logSeq, isFull: s.awaitingFull, series: series))
+            s.awaitingFull = false
+            s.covered(upTo: header.logSeq)
+            s.reported = header.logSeq
+        }
+        if registry.hasVacantSlot { registry.coalesceResults(of: slot) }
+    }
+
+    private func refuse(_ identity: [UInt8], _ reason: String) {
+        _ = try? socket.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)],
+                             blocking: false)
+    }
+
+    private func send(_ session: WorkerRegistry.Session, _ frames: [[UInt8]]) throws -> Bool {
+        do {
+            return try socket.send([session.identity] + frames, blocking: false)
+        } catch let error where error.code == EHOSTUNREACH {
+            return false
+        }
+    }
+
+    // MARK: fan-out
+
+    /// Sends every session its family's projection of the changes (see `FamilyProjection`),
+    /// if the position moved. A slot with nothing to apply and nothing outstanding has
+    /// reported this position already: it gets no message.
+    func dispatch(_ changes: [FactChange]) throws {
+        let position = committer.logSeq
+        guard position != dispatchedLogSeq || !changes.isEmpty else { return }
+        dispatchedLogSeq = position
+        rebuildSource = nil  // stale now; sessions still rebuilding keep their own
+        let strings = committer.store.strings.strings
+        var blobs: [MetricFamily: (blob: [UInt8], facts: Int)] = [:]
+        for (family, projection) in projections {
+            let projected = changes.compactMap(projection.project)
+            blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.count)
+            factsSent += projected.count
+        }
+        for slot in registry.slots {
+            guard let session = registry.sessions[slot], let (blob, facts) = blobs[slot.family] else { continue }
+            if facts == 0 && session.rebuildCursor == nil && session.outstanding == 0 && session.reported != nil {
+                registry.update(slot) { $0.reported = position }
+                continue
+            }
+            let header = WorkerLink.FactBatch.encodeHeader(
+                logSeq: position, wantsResult: true, firstStringID: UInt32(session.stringsSent),
+                strings: strings[session.stringsSent...])
+            let message = [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]
+            if session.rebuildCursor != nil {
+                // Behind a rebuild still being sent: keep the order, send it afterwards.
+                registry.update(slot) {
+                    $0.queued.append(message)
+                    $0.stringsSent = strings.count
+                    $0.await(position, facts: facts)
+                }
+                continue
+            }
+            if try send(session, message) {
+                registry.update(slot) {
+                    $0.stringsSent = strings.count
+                    $0.await(position, facts: facts)
+                    $0.lastSent = WorkerRegistry.now()
+                }
+            } else {
+                dropSession(slot, reason: "unreachable")
+            }
+        }
+    }
+
+    // MARK: admission and rebuilds
+
+    private func currentRebuildSource() -> RebuildSource {
+        if let source = rebuildSource, source.logSeq == dispatchedLogSeq { return source }
+        let source = RebuildSource(
+            logSeq: dispatchedLogSeq, strings: committer.store.strings.strings, facts: committer.store.allFacts())
+        rebuildSource = source
+        return source
+    }
+
+    /// The `FACTS` message of one rebuild chunk: facts `start..<end` of the source as the
+    /// family sees them (the first chunk also carries every string).
+    private func rebuildMessage(_ source: RebuildSource, family: MetricFamily, from start: Int)
+        -> (message: [[UInt8]], end: Int)
+    {
+        let end = min(start + rebuildChunk, source.facts.count)
+        let projected = source.facts[start..<end].compactMap(projections[family]!.project)
+        let header = WorkerLink.FactBatch.encodeHeader(
+            logSeq: source.logSeq, wantsResult: end == source.facts.count,
+            firstStringID: start == 0 ? 0 : UInt32(source.strings.count),
+            strings: start == 0 ? source.strings[...] : source.strings[source.strings.count...])
+        return ([Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(projected)],
+                end)
+    }
+
+    /// Registers a worker for its slot; its rebuild is then sent by `continueRebuilds`.
+    private func admit(_ ready: WorkerLink.Ready, identity: [UInt8]) throws {
+        switch registry.admit(ready, identity: identity, expiry: expiryNanoseconds) {
+        case .refused(let reason):
+            logger.info("Worker refused", metadata: ["worker.pid": "\(ready.pid)", "reason": "\(reason)"])
+            refuse(identity, reason)
+        case .admitted(let slot):
+            metrics?.workerAdmitted(slot, pid: Int(ready.pid))
+            let source = currentRebuildSource()
+            logger.info("Worker joined, rebuilding", metadata: [
+                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.records": "\(source.facts.count)",
+                "rebuild.log_seq": "\(source.logSeq)",
+            ])
+            guard let session = registry.sessions[slot] else { return }
+            if try send(session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
+                registry.update(slot) {
+                    $0.stringsSent = source.strings.count
+                    $0.awaited = [(source.logSeq, 0)]
+                    $0.outstandingFacts = 0
+                    $0.rebuild = source
+                    $0.rebuildCursor = 0
+                }
+            } else {
+                dropSession(slot, reason: "unreachable")
+            }
+        }
+    }
+
+    /// Encodes and sends the next chunks of every rebuild in progress, then the live
+    /// batches queued behind a finished one.
+    func continueRebuilds() throws {
+        var rebuilding = false
+        for slot in registry.slots {
+            guard let session = registry.sessions[slot], let cursor = session.rebuildCursor,
+                let source = session.rebuild
+            else { continue }
+            var next = cursor
+            var finished = false
+            var ok = true
+            for _ in 0..<rebuildChunksPerIteration where ok && !finished {
+                let (message, end) = rebuildMessage(source, family: slot.family, from: next)
+                ok = try send(session, message)
+                next = end
+                finished = end == source.facts.count
+            }
+            if ok && finished {
+                for message in session.queued where ok { ok = try send(session, message) }
+            }
+            guard ok else {
+                dropSession(slot, reason: "unreachable during rebuild")
+                continue
+            }
+            rebuilding = rebuilding || !finished
+            registry.update(slot) {
+                if finished {
+                    $0.rebuildCursor = nil
+                    $0.rebuild = nil
+                    $0.queued = []
+                } else {
+                    $0.rebuildCursor = next
+                }
+                $0.lastSent = WorkerRegistry.now()
+            }
+        }
+        // Every rebuild sent: the facts snapshot is garbage until the next worker joins.
+        if !rebuilding && rebuildSource != nil {
+            rebuildSource = nil
+            CLinuxShims_releaseFreeMemory()
+        }
+    }
+
+    // MARK: sessions ending
+
+    private func dropSession(_ slot: Slot, reason: String) {
+        logger.warning("Worker session dropped", metadata: ["worker.slot": "\(slot)", "reason": "\(reason)"])
+        registry.drop(slot)
+    }
+
+    /// The supervisor saw process `pid` exit: its sessions are gone.
+    func dropSessions(pid: Int32) {
+        for slot in registry.slots where registry.sessions[slot]?.pid == Int(pid) {
+            dropSession(slot, reason: "process \(pid) exited")
+        }
+    }
+
+    /// After the store was reloaded, every worker must be rebuilt from it.
+    func resetAllSessions() {
+        for slot in registry.slots {
+            if let s = registry.sessions[slot] { refuse(s.identity, "daemon state reloaded, send READY") }
+            registry.drop(slot)
+        }
+        dispatchedLogSeq = committer.logSeq
+    }
+
+    /// Heartbeats to sessions that have had nothing for an interval; drops silent ones.
+    func heartbeat() throws {
+        defer { metrics?.workers(registry) }
+        let now = WorkerRegistry.now()
+        let interval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
+        for slot in registry.slots {
+            guard let s = registry.sessions[slot] else { continue }
+            if now - s.lastHeard > expiryNanoseconds {
+                dropSession(slot, reason: "silent for \(configuration.liveness) heartbeats")
+                // A spawned worker that stopped answering is hung: kill it so the
+                // supervisor starts a fresh one. (A remote worker is only dropped.)
+                if spawnedWorkers.contains(Int32(s.pid)) {
+                    logger.warning("Killing hung worker", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(s.pid)"])
+                    kill(Int32(s.pid), SIGKILL)
+                }
+                continue
+            }
+            if now - s.lastSent >= interval {
+                if try send(s, [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]) {
+                    registry.update(slot) { $0.lastSent = now }
+                } else {
+                    dropSession(slot, reason: "unreachable")
+                }
+            }
+        }
+    }
+
+    // MARK: what publication and ingest ask
+
+    /// Whether a round would publish something beyond `publishedLogSeq`: every slot has
+    /// reported, and some result is at or below the common position.
+    func hasPublishableResults(after publishedLogSeq: UInt64) -> Bool {
+        guard let position = registry.commonPosition else { return false }
+        return position > publishedLogSeq || registry.hasResults(upTo: position)
+    }
+
+    /// The results a round at the common position takes, and that position; nothing while
+    /// a slot has not reported or the common position is behind what is published (a
+    /// restored published state ahead of the workers being rebuilt).
+    func takeRoundResults(notBefore publishedLogSeq: UInt64)
+        -> (results: [(Slot, [WorkerRegistry.Result])], position: UInt64?)
+    {
+        guard let position = registry.commonPosition, position >= publishedLogSeq else { return ([], nil) }
+        return (registry.takeResults(upTo: position), position)
+    }
+
+    /// Whether any worker is too far behind to send it more: ingest then waits.
+    var isBackPressured: Bool {
+        registry.isBackPressured(batches: configuration.maxOutstandingBatches, facts: configuration.maxOutstandingFacts)
+    }
+}
