@@ -91,7 +91,11 @@ struct DaemonCommand: AsyncParsableCommand {
         let c = try DaemonConfiguration.resolve(file: config, flags: flagValues)
         let logger = ProcessLogging.logger("dealstream.daemon", level: Logger.Level(rawValue: c.logLevel) ?? .info,
                                            format: LogFormat(rawValue: c.logFormat) ?? .text)
-        let metrics = DaemonMetrics(families: c.families, shards: c.shards)
+        // The loop counts as stuck after the silence that drops a worker (heartbeat × liveness).
+        let metrics = DaemonMetrics(
+            exposition: MetricsExposition(),
+            probe: ProbeState(liveTimeout: .milliseconds(c.heartbeatMilliseconds * c.liveness)),
+            notifier: .fromEnvironment(), families: c.families, shards: c.shards)
         metrics.exposition.bootstrapSwiftMetrics()
         if let signal = debugFreezeSignal { DebugFreeze.arm(signal: signal, probe: metrics.probe, logger: logger) }
         let service = DaemonService(configuration: c, logger: logger, metrics: metrics)

@@ -1,0 +1,61 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Real HTTP against a daemon's or connector's listener, and Prometheus' own linter.
+public enum HTTPScrape {
+    /// GETs `url`: the status code and the body.
+    public static func get(_ url: String) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.timeoutInterval = 10
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Polls `url` until it answers `status` (within `timeout` seconds); false if it never did.
+    public static func waitFor(_ url: String, status: Int, timeout: Double) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let answer = try? await get(url), answer.status == status { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    /// The samples of an exposition: `name{labels}` → value (labels as written).
+    public static func samples(_ exposition: String) -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+
+    /// `promtool check metrics` over `exposition`: nil when it passes, else what it said.
+    /// Throws `Missing` when promtool is not installed (scripts/install-deps installs it).
+    public static func promtoolProblems(_ exposition: String) throws -> String? {
+        let candidates = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        guard let promtool = candidates.first(where: FileManager.default.isExecutableFile(atPath:)) else {
+            throw Missing()
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: promtool)
+        process.arguments = ["check", "metrics"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(exposition.utf8))
+        try input.fileHandleForWriting.close()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return process.terminationStatus == 0 && said.isEmpty ? nil : "status \(process.terminationStatus): \(said)"
+    }
+
+    public struct Missing: Error, CustomStringConvertible {
+        public var description: String { "promtool not installed (Debian package prometheus; scripts/install-deps)" }
+    }
+}
