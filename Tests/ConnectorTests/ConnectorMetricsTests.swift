@@ -18,7 +18,7 @@ struct ConnectorMetricsTests {
                                              environment: [vendor.secretName: secret])
         defer { connector.terminate() }
         let base = "http://127.0.0.1:\(connector.port)"
-        #expect(await HTTPScrape.waitFor(base + "/ready", status: 200, timeout: 20))
+        #expect(await HTTPScrape.waitFor(base + "/ready", status: 200, timeout: 60), "\(connector.log)")
 
         let mapping = try FixtureFiles.mapping(vendor)
         let sequence = try FixtureFiles.sequence(vendor)
@@ -39,6 +39,7 @@ struct ConnectorMetricsTests {
         #expect(samples["dealstream_connect_spool_events{vendor=\"pipedrive\"}"] == Double(expected))
         #expect(samples["dealstream_connect_forward_lag_seconds{vendor=\"pipedrive\"}"] ?? 0 >= 1)
         #expect(samples["dealstream_connect_forwarded_events_total{vendor=\"pipedrive\"}"] == 0)
+        #expect(try HTTPScrape.undocumented(exposition) == [], "metrics missing from docs/operations.md")
         // Still ready: the spool has room, so webhooks are taken.
         #expect(try await HTTPScrape.get(base + "/ready").status == 200)
         do {

@@ -101,6 +101,7 @@ struct MetricsAndProbesTests {
             #expect(samples["dealstream_worker_sessions{family=\"\(family)\"}"] == 2, "\(family)")
         }
         #expect(samples["dealstream_ready"] == 1)
+        #expect(try HTTPScrape.undocumented(exposition) == [], "metrics missing from docs/operations.md")
         expectPromtoolPasses(exposition)
     }
 

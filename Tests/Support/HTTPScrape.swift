@@ -33,6 +33,21 @@ public enum HTTPScrape {
         return samples
     }
 
+    /// The metric names an exposition declares (`# TYPE name kind`) that
+    /// docs/operations.md does not document (as `` `name` ``).
+    public static func undocumented(_ exposition: String) throws -> [String] {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+            url.deleteLastPathComponent()
+        }
+        let docs = try String(contentsOf: url.appendingPathComponent("docs/operations.md"), encoding: .utf8)
+        return exposition.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ")
+            guard words.count >= 3, words[0] == "#", words[1] == "TYPE" else { return nil }
+            return docs.contains("`\(words[2])`") ? nil : String(words[2])
+        }
+    }
+
     /// `promtool check metrics` over `exposition`: nil when it passes, else what it said.
     /// Throws `Missing` when promtool is not installed (scripts/install-deps installs it).
     public static func promtoolProblems(_ exposition: String) throws -> String? {
