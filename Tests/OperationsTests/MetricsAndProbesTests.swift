@@ -39,13 +39,8 @@ struct MetricsAndProbesTests {
             + (0..<70).map { deal("odd-\($0)", status: "weird", created: created) })
 
         // Scrapes keep coming while the load runs (the listener under load).
-        let scrapes = Atomic<Int>(0)
-        let scraper = Task {
-            while !Task.isCancelled {
-                if (try? await HTTPScrape.get(base + "/metrics"))?.status == 200 { scrapes.add(1, ordering: .relaxed) }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        // A thread of its own, so the blocking sends below cannot starve it.
+        let scraping = ScrapeLoop(url: base + "/metrics")
         var sent = (events: 0, applied: 0, duplicate: 0, stale: 0, rejected: 0)
         var lastLogSeq: UInt64 = 0
         for request in requests {
@@ -57,9 +52,7 @@ struct MetricsAndProbesTests {
             sent.rejected += ack.rejected.count
             lastLogSeq = ack.logSeq
         }
-        scraper.cancel()
-        _ = await scraper.value
-        #expect(scrapes.load(ordering: .relaxed) > 0)
+        #expect(scraping.stop() > 0, "no scrape answered 200 while the load ran")
         #expect(sent.applied == 3000 && sent.duplicate == 400 && sent.stale == 300 && sent.rejected == 180)
         _ = try daemon.waitUntilPublished(lastLogSeq)
 
@@ -166,6 +159,30 @@ struct MetricsAndProbesTests {
         let others = MetricFamilyNames.all.filter { $0 != family }
         #expect(others.allSatisfy { samples["dealstream_worker_restarts_total{family=\"\($0)\"}"] == 0 })
         #expect(samples["dealstream_ready"] == 1)
+    }
+}
+
+/// Scrapes `url` every 20 ms on a thread of its own until `stop()`, counting 200 answers.
+final class ScrapeLoop: Sendable {
+    private let answered = Atomic<Int>(0)
+    private let stopped = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(url: String) {
+        Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                if HTTPScrape.getBlocking(url) == 200 { answered.add(1, ordering: .relaxed) }
+                usleep(20_000)
+            }
+            finished.signal()
+        }.start()
+    }
+
+    /// Stops the thread (after one last scrape) and returns the scrapes answered 200.
+    func stop() -> Int {
+        stopped.store(true, ordering: .relaxed)
+        finished.wait()
+        return answered.load(ordering: .relaxed)
     }
 }
 

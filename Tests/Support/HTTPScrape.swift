@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -11,6 +12,20 @@ public enum HTTPScrape {
         request.timeoutInterval = 10
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// GETs `url` from a plain thread, blocking it (not the cooperative pool): the status, or nil.
+    public static func getBlocking(_ url: String) -> Int? {
+        let done = DispatchSemaphore(value: 0)
+        let status = Mutex<Int?>(nil)
+        var request = URLRequest(url: URL(string: url)!)
+        request.timeoutInterval = 10
+        URLSession.shared.dataTask(with: request) { _, response, _ in
+            status.withLock { $0 = (response as? HTTPURLResponse)?.statusCode }
+            done.signal()
+        }.resume()
+        done.wait()
+        return status.withLock { $0 }
     }
 
     /// Polls `url` until it answers `status` (within `timeout` seconds); false if it never did.
