@@ -14,7 +14,8 @@ struct ConnectCommand: AsyncParsableCommand {
         commandName: "connect",
         abstract: "Receive a CRM's deal webhooks over HTTP and send them to the daemon as dealstream events.",
         discussion: """
-            Serves POST /webhooks/<vendor> on --listen (and GET /health). Each request is \
+            Serves POST /webhooks/<vendor> on --listen (and GET /health, /metrics, /live, /ready: \
+            docs/operations.md). Each request is \
             authenticated, translated with the --mapping file (config/README.md, examples in \
             config/mapping-*.json) into dealstream deal and deal_deleted events, and answered 2xx \
             only once its events are synced to a local spool in --data-dir; a forwarder sends the \
