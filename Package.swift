@@ -6,6 +6,7 @@ import PackageDescription
 let sharedSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let package = Package(
@@ -50,7 +51,7 @@ let package = Package(
             name: "OperatorHTTP",
             dependencies: [
                 "Observability",
-                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -74,14 +75,14 @@ let package = Package(
             dependencies: [
                 "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel", "Observability", "OperatorHTTP",
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: sharedSettings
         ),
-        .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
-        .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
+        .target(name: "PipelineMetrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .target(name: "Wire", dependencies: ["DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         // The event content types: JSON and protobuf (generated code committed, see
         // scripts/generate-protobuf). Only this target imports SwiftProtobuf.
         .target(
@@ -94,11 +95,11 @@ let package = Package(
             dependencies: ["ZeroMQ", "Wire", "DealModel"],
             swiftSettings: sharedSettings
         ),
-        .target(name: "Connectors", dependencies: ["DealModel"], swiftSettings: sharedSettings),
+        .target(name: "EventSources", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(
             name: "Worker",
             dependencies: [
-                "ZeroMQ", "Metrics", "Wire", "DealModel", "CLinuxShims",
+                "ZeroMQ", "PipelineMetrics", "Wire", "DealModel", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -107,20 +108,19 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "Metrics", "EventEncoding", "FramedLog", "CLinuxShims", "Observability",
+                "ZeroMQ", "Wire", "DealModel", "PipelineMetrics", "EventEncoding", "FramedLog", "CLinuxShims", "Observability",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: sharedSettings
         ),
         .executableTarget(
             name: "dealstream",
             dependencies: [
-                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver", "Observability", "OperatorHTTP",
+                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics", "EventEncoding",
+                "CRMWebhooks", "WebhookReceiver", "FramedLog", "Observability", "OperatorHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -132,26 +132,34 @@ let package = Package(
         ),
         .target(
             name: "DealstreamTestSupport",
-            dependencies: ["DealModel", "Metrics", "Wire", "ZeroMQ"],
+            dependencies: ["DealModel", "PipelineMetrics", "Wire", "ZeroMQ"],
             path: "Tests/Support",
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "DealModelTests", dependencies: ["DealModel", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
-            name: "MetricsTests", dependencies: ["Metrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
+            name: "PipelineMetricsTests", dependencies: ["PipelineMetrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
             name: "DaemonTests",
             dependencies: [
-                "Daemon", "DealModel", "EventEncoding", "FramedLog", "DealstreamTestSupport", "ZeroMQ",
+                "Daemon", "DealModel", "EventEncoding", "FramedLog", "DealstreamTestSupport", "ZeroMQ", "Wire",
+                "PipelineMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: sharedSettings
         ),
         .testTarget(
-            name: "WorkerTests", dependencies: ["Worker", "Wire", "Metrics", "DealModel", "DealstreamTestSupport"],
+            name: "WorkerTests", dependencies: ["Worker", "Wire", "PipelineMetrics", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "Metrics"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "ClientsTests", dependencies: ["Clients", "DealModel", "Wire", "ZeroMQ", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings),
+        .testTarget(
+            name: "EventSourcesTests", dependencies: ["EventSources", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings),
+        .testTarget(name: "FramedLogTests", dependencies: ["FramedLog"], swiftSettings: sharedSettings),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         .testTarget(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
@@ -159,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "Observability", "Daemon", "DealModel", "Metrics", "Wire", "DealstreamTestSupport", "ZeroMQ",
+                "Observability", "Daemon", "DealModel", "PipelineMetrics", "Wire", "DealstreamTestSupport", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: sharedSettings
@@ -171,14 +179,14 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "EventEncoding", "DealstreamTestSupport"],
+            dependencies: ["ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
         .testTarget(
             name: "ConnectorTests",
             dependencies: [
                 "CRMWebhooks", "WebhookReceiver", "FramedLog", "DealModel", "DealstreamTestSupport",
-                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Fixtures"],

@@ -51,6 +51,10 @@ public struct DealAssembler: Sendable {
 
     public init(mapping: Mapping) { self.mapping = mapping }
 
+    /// The highest vendor version an event version can be made of: `v × 1000 + 999` is
+    /// still an `Int64` (the daemon's version range).
+    public static let maximumVendorVersion: UInt64 = (UInt64(Int64.max) - 999) / 1000
+
     /// The result of applying one change.
     public enum Outcome: Sendable, Equatable {
         /// A dealstream event (JSON) to send.
@@ -64,7 +68,7 @@ public struct DealAssembler: Sendable {
     /// Applies `change` to `state` and says what to send. Throws when the deal names a
     /// pipeline or stage the mapping does not know (the request is then refused whole).
     public func apply(_ change: DealChange, to state: inout DealState) throws(PayloadError) -> Outcome {
-        let maxVersion: UInt64 = (UInt64(Int64.max) - 999) / 1000
+        let maxVersion = DealAssembler.maximumVendorVersion
         guard change.version <= maxVersion else {
             throw PayloadError(field: "version", reason: "vendor version \(change.version) is above \(maxVersion)")
         }

@@ -54,7 +54,7 @@ public enum HubSpotWebhook {
             if type.hasPrefix("object."), event["objectTypeId"]?.stringValue == "0-3" { type = "deal." + type.dropFirst(7) }
             guard type.hasPrefix("deal.") else { out.ignored += 1; continue }
             let id = try JSONFields.id(event["objectId"], "\(base).objectId")
-            let occurred = try JSONFields.unsigned(event["occurredAt"], "\(base).occurredAt")
+            let occurred = try JSONFields.version(event["occurredAt"], "\(base).occurredAt")
             _ = try JSONFields.id(event["eventId"], "\(base).eventId")
             let at = VendorTime.rfc3339(milliseconds: Int64(occurred))
             switch type {
@@ -88,6 +88,7 @@ public enum HubSpotWebhook {
         guard case .some(.some(let updated)) = updatedText, let ms = VendorTime.milliseconds(rfc3339: updated) else {
             throw PayloadError(field: "updatedAt", reason: "missing")
         }
+        guard ms >= 0 else { throw PayloadError(field: "updatedAt", reason: "before 1970: \(updated)") }
         let map = propertyMap(mapping)
         var fields: [DealField: String?] = [:]
         for (name, raw) in properties {
@@ -104,8 +105,8 @@ public enum HubSpotWebhook {
 /// HubSpot's request signature v3: base64(HMAC-SHA256(client secret, method + URI + body + timestamp)).
 ///
 /// Why: it is what proves a request comes from HubSpot; requests whose
-/// `X-HubSpot-Request-Timestamp` is more than five minutes old are refused, so a captured
-/// request cannot be replayed later.
+/// `X-HubSpot-Request-Timestamp` is more than five minutes from now (older, or in the
+/// future) are refused, so a captured request cannot be replayed later.
 public enum HubSpotSignature {
     public static let maximumAgeMilliseconds: Int64 = 5 * 60 * 1000
 
@@ -118,15 +119,21 @@ public enum HubSpotSignature {
         return Base64.encode(Array(mac))
     }
 
-    /// Throws unless `signature` is the v3 signature of the request and `timestamp` is recent.
+    /// Throws unless `signature` is the v3 signature of the request and `timestamp` is within
+    /// five minutes of `nowMilliseconds`.
     public static func verify(secret: String, method: String, uri: String, body: [UInt8], timestamp: String?,
                               signature: String?, nowMilliseconds: Int64) throws(AuthenticationError) {
         guard let signature, !signature.isEmpty else { throw AuthenticationError(reason: "X-HubSpot-Signature-v3: missing") }
         guard let timestamp, let ms = Int64(timestamp) else {
             throw AuthenticationError(reason: "X-HubSpot-Request-Timestamp: missing or not milliseconds")
         }
-        guard nowMilliseconds - ms <= maximumAgeMilliseconds else {
-            throw AuthenticationError(reason: "X-HubSpot-Request-Timestamp: older than 5 minutes")
+        // |now − t| ≤ 5 min, in both directions (a future timestamp is no fresher than a
+        // stale one), computed without overflow for any Int64 the header can carry.
+        let (age, overflow) = nowMilliseconds.subtractingReportingOverflow(ms)
+        guard !overflow, age.magnitude <= UInt64(maximumAgeMilliseconds) else {
+            let future = overflow ? ms > 0 : age < 0
+            throw AuthenticationError(reason: "X-HubSpot-Request-Timestamp: "
+                + (future ? "more than 5 minutes in the future" : "older than 5 minutes"))
         }
         let expected = sign(secret: secret, method: method, uri: uri, body: body, timestamp: timestamp)
         guard constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else {

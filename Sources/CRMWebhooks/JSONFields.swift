@@ -51,6 +51,16 @@ enum JSONFields {
         }
     }
 
+    /// A vendor version: a non-negative integer small enough that `DealAssembler` can make
+    /// an event version of it (`v × 1000 + 999` fits an `Int64`).
+    static func version(_ value: JSONValue?, _ field: String) throws(PayloadError) -> UInt64 {
+        let v = try unsigned(value, field)
+        guard v <= DealAssembler.maximumVendorVersion else {
+            throw PayloadError(field: field, reason: "\(v) is above \(DealAssembler.maximumVendorVersion)")
+        }
+        return v
+    }
+
     /// A timestamp in any vendor form, as RFC 3339 (nil for null or empty).
     static func time(_ value: JSONValue?, _ field: String) throws(PayloadError) -> String?? {
         switch value {

@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// How one CRM account's ids become the dealstream model's: its source id, pipelines and
 /// stages, won and lost stages, owners and teams, and the default currency.

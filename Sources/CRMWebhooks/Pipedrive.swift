@@ -31,7 +31,16 @@ public enum PipedriveWebhook {
         } else if let micro = meta["timestamp_micro"], micro != .null {
             version = try JSONFields.unsigned(micro, "meta.timestamp_micro") / 1000
         } else {
-            version = try JSONFields.unsigned(meta["timestamp"], "meta.timestamp") * 1000
+            let seconds = try JSONFields.unsigned(meta["timestamp"], "meta.timestamp")
+            let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            guard !overflow else {
+                throw PayloadError(field: "meta.timestamp", reason: "\(seconds) seconds is out of range")
+            }
+            version = ms
+        }
+        guard version <= DealAssembler.maximumVendorVersion else {
+            let field = isV2 || meta["timestamp_micro"] == nil ? "meta.timestamp" : "meta.timestamp_micro"
+            throw PayloadError(field: field, reason: "out of range (at most \(DealAssembler.maximumVendorVersion) ms)")
         }
         let at = VendorTime.rfc3339(milliseconds: Int64(version))
         switch action {

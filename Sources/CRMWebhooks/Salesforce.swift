@@ -64,7 +64,7 @@ public enum SalesforceChangeEvent {
                     + "resync these records (query Opportunity by Id, or replay from the CDC channel) and send their current state")
                 continue
             }
-            let version = try JSONFields.unsigned(header["commitNumber"], "\(h).commitNumber")
+            let version = try JSONFields.version(header["commitNumber"], "\(h).commitNumber")
             let at = try JSONFields.time(header["commitTimestamp"], "\(h).commitTimestamp") ?? nil
             var fields: [DealField: String?] = [:]
             var names: [String]

@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// The vendors' timestamp forms, normalised to RFC 3339 UTC and epoch milliseconds.
 ///
@@ -22,8 +22,15 @@ public enum VendorTime {
     /// digits), RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC), or a date `YYYY-MM-DD` (midnight UTC).
     public static func normalise(_ value: JSONValue) -> String? {
         switch value {
-        case .int(let ms): return ms > 100_000 ? rfc3339(milliseconds: ms) : rfc3339(milliseconds: ms * 86_400_000)
-        case .double(let ms): return rfc3339(milliseconds: Int64(ms))
+        case .int(let ms):
+            if ms > 100_000 { return rfc3339(milliseconds: ms) }
+            // Small numbers are epoch days (Salesforce dates); negative ones are no vendor's form.
+            guard ms >= 0 else { return nil }
+            return rfc3339(milliseconds: ms * 86_400_000)
+        case .double(let ms):
+            // Any double JSON can spell (1e300 included) must not trap converting to Int64.
+            guard ms.isFinite, ms >= -9.2e18, ms <= 9.2e18 else { return nil }
+            return rfc3339(milliseconds: Int64(ms))
         case .string(let s): return normalise(s)
         default: return nil
         }

@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
 import DealModel
-import Wire
-import ZeroMQ
+public import Wire
+public import ZeroMQ
 
 /// A connector's side of the ingest endpoint: batched `EVENTS` requests with a window of
 /// requests in flight, ACKs matched by request id, and resends of what was not
@@ -43,6 +43,17 @@ public final class IngestClient {
             }
         }
     }
+
+    /// The caller stopped the client while it waited for the daemon (see `isCancelled`).
+    public struct Cancelled: Error, CustomStringConvertible {
+        public var description: String { "stopped while waiting for the daemon" }
+    }
+
+    /// Asked about every 100 ms while `send` or `ping` waits for the daemon: once it answers
+    /// true they throw `Cancelled` instead of waiting out their timeouts and resends (a stop
+    /// must not wait on a daemon that is not there). Unanswered requests are then simply
+    /// not acknowledged.
+    public var isCancelled: @Sendable () -> Bool = { false }
 
     let socket: ZMQSocket
     /// Reports a refused handshake, so a refused connector fails at once.
@@ -130,6 +141,7 @@ public final class IngestClient {
                 }
             }
             try throwIfRefused()
+            if isCancelled() { throw Cancelled() }
             let now = DispatchTime.now().uptimeNanoseconds
             for (id, entry) in inFlight where now - entry.request.sentAt > timeout {
                 guard entry.request.attempts <= retries else {
@@ -161,6 +173,7 @@ public final class IngestClient {
                 if reply.count == 2 && reply[0] == IngestProtocol.pong && reply[1] == id { return true }
             }
             try throwIfRefused()
+            if isCancelled() { throw Cancelled() }
         }
         return false
     }

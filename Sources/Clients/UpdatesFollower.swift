@@ -1,7 +1,7 @@
 import Dispatch
-import DealModel
+public import DealModel
 import Wire
-import ZeroMQ
+public import ZeroMQ
 
 /// A late joiner's view of the published metrics (the Guide's Clone pattern).
 ///

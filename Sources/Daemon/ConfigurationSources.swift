@@ -1,7 +1,7 @@
 import Configuration
 import DealModel
-import Foundation
-import Metrics
+public import Foundation
+import PipelineMetrics
 import ZeroMQ
 
 /// The daemon's configuration from all its sources, with precedence

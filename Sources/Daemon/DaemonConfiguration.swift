@@ -1,6 +1,6 @@
 import DealModel
 import Foundation
-import Metrics
+public import PipelineMetrics
 
 /// Everything the daemon needs to run, with the defaults of PROTOCOL.md.
 ///

@@ -1,7 +1,7 @@
 import DealModel
 import Foundation
-import Metrics
-import Observability
+public import PipelineMetrics
+public import Observability
 import Prometheus
 import Synchronization
 import Wire

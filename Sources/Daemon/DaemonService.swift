@@ -1,9 +1,9 @@
 import DealModel
 import Foundation
 import Synchronization
-import Logging
+public import Logging
 import Observability
-import ServiceLifecycle
+public import ServiceLifecycle
 import ZeroMQ
 
 /// The ingestion daemon as a swift-service-lifecycle `Service`.
@@ -63,7 +63,9 @@ public struct DaemonService: Service {
                 restarted: { [metrics] in metrics.workerRestarted($0) })
             // Shut down in reverse: the loop first (it answers what is in hand and publishes
             // a last round), then the workers.
-            services.insert(.init(service: supervisor), at: 0)
+            // It returns at once when the loop failed; the loop's error is what the group
+            // then reports, not the supervisor's return.
+            services.insert(.init(service: supervisor, successTerminationBehavior: .ignore), at: 0)
         }
         try await ServiceGroup(configuration: .init(services: services, logger: logger)).run()
         logger.info("Daemon stopped")

@@ -1,6 +1,6 @@
-import DealModel
-import EventEncoding
-import Logging
+public import DealModel
+public import EventEncoding
+public import Logging
 
 /// Loads events into a data directory without a running daemon, through the same
 /// decode → resolve → log path as ingest, committed in large groups.

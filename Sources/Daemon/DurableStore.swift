@@ -84,7 +84,9 @@ final class DurableStore {
         var current: EventLog?
         let last = generations.last ?? generation
         for g in Set(generations + [generation]).sorted() {
-            let log = try EventLog(path: logPath(directory, g)) { payload in
+            // Only the newest generation can end in a torn write: rotation starts a new one
+            // with nothing pending, so a bad tail in an older one is corruption.
+            let log = try EventLog(path: logPath(directory, g), tailMayBeTorn: g == last) { payload in
                 switch DurableStore.decode(logRecord: payload, with: decoder) {
                 case .success(let event): _ = store.apply(event)
                 case .failure: skipped += 1
@@ -198,9 +200,9 @@ final class DurableStore {
 
     static func publishedPath(_ directory: String) -> String { "\(directory)/published" }
 
-    /// Saves the published state (atomically: written aside, synced, renamed).
+    /// Saves the published state (see `AtomicFile`).
     func writePublished(_ bytes: [UInt8]) throws {
-        try DurableStore.writeAtomically(DurableStore.publishedPath(directory), [bytes], directory: directory)
+        try AtomicFile.write(DurableStore.publishedPath(directory), [bytes])
     }
 
     /// The saved published state, if any.
@@ -214,33 +216,7 @@ final class DurableStore {
         header.append(contentsOf: position.littleEndianBytes)
         header.append(contentsOf: generation.littleEndianBytes)
         header.append(contentsOf: CRC32.checksum(body).littleEndianBytes)
-        try writeAtomically(checkpointPath(directory), [header, body], directory: directory)
-    }
-
-    /// Writes `parts` to `path` so that a crash leaves either the old file or the new one.
-    private static func writeAtomically(_ path: String, _ parts: [[UInt8]], directory: String) throws {
-        let temporary = path + ".tmp"
-        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw EventLog.Failure(operation: "open", path: temporary, code: errno) }
-        defer { close(fd) }
-        for part in parts {
-            var written = 0
-            while written < part.count {
-                let n = part.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw EventLog.Failure(operation: "write", path: temporary, code: errno)
-                }
-                written += n
-            }
-        }
-        guard fsync(fd) == 0 else { throw EventLog.Failure(operation: "fsync", path: temporary, code: errno) }
-        guard rename(temporary, path) == 0 else { throw EventLog.Failure(operation: "rename", path: temporary, code: errno) }
-        let dir = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            _ = fsync(dir)
-            close(dir)
-        }
+        try AtomicFile.write(checkpointPath(directory), [header, body])
     }
 }
 

@@ -2,7 +2,7 @@ import DealModel
 import Foundation
 import Logging
 import Synchronization
-import ZeroMQ
+public import ZeroMQ
 
 /// CURVE authentication of connectors on the ingest endpoint: the daemon's key pair and
 /// the public key of every connector allowed to send events.

@@ -1,5 +1,5 @@
 import DealModel
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// The published state: the latest payload of every live series, and the position of

@@ -30,7 +30,9 @@ final class Publisher {
         try updates.bind(configuration.updatesEndpoint)
         snapshots = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
         try snapshots.set(.sendHighWaterMark, 0)
-        try snapshots.setMaximumMessageSize(1 << 16)
+        // Requests up to 64× the limit are read and answered with ERR naming the limit; a
+        // peer sending more is disconnected by libzmq first (the memory bound).
+        try snapshots.setMaximumMessageSize(Int64(Publisher.maximumSnapshotRequestBytes) * 64)
         try snapshots.bind(configuration.snapshotEndpoint)
     }
 
@@ -93,10 +95,20 @@ final class Publisher {
         try state.publish(round: changes, logSeq: position) { try updates.send($0, blocking: false) }
     }
 
+    /// The largest snapshot request (command and prefix) answered; a bigger one gets `ERR`.
+    static let maximumSnapshotRequestBytes = 64 << 10
+
     /// Answers every waiting `SNAPSHOT` request from the published state.
     func serviceSnapshots() throws {
         while let frames = try snapshots.receive(blocking: false) {
             let (envelope, body) = IngestProtocol.splitEnvelope(frames)
+            let size = body.reduce(0) { $0 + $1.count }
+            let limit = Publisher.maximumSnapshotRequestBytes
+            guard size <= limit else {
+                let reason = "snapshot request of \(size) bytes is over the limit of \(limit) bytes (64 KiB)"
+                try snapshots.send(envelope + [IngestProtocol.err, Array(reason.utf8)], blocking: false)
+                continue
+            }
             guard let command = body.first, command == IngestProtocol.snapshot, body.count <= 2 else {
                 let shown = String(decoding: (body.first ?? []).prefix(32), as: UTF8.self).filter { !$0.isNewline }
                 let reason =

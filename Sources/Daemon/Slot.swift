@@ -1,4 +1,4 @@
-import Metrics
+import PipelineMetrics
 
 /// One worker slot: a metric family and a shard of it.
 struct Slot: Hashable, Sendable, CustomStringConvertible {

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Metrics
+import PipelineMetrics
 import ServiceLifecycle
 import Synchronization
 import ZeroMQ

@@ -2,7 +2,7 @@ import CLinuxShims
 import DealModel
 import Foundation
 import Logging
-import Metrics
+import PipelineMetrics
 import Wire
 import ZeroMQ
 
@@ -15,24 +15,24 @@ import ZeroMQ
 /// iteration, so the loop keeps serving everyone meanwhile, and live batches that arrive
 /// during its rebuild queue behind it.
 final class WorkerLinkServer {
-    private let socket: ZMQSocket
-    private let configuration: DaemonConfiguration
+    let socket: ZMQSocket
+    let configuration: DaemonConfiguration
     private let modelBytes: [UInt8]
-    private let logger: Logger
-    private let spawnedWorkers: SpawnedWorkers
+    let logger: Logger
+    let spawnedWorkers: SpawnedWorkers
     /// Where rebuilds read the current facts from.
-    private let committer: IngestCommitter
-    private let metrics: DaemonMetrics?
+    let committer: IngestCommitter
+    let metrics: DaemonMetrics?
     /// What each family reads of the facts (see `FamilyProjection`).
-    private let projections: [MetricFamily: FamilyProjection]
-    private(set) var registry: WorkerRegistry
+    let projections: [MetricFamily: FamilyProjection]
+    var registry: WorkerRegistry
     /// The position of the last fact batch sent.
-    private var dispatchedLogSeq: UInt64
+    var dispatchedLogSeq: UInt64
     /// The rebuild source at the current position, shared by the workers that join there.
-    private var rebuildSource: RebuildSource?
+    var rebuildSource: RebuildSource?
     private let rebuildChunk = 20_000
     private let rebuildChunksPerIteration = 4
-    private(set) var factsSent = 0
+    var factsSent = 0
 
     /// Binds the worker endpoint.
     init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext,
@@ -58,7 +58,7 @@ final class WorkerLinkServer {
 
     func addSocket(to poller: inout ZMQPoller) { poller.add(socket) }
 
-    private var expiryNanoseconds: UInt64 {
+    var expiryNanoseconds: UInt64 {
         UInt64(configuration.heartbeatMilliseconds * configuration.liveness) * 1_000_000
     }
 
@@ -117,64 +117,16 @@ final class WorkerLinkServer {
         if registry.hasVacantSlot { registry.coalesceResults(of: slot) }
     }
 
-    private func refuse(_ identity: [UInt8], _ reason: String) {
+    func refuse(_ identity: [UInt8], _ reason: String) {
         _ = try? socket.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)],
                              blocking: false)
     }
 
-    private func send(_ session: WorkerRegistry.Session, _ frames: [[UInt8]]) throws -> Bool {
+    func send(_ session: WorkerRegistry.Session, _ frames: [[UInt8]]) throws -> Bool {
         do {
             return try socket.send([session.identity] + frames, blocking: false)
         } catch let error where error.code == EHOSTUNREACH {
             return false
-        }
-    }
-
-    // MARK: fan-out
-
-    /// Sends every session its family's projection of the changes (see `FamilyProjection`),
-    /// if the position moved. A slot with nothing to apply and nothing outstanding has
-    /// reported this position already: it gets no message.
-    func dispatch(_ changes: [FactChange]) throws {
-        let position = committer.logSeq
-        guard position != dispatchedLogSeq || !changes.isEmpty else { return }
-        dispatchedLogSeq = position
-        rebuildSource = nil  // stale now; sessions still rebuilding keep their own
-        let strings = committer.store.strings.strings
-        var blobs: [MetricFamily: (blob: [UInt8], facts: Int)] = [:]
-        for (family, projection) in projections {
-            let projected = changes.compactMap(projection.project)
-            blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.count)
-            factsSent += projected.count
-        }
-        for slot in registry.slots {
-            guard let session = registry.sessions[slot], let (blob, facts) = blobs[slot.family] else { continue }
-            if facts == 0 && session.rebuildCursor == nil && session.outstanding == 0 && session.reported != nil {
-                registry.update(slot) { $0.reported = position }
-                continue
-            }
-            let header = WorkerLink.FactBatch.encodeHeader(
-                logSeq: position, wantsResult: true, firstStringID: UInt32(session.stringsSent),
-                strings: strings[session.stringsSent...])
-            let message = [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]
-            if session.rebuildCursor != nil {
-                // Behind a rebuild still being sent: keep the order, send it afterwards.
-                registry.update(slot) {
-                    $0.queued.append(message)
-                    $0.stringsSent = strings.count
-                    $0.await(position, facts: facts)
-                }
-                continue
-            }
-            if try send(session, message) {
-                registry.update(slot) {
-                    $0.stringsSent = strings.count
-                    $0.await(position, facts: facts)
-                    $0.lastSent = WorkerRegistry.now()
-                }
-            } else {
-                dropSession(slot, reason: "unreachable")
-            }
         }
     }
 
@@ -186,21 +138,6 @@ final class WorkerLinkServer {
             logSeq: dispatchedLogSeq, strings: committer.store.strings.strings, facts: committer.store.allFacts())
         rebuildSource = source
         return source
-    }
-
-    /// The `FACTS` message of one rebuild chunk: facts `start..<end` of the source as the
-    /// family sees them (the first chunk also carries every string).
-    private func rebuildMessage(_ source: RebuildSource, family: MetricFamily, from start: Int)
-        -> (message: [[UInt8]], end: Int)
-    {
-        let end = min(start + rebuildChunk, source.facts.count)
-        let projected = source.facts[start..<end].compactMap(projections[family]!.project)
-        let header = WorkerLink.FactBatch.encodeHeader(
-            logSeq: source.logSeq, wantsResult: end == source.facts.count,
-            firstStringID: start == 0 ? 0 : UInt32(source.strings.count),
-            strings: start == 0 ? source.strings[...] : source.strings[source.strings.count...])
-        return ([Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(projected)],
-                end)
     }
 
     /// Registers a worker for its slot; its rebuild is then sent by `continueRebuilds`.
@@ -243,7 +180,7 @@ final class WorkerLinkServer {
             var finished = false
             var ok = true
             for _ in 0..<rebuildChunksPerIteration where ok && !finished {
-                let (message, end) = rebuildMessage(source, family: slot.family, from: next)
+                let (message, end) = source.message(from: next, count: rebuildChunk, projection: projections[slot.family]!)
                 ok = try send(session, message)
                 next = end
                 finished = end == source.facts.count
@@ -271,56 +208,6 @@ final class WorkerLinkServer {
         if !rebuilding && rebuildSource != nil {
             rebuildSource = nil
             CLinuxShims_releaseFreeMemory()
-        }
-    }
-
-    // MARK: sessions ending
-
-    private func dropSession(_ slot: Slot, reason: String) {
-        logger.warning("Worker session dropped", metadata: ["worker.slot": "\(slot)", "reason": "\(reason)"])
-        registry.drop(slot)
-    }
-
-    /// The supervisor saw process `pid` exit: its sessions are gone.
-    func dropSessions(pid: Int32) {
-        for slot in registry.slots where registry.sessions[slot]?.pid == Int(pid) {
-            dropSession(slot, reason: "process \(pid) exited")
-        }
-    }
-
-    /// After the store was reloaded, every worker must be rebuilt from it.
-    func resetAllSessions() {
-        for slot in registry.slots {
-            if let s = registry.sessions[slot] { refuse(s.identity, "daemon state reloaded, send READY") }
-            registry.drop(slot)
-        }
-        dispatchedLogSeq = committer.logSeq
-    }
-
-    /// Heartbeats to sessions that have had nothing for an interval; drops silent ones.
-    func heartbeat() throws {
-        defer { metrics?.workers(registry) }
-        let now = WorkerRegistry.now()
-        let interval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
-        for slot in registry.slots {
-            guard let s = registry.sessions[slot] else { continue }
-            if now - s.lastHeard > expiryNanoseconds {
-                dropSession(slot, reason: "silent for \(configuration.liveness) heartbeats")
-                // A spawned worker that stopped answering is hung: kill it so the
-                // supervisor starts a fresh one. (A remote worker is only dropped.)
-                if spawnedWorkers.contains(Int32(s.pid)) {
-                    logger.warning("Killing hung worker", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(s.pid)"])
-                    kill(Int32(s.pid), SIGKILL)
-                }
-                continue
-            }
-            if now - s.lastSent >= interval {
-                if try send(s, [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]) {
-                    registry.update(slot) { $0.lastSent = now }
-                } else {
-                    dropSession(slot, reason: "unreachable")
-                }
-            }
         }
     }
 

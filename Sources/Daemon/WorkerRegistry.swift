@@ -1,6 +1,6 @@
 import DealModel
 import Dispatch
-import Metrics
+import PipelineMetrics
 import Wire
 
 /// The worker slots the daemon expects and the session serving each.
@@ -9,21 +9,6 @@ import Wire
 /// starts with `READY`, is rebuilt from the daemon's current facts, and then receives
 /// every fact batch; its `RESULT`s wait here until a publication round can take them
 /// (the round's position is the lowest position every slot has reported).
-/// Every current fact at one input position, with the string table then: what a joining
-/// worker is rebuilt from. Shared (a reference) by the sessions rebuilt at that position;
-/// each projects and encodes its chunks only as they are sent, so a rebuild never holds
-/// an encoded copy per family.
-final class RebuildSource {
-    let logSeq: UInt64
-    let strings: [String]
-    let facts: [FactChange]
-    init(logSeq: UInt64, strings: [String], facts: [FactChange]) {
-        self.logSeq = logSeq
-        self.strings = strings
-        self.facts = facts
-    }
-}
-
 struct WorkerRegistry {
     struct Result {
         var logSeq: UInt64

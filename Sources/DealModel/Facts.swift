@@ -41,11 +41,6 @@ public struct DealFacts: Sendable, Equatable {
         self.closedAt = closedAt
     }
 
-    /// The six (dimension, key) pairs of METRICS.md §2, `all` first.
-    public func dimensionKeys(allKey: UInt32) -> [(Dimension, UInt32)] {
-        [(.all, allKey), (.pipeline, pipeline), (.team, team), (.owner, owner), (.leadSource, leadSource), (.source, source)]
-    }
-
     /// Whether the deal is in the closed cohort (won or lost).
     public var isClosed: Bool { status != .open }
 }

@@ -12,7 +12,7 @@ public enum JSONValue: Sendable, Equatable {
     case double(Double)
     case string(String)
     case array([JSONValue])
-    /// Members in document order; a repeated key keeps its last value (as Python's json does).
+    /// Members in document order; the parser refuses an object with a repeated key.
     case object([(String, JSONValue)])
 
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
@@ -81,7 +81,8 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// A strict RFC 8259 parser over UTF-8 bytes.
 ///
 /// Strict where it matters for an ingest path: invalid UTF-8, `NaN`/`Infinity`,
-/// trailing garbage and nesting deeper than `maximumDepth` are errors, never guesses.
+/// trailing garbage, an object with a repeated key and nesting deeper than `maximumDepth`
+/// are errors, never guesses.
 public struct JSONParser {
     public static let defaultMaximumDepth = 64
 
@@ -152,6 +153,9 @@ public struct JSONParser {
         if depth > maximumDepth { throw error("nesting deeper than \(maximumDepth)") }
         position += 1
         var members: [(String, JSONValue)] = []
+        // Keys seen, once an object is large enough that scanning `members` would make a
+        // hostile object with many keys cost quadratic time.
+        var keys: Set<String>?
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -162,17 +166,25 @@ public struct JSONParser {
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
                 throw error("expected a string key")
             }
+            let keyOffset = position
             let key = try parseString()
+            // Two parsers that disagree on a repeated key (first wins, last wins) are a hole
+            // between what was signed or checked and what is applied: refuse it.
+            if members.count == 16 { keys = Set(members.map(\.0)) }
+            let repeated: Bool
+            if keys != nil {
+                repeated = !keys!.insert(key).inserted
+            } else {
+                repeated = members.contains(where: { $0.0 == key })
+            }
+            if repeated {
+                throw JSONParseError(offset: keyOffset, reason: "duplicate key \(JSONParser.quoted(key))")
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth)
-            if let existing = members.firstIndex(where: { $0.0 == key }) {
-                members[existing].1 = value
-            } else {
-                members.append((key, value))
-            }
+            members.append((key, try parseValue(depth: depth)))
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end of input") }
             if bytes[position] == UInt8(ascii: ",") {
@@ -334,6 +346,13 @@ public struct JSONParser {
         }
         // Double(text) gives ±infinity for out-of-range exponents: caught as "not finite".
         return .double(Double(text) ?? .nan)
+    }
+
+    /// A key as JSON text for an error message, cut at 64 bytes.
+    static func quoted(_ key: String) -> String {
+        var out: [UInt8] = []
+        JSONWriter.appendString(String(decoding: key.utf8.prefix(64), as: UTF8.self), to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     private func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }

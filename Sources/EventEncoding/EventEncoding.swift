@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 import SwiftProtobuf
 
 /// The content types the event frames of an ingest request may be in (PROTOCOL.md §2).

@@ -10,10 +10,18 @@ import Glibc
 /// Why a log and not an embedded database: every write is an append, every read is a
 /// replay in order, and durability is one `fdatasync` per group of requests (group
 /// commit), so an ACK costs one sync however many events it covers. Each record is
-/// `length (u32 LE) · CRC-32 (u32 LE) · event bytes`; on open, a torn or corrupt tail
-/// (a crash mid-write) is detected by length or checksum and cut off, and everything
-/// before it is replayed. Only events that changed state are written, so the log's
-/// record count is the daemon's input position, `log_seq`.
+/// `length (u32 LE, > 0) · CRC-32 (u32 LE) · event bytes`. Only events that changed state
+/// are written, so the log's record count is the daemon's input position, `log_seq`.
+///
+/// On open, records are replayed up to the first bad one (a length of zero or past the end
+/// of the file, or a checksum mismatch). What follows decides what it is:
+/// - nothing valid (a partial last record, or garbage to the end): a torn tail, the trace
+///   of a crash mid-write, never acknowledged. It is cut off.
+/// - a valid record: corruption in the middle of acknowledged data. Cutting there would
+///   silently drop acknowledged records and reuse their positions, so opening throws
+///   `Corruption` naming the file and offset, and changes nothing on disk (as etcd's WAL
+///   refuses a CRC mismatch). `EventLog.repair(path:)` (`dealstream repair`) cuts such a
+///   log, keeping a copy of what it cuts; docs/recovery.md says when to use it.
 public final class EventLog {
     /// An I/O failure of the log, with the call and errno.
     public struct Failure: Error, CustomStringConvertible {
@@ -28,6 +36,27 @@ public final class EventLog {
         public var description: String { "\(operation) \(path): \(String(cString: strerror(code))) (errno \(code))" }
     }
 
+    /// A bad record with valid records after it: the log is corrupt, not torn, and was not
+    /// opened (nothing on disk was changed).
+    public struct Corruption: Error, CustomStringConvertible {
+        /// The log file.
+        public var path: String
+        /// Byte offset of the first bad record (everything before it is intact).
+        public var offset: Int
+        /// Why the record at `offset` is bad.
+        public var reason: String
+        /// Byte offset of the first valid record after it; nil when the bad tail itself is
+        /// refused (a log that must not have a torn tail, see `init`).
+        public var nextValidOffset: Int?
+        public var description: String {
+            let after = nextValidOffset.map { "valid records follow (the next at byte \($0))" }
+                ?? "this log is followed by later ones, so it cannot have a torn tail"
+            return "\(path): corrupt record at byte \(offset) (\(reason)), and \(after); "
+                + "not opened, nothing changed on disk. Recover with `dealstream repair --data-dir <its directory>` "
+                + "(cuts the log at byte \(offset), keeping a copy of what it cuts) or from a backup: docs/recovery.md"
+        }
+    }
+
     public let path: String
     private let fd: Int32
     private var pending: [UInt8] = []
@@ -39,29 +68,66 @@ public final class EventLog {
     public private(set) var size: Int = 0
 
     /// Opens (creating if needed) the log at `path`, replaying every valid record into
-    /// `replay` in order and cutting off a torn tail.
-    public init(path: String, replay: ([UInt8]) throws -> Void) throws {
+    /// `replay` in order and cutting off a torn tail. Throws `Corruption` (and changes
+    /// nothing) when valid records follow a bad one, or when the log has a bad tail at all
+    /// and `tailMayBeTorn` is false (a log that later logs follow, which no crash can tear).
+    public init(path: String, tailMayBeTorn: Bool = true, replay: ([UInt8]) throws -> Void) throws {
         self.path = path
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Failure(operation: "open", path: path, code: errno) }
+        var handedOver = false
+        defer { if !handedOver { close(fd) } }
+        let scan = try EventLog.scan(fd: fd, path: path, replay: replay)
+        if let bad = scan.bad {
+            let next = try EventLog.firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize)
+            if next != nil || !tailMayBeTorn {
+                throw Corruption(path: path, offset: scan.validEnd, reason: bad, nextValidOffset: next)
+            }
+            guard ftruncate(fd, off_t(scan.validEnd)) == 0 else {
+                throw Failure(operation: "ftruncate", path: path, code: errno)
+            }
+        }
+        guard lseek(fd, off_t(scan.validEnd), SEEK_SET) >= 0 else {
+            throw Failure(operation: "lseek", path: path, code: errno)
+        }
         self.fd = fd
-        // Streamed in 1 MiB reads: memory stays one buffer, whatever the log's size.
+        handedOver = true
+        size = scan.validEnd
+        count = scan.records
+        durableCount = scan.records
+        truncatedBytes = scan.fileSize - scan.validEnd
+    }
+
+    /// What reading a log found: its valid records, where they end, and why the record
+    /// there (if any) is bad.
+    private struct Scan {
+        var records: UInt64 = 0
+        var validEnd = 0
+        var fileSize = 0
+        var bad: String?
+    }
+
+    /// Reads the log from the start, replaying valid records, up to the first bad one.
+    /// Streamed in 1 MiB reads: memory stays one buffer (plus one record), whatever the size.
+    private static func scan(fd: Int32, path: String, replay: ([UInt8]) throws -> Void) throws -> Scan {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Failure(operation: "fstat", path: path, code: errno) }
+        var result = Scan()
+        result.fileSize = Int(st.st_size)
+        guard lseek(fd, 0, SEEK_SET) >= 0 else { throw Failure(operation: "lseek", path: path, code: errno) }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         var consumed = 0  // bytes of the buffer already replayed
-        var offset = 0  // file offset of the end of the last valid record
-        var fileSize = 0
-        var records: UInt64 = 0
-        var corrupt = false
-        reading: while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        var readTotal = 0
+        reading: while readTotal < result.fileSize {
+            let wanted = min(chunk.count, result.fileSize - readTotal)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, wanted) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw Failure(operation: "read", path: path, code: errno)
             }
             if n == 0 { break }
-            fileSize += n
-            if corrupt { continue }
+            readTotal += n
             if consumed > 0 {
                 buffer.removeFirst(consumed)
                 consumed = 0
@@ -69,27 +135,130 @@ public final class EventLog {
             buffer.append(contentsOf: chunk[0..<n])
             while consumed + 8 <= buffer.count {
                 let length = Int(EventLog.u32(buffer, consumed))
+                if length == 0 {
+                    result.bad = "zero length"
+                    break reading
+                }
+                if result.validEnd + 8 + length > result.fileSize {
+                    result.bad = "length \(length) runs past the end of the file"
+                    break reading
+                }
                 guard consumed + 8 + length <= buffer.count else { continue reading }
                 let crc = EventLog.u32(buffer, consumed + 4)
                 let payload = Array(buffer[(consumed + 8)..<(consumed + 8 + length)])
                 guard CRC32.checksum(payload) == crc else {
-                    corrupt = true
-                    continue reading
+                    result.bad = "checksum mismatch"
+                    break reading
                 }
                 try replay(payload)
                 consumed += 8 + length
-                offset += 8 + length
-                records += 1
+                result.validEnd += 8 + length
+                result.records += 1
             }
         }
-        if offset != fileSize {
-            guard ftruncate(fd, off_t(offset)) == 0 else { throw Failure(operation: "ftruncate", path: path, code: errno) }
+        if result.bad == nil && result.validEnd < result.fileSize {
+            result.bad = "partial record header (\(result.fileSize - result.validEnd) bytes)"
         }
-        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw Failure(operation: "lseek", path: path, code: errno) }
-        size = offset
-        count = records
-        durableCount = records
-        truncatedBytes = fileSize - offset
+        return result
+    }
+
+    /// The offset of the first complete, valid record (length > 0, checksum matching)
+    /// starting at any byte after `offset`, or nil. Only read after a bad record, so it may
+    /// look at every offset; the file is mapped, not read into memory.
+    private static func firstValidRecord(fd: Int32, path: String, after offset: Int, fileSize: Int) throws -> Int? {
+        guard fileSize - offset > 9 else { return nil }
+        let mapped = mmap(nil, fileSize, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let base = mapped, base != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw Failure(operation: "mmap", path: path, code: errno)
+        }
+        defer { munmap(base, fileSize) }
+        let bytes = UnsafeRawBufferPointer(start: base, count: fileSize)
+        var o = offset + 1
+        while o + 9 <= fileSize {
+            let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
+            if length > 0 && length <= fileSize - o - 8 {
+                let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o + 4, as: UInt32.self))
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[(o + 8)..<(o + 8 + length)])
+                if CRC32.checksum(payload) == crc { return o }
+            }
+            o += 1
+        }
+        return nil
+    }
+
+    /// What `repair(path:)` cut from a log.
+    public struct Repair: Sendable, CustomStringConvertible {
+        public var path: String
+        /// Where the log now ends: the offset of its first bad record.
+        public var offset: Int
+        /// Bytes cut off (all kept in `copyPath`).
+        public var bytes: Int
+        /// Valid records kept before the cut.
+        public var recordsKept: UInt64
+        /// The file beside the log holding exactly the bytes cut off.
+        public var copyPath: String
+        /// Why the record at `offset` was bad.
+        public var reason: String
+        /// Whether valid records were among what was cut (corruption, not a torn tail).
+        public var cutValidRecords: Bool
+        public var description: String {
+            "\(path): cut at byte \(offset) (\(reason)); \(recordsKept) records kept, \(bytes) bytes "
+                + (cutValidRecords ? "cut, valid records among them, " : "of torn tail cut, ") + "copied to \(copyPath)"
+        }
+    }
+
+    /// Cuts the log at `path` at its first bad record, after copying (and syncing) every
+    /// byte from there to the end into `<path>.cut-<offset>` beside it. nil when the log is
+    /// intact (nothing is written). The caller must hold the directory's lock.
+    public static func repair(path: String) throws -> Repair? {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(operation: "open", path: path, code: errno) }
+        defer { close(fd) }
+        let scan = try EventLog.scan(fd: fd, path: path) { _ in }
+        guard let bad = scan.bad else { return nil }
+        let valid = try firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize) != nil
+        var copyPath = "\(path).cut-\(scan.validEnd)"
+        var n = 1
+        while access(copyPath, F_OK) == 0 {
+            n += 1
+            copyPath = "\(path).cut-\(scan.validEnd).\(n)"
+        }
+        let out = open(copyPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard out >= 0 else { throw Failure(operation: "open", path: copyPath, code: errno) }
+        defer { close(out) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var at = scan.validEnd
+        while at < scan.fileSize {
+            let wanted = min(chunk.count, scan.fileSize - at)
+            let r = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(at)) }
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw Failure(operation: "pread", path: path, code: r < 0 ? errno : EIO) }
+            var written = 0
+            while written < r {
+                let w = chunk.withUnsafeBytes { write(out, $0.baseAddress! + written, r - written) }
+                if w < 0 && errno == EINTR { continue }
+                guard w > 0 else { throw Failure(operation: "write", path: copyPath, code: errno) }
+                written += w
+            }
+            at += r
+        }
+        guard fsync(out) == 0 else { throw Failure(operation: "fsync", path: copyPath, code: errno) }
+        try syncDirectory(of: copyPath)
+        // Only once the copy is durable is anything cut.
+        guard ftruncate(fd, off_t(scan.validEnd)) == 0 else {
+            throw Failure(operation: "ftruncate", path: path, code: errno)
+        }
+        guard fsync(fd) == 0 else { throw Failure(operation: "fsync", path: path, code: errno) }
+        return Repair(path: path, offset: scan.validEnd, bytes: scan.fileSize - scan.validEnd,
+                      recordsKept: scan.records, copyPath: copyPath, reason: bad, cutValidRecords: valid)
+    }
+
+    private static func syncDirectory(of path: String) throws {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let dfd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { throw Failure(operation: "open", path: directory, code: errno) }
+        defer { close(dfd) }
+        guard fsync(dfd) == 0 else { throw Failure(operation: "fsync", path: directory, code: errno) }
     }
 
     /// Bytes of torn or corrupt tail cut off when the log was opened.
@@ -103,6 +272,8 @@ public final class EventLog {
 
     /// Appends a record to the pending group; it is durable after the next `commit`.
     public func append(_ payload: [UInt8]) {
+        // A zero length marks no record (a hole of zeros after a crash is a torn tail).
+        precondition(!payload.isEmpty, "EventLog records are never empty")
         var header = [UInt8](repeating: 0, count: 8)
         let length = UInt32(payload.count)
         let crc = CRC32.checksum(payload)
@@ -165,9 +336,13 @@ public enum CRC32 {
     }()
 
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0) }
+    }
+
+    public static func checksum(_ raw: UnsafeRawBufferPointer) -> UInt32 {
         let t = tables
         return t.withUnsafeBufferPointer { _ in
-            bytes.withUnsafeBytes { raw -> UInt32 in
+            do {
                 var c: UInt32 = 0xFFFF_FFFF
                 var i = 0
                 let n = raw.count

@@ -1,6 +1,6 @@
 import DealModel
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import Synchronization
 
 /// A swift-log handler that writes one JSON object per line: `time`, `level`, `label`,

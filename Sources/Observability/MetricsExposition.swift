@@ -1,5 +1,5 @@
 import CoreMetrics
-import Prometheus
+public import Prometheus
 import Synchronization
 
 /// One process's metrics in Prometheus' text exposition format, for `GET /metrics`.

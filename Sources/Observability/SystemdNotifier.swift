@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Synchronization
 
 /// systemd's readiness protocol (`Type=notify`), spoken directly: one datagram to the

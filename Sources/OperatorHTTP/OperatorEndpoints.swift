@@ -1,7 +1,7 @@
-import Hummingbird
-import Logging
+public import Hummingbird
+public import Logging
 import NIOCore
-import Observability
+public import Observability
 
 /// `GET /metrics`, `/health`, `/live` and `/ready`, on any Hummingbird router: the daemon's
 /// own listener (`OperatorHTTP.application`) and `dealstream connect`'s webhook listener.

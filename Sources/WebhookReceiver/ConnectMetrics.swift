@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Observability
+public import Observability
 import Prometheus
 import Synchronization
 

@@ -1,7 +1,7 @@
-import CRMWebhooks
+public import CRMWebhooks
 import DealModel
 import FramedLog
-import Foundation
+public import Foundation
 
 /// The durable `DealState` of every deal a connector has seen.
 ///
@@ -21,15 +21,14 @@ public final class DealStateStore: @unchecked Sendable {
         _ = try EventLog(path: path) { record in
             if let (id, state) = DealStateStore.decode(record) { states[id] = state }
         }
-        // Compact: one record per deal, written aside, synced, renamed over the old log.
+        // Compact: one record per deal, written aside and synced, then installed over the
+        // old log (`AtomicFile`: rename, directory synced).
         let compacted = path + ".compact"
         try? FileManager.default.removeItem(atPath: compacted)
         let fresh = try EventLog(path: compacted) { _ in }
         for (id, state) in states { fresh.append(DealStateStore.encode(id, state)) }
         try fresh.commit()
-        guard rename(compacted, path) == 0 else {
-            throw EventLog.Failure(operation: "rename", path: compacted, code: errno)
-        }
+        try AtomicFile.install(compacted, as: path)
         log = try EventLog(path: path) { _ in }
         self.states = states
     }

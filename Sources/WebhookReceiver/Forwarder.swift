@@ -1,9 +1,9 @@
 import Clients
 import DealModel
 import Foundation
-import Logging
+public import Logging
 import Wire
-import ZeroMQ
+public import ZeroMQ
 
 /// How the forwarder reaches the daemon's ingest endpoint.
 ///
@@ -58,7 +58,8 @@ public final class Forwarder: @unchecked Sendable {
         thread = ZMQThread(name: "ds-forwarder") { [self] in run() }
     }
 
-    /// Stops the thread after the batch in flight and waits for it.
+    /// Stops the thread and waits for it: at once when the daemon is down (a batch waiting
+    /// for its ACK is left unacknowledged, in the spool, and sent again next time).
     public func stop() async {
         stopped.withLock { isStopped = true }
         spool.close()
@@ -76,6 +77,8 @@ public final class Forwarder: @unchecked Sendable {
             do {
                 try forward()
                 return
+            } catch is IngestClient.Cancelled {
+                return  // stopping: what was in flight stays in the spool
             } catch let refused as IngestClient.Refused {
                 logger.critical("Daemon refused this connector; events stay in the spool, retrying in 10 s",
                                 metadata: ["forwarder.reason": "\(refused)", "spool.pending": "\(spool.pendingCount)"])
@@ -91,6 +94,7 @@ public final class Forwarder: @unchecked Sendable {
         let context = try ZMQContext()
         let client = try IngestClient(context: context, endpoint: options.endpoint, curve: options.curve, window: 1,
                                       timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
+        client.isCancelled = { [self] in shouldStop }
         var daemonDown = false
         // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame
         // limit), events go one per request until the refused one is found and dropped.
@@ -109,9 +113,11 @@ public final class Forwarder: @unchecked Sendable {
                 try client.send(batches: [batch]) { ack in
                     logSeq = max(logSeq, ack.body.logSeq)
                     for rejection in ack.body.rejected {
+                        // The index comes from the daemon: never trusted to be in range.
+                        let event = batch[max(0, min(rejection.index, batch.count - 1))]
                         self.logger.error("Daemon rejected an event", metadata: [
                             "event.reason": "\(rejection.error)",
-                            "event.json": "\(String(decoding: batch[min(rejection.index, batch.count - 1)], as: UTF8.self))",
+                            "event.json": "\(String(decoding: event, as: UTF8.self))",
                         ])
                     }
                 }

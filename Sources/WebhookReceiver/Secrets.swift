@@ -1,5 +1,5 @@
 import DealModel
-import Foundation
+public import Foundation
 
 /// Where a connector's secrets come from: the environment first (the variable itself, or
 /// `NAME_FILE` naming a file that holds it: a mounted Kubernetes Secret or systemd

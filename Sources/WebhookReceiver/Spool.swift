@@ -1,5 +1,5 @@
 import FramedLog
-import Foundation
+public import Foundation
 
 /// The connector's durable queue of dealstream events not yet acknowledged by the daemon.
 ///
@@ -103,6 +103,6 @@ public final class Spool: @unchecked Sendable {
 
     private func writeCursor(_ value: UInt64) throws {
         let url = directory.appendingPathComponent("spool.cursor")
-        try Data("\(value)\n".utf8).write(to: url, options: .atomic)
+        try AtomicFile.write(url.path, [Array("\(value)\n".utf8)])
     }
 }

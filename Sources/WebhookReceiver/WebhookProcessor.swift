@@ -1,8 +1,8 @@
-import CRMWebhooks
+public import CRMWebhooks
 import DealModel
 import Dispatch
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 
 /// One webhook request, stripped of HTTP: what the processor needs to check and translate it.
 public struct WebhookRequest: Sendable {
@@ -17,6 +17,18 @@ public struct WebhookRequest: Sendable {
         self.url = url
         self.headers = headers
         self.body = body
+    }
+
+    /// A request as the HTTP route receives it: the URL is the mapping's `publicURL` (or
+    /// `http://` and the request's authority, its `Host` header, or the listen address)
+    /// plus the request target; header names are made lower case (the last of repeated
+    /// names wins). The route and the fuzz target both build requests this way.
+    public init(method: String, authority: String?, path: String, headers: [(name: String, value: String)],
+                body: [UInt8], publicURL: String?, listenAddress: String) {
+        var byName: [String: String] = [:]
+        for (name, value) in headers { byName[name.lowercased()] = value }
+        let base = publicURL ?? "http://\(authority ?? byName["host"] ?? listenAddress)"
+        self.init(method: method, url: base + path, headers: byName, body: body)
     }
 }
 
@@ -59,8 +71,10 @@ public final class WebhookProcessor: @unchecked Sendable {
         self.mapping = mapping
         self.assembler = DealAssembler(mapping: mapping)
         self.secret = secret
-        self.store = try DealStateStore(directory: dataDirectory)
+        // The spool first: opening it changes nothing unless it is torn, while the deal
+        // states are compacted on open, so a corrupt spool leaves both files as they were.
         self.spool = try Spool(directory: dataDirectory, capacity: spoolCapacity)
+        self.store = try DealStateStore(directory: dataDirectory)
         self.fetcher = fetcher
         self.logger = logger
         self.now = now

@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// Frames of the public ingest endpoint (PROTOCOL.md §2).
 public enum IngestProtocol {

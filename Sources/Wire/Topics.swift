@@ -1,5 +1,5 @@
-import DealModel
-import Metrics
+public import DealModel
+public import PipelineMetrics
 
 /// Topics and payloads of the public updates stream (PROTOCOL.md §3).
 public enum Topics {

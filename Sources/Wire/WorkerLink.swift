@@ -1,4 +1,4 @@
-import DealModel
+public import DealModel
 
 /// The private protocol between the daemon and its metric workers.
 ///

@@ -1,6 +1,6 @@
-import DealModel
-import Metrics
-import Wire
+public import DealModel
+public import PipelineMetrics
+public import Wire
 
 /// The state of one metric family on one shard: the engine and the string table the
 /// daemon streams.

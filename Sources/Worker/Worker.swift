@@ -2,9 +2,9 @@ import CLinuxShims
 import DealModel
 import Dispatch
 import Foundation
-import Logging
-import ServiceLifecycle
-import Metrics
+public import Logging
+public import ServiceLifecycle
+public import PipelineMetrics
 import Synchronization
 import Wire
 import ZeroMQ

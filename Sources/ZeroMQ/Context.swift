@@ -15,12 +15,6 @@ public final class ZMQContext: @unchecked Sendable {
         self.handle = handle
     }
 
-    /// Makes every blocking call on this context's sockets fail with `ETERM`, so the
-    /// threads that own them can close them and finish. Does not wait.
-    public func shutdown() {
-        zmq_ctx_shutdown(handle)
-    }
-
     deinit {
         // Sockets all set a finite linger, so terminating cannot hang.
         while zmq_ctx_term(handle) != 0 && zmq_errno() == EINTR {}

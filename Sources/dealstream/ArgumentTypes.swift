@@ -1,7 +1,7 @@
-import ArgumentParser
+public import ArgumentParser
 import CRMWebhooks
 import Logging
-import Metrics
+import PipelineMetrics
 import Observability
 
 // Typed choices, so `--help` and the completion scripts list the values and a wrong one

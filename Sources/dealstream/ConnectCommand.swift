@@ -1,6 +1,7 @@
 import ArgumentParser
 import CRMWebhooks
 import DealModel
+import FramedLog
 import Foundation
 import Logging
 import Observability
@@ -25,7 +26,8 @@ struct ConnectCommand: AsyncParsableCommand {
 
             hubspot: webhooks v3 (the JSON array of deal.creation/propertyChange/deletion/restore \
             events), signature X-HubSpot-Signature-v3 checked with DEALSTREAM_HUBSPOT_CLIENT_SECRET \
-            (requests older than 5 minutes refused). Deals are assembled from their property \
+            (requests whose X-HubSpot-Request-Timestamp is more than 5 minutes from now, past or \
+            future, refused). Deals are assembled from their property \
             changes (kept durably in --data-dir) and held back until pipeline, dealstage, amount, \
             createdate (and closedate when won/lost) are known; with the mapping's api_base_url \
             the missing properties are fetched from GET /crm/v3/objects/deals/{id} \
@@ -48,6 +50,13 @@ struct ConnectCommand: AsyncParsableCommand {
             {"spool_pending":n,"forwarded":n,"log_seq":n}. Event versions are the vendor's version \
             (HubSpot occurredAt, Pipedrive meta.timestamp in ms, Salesforce commitNumber) × 1000 plus \
             a count of late, out-of-order changes (config/README.md).
+
+            Slow clients: headers must arrive within --header-timeout, a body within --body-timeout \
+            (408), at most --max-connections connections are served at once. A JSON body with a \
+            repeated key is refused (400, naming the key). --data-dir is locked (dealstream.lock) \
+            while the connector runs: a second connector on it refuses to start, naming the first \
+            one's pid. A corrupt record in the middle of the spool or deal states stops the \
+            connector from starting (nothing is changed): see `dealstream repair` and docs/recovery.md.
             """
     )
 
@@ -81,6 +90,18 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(name: .customLong("spool-capacity"), help: "Events the spool holds while the daemon is unreachable; beyond it webhooks get 503 and the vendor retries later.")
     var spoolCapacity = 1_000_000
 
+    @Option(name: .customLong("header-timeout"),
+            help: ArgumentHelp("Seconds a client has to send a request's headers (from connecting or the last answer); "
+                + "then the connection is closed. Also the keep-alive idle time."))
+    var headerTimeout = 10.0
+
+    @Option(name: .customLong("body-timeout"),
+            help: "Seconds a client has to send a request's whole body; then it gets 408 and the connection is closed.")
+    var bodyTimeout = 5.0
+
+    @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most; more wait in the listen backlog.")
+    var maxConnections = 256
+
     @OptionGroup(title: "CURVE (when the daemon has ingest.curve on)")
     var curve: CurveClientOptions
 
@@ -93,6 +114,11 @@ struct ConnectCommand: AsyncParsableCommand {
     func validate() throws {
         guard listenAddress != nil else { throw ValidationError("--listen: expected HOST:PORT, got \"\(listen)\"") }
         guard batchSize >= 1 && batchSize <= 10_000 else { throw ValidationError("--batch must be in 1…10000") }
+        guard headerTimeout > 0 && headerTimeout <= 3600 else {
+            throw ValidationError("--header-timeout must be in (0, 3600] seconds")
+        }
+        guard bodyTimeout > 0 && bodyTimeout <= 3600 else { throw ValidationError("--body-timeout must be in (0, 3600] seconds") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
     }
 
     var listenAddress: (host: String, port: Int)? {
@@ -126,6 +152,11 @@ struct ConnectCommand: AsyncParsableCommand {
                            properties: HubSpotWebhook.requestedProperties(map))
         } : nil
         let directory = URL(fileURLWithPath: dataDirectory ?? "connect-\(vendor.rawValue)")
+        // One spool, one connector: held until this process exits (see DataDirectoryLock).
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let lock: DataDirectoryLock
+        do { lock = try DataDirectoryLock(directory: directory.path) } catch { throw fail("--data-dir: \(error)") }
+        defer { withExtendedLifetime(lock) {} }
         let processor = try WebhookProcessor(vendor: vendor, mapping: map, secret: insecure ? nil : secret,
                                              dataDirectory: directory, fetcher: fetcher, logger: logger,
                                              spoolCapacity: spoolCapacity)
@@ -143,8 +174,12 @@ struct ConnectCommand: AsyncParsableCommand {
         let stopping = StoppingNotice(notifier: notifier, probe: metrics.probe)
         let address = listenAddress!
         let source = map.source
+        var limits = WebhookServer.Limits()
+        limits.headerTimeout = .milliseconds(Int64(headerTimeout * 1000))
+        limits.bodyTimeout = .milliseconds(Int64(bodyTimeout * 1000))
+        limits.maximumConnections = maxConnections
         let app = WebhookServer.application(processor: processor, forwarder: forwarder, host: address.host, port: address.port,
-                                            publicURL: map.publicURL, logger: logger, metrics: metrics) { port in
+                                            publicURL: map.publicURL, limits: limits, logger: logger, metrics: metrics) { port in
             notifier.ready(status: "listening on port \(port)")
             logger.notice("Connector listening", metadata: [
                 "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)", "connect.source": "\(source)",

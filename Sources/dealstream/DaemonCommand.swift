@@ -1,5 +1,7 @@
 import ArgumentParser
 import Daemon
+import FramedLog
+import Foundation
 import Logging
 import Observability
 import OperatorHTTP
@@ -19,6 +21,13 @@ struct DaemonCommand: AsyncParsableCommand {
             at once. Flags override the environment (DEALSTREAM_<KEY PATH>, e.g. \
             DEALSTREAM_PUBLISH_INTERVAL_MS), which overrides the config file, which overrides the \
             defaults; config/README.md documents every key.
+
+            --data-dir is locked (dealstream.lock) for as long as the daemon runs: a second daemon on \
+            it refuses to start, naming the first one's pid. A torn tail of the newest event log (a \
+            crash mid-write) is cut; a corrupt record followed by valid ones is not: the daemon \
+            refuses to start, naming the file and byte offset, and changes nothing. Recover with \
+            `dealstream repair --data-dir D` (keeps a copy of what it cuts) or from a backup: \
+            docs/recovery.md.
             """
     )
 
@@ -91,6 +100,16 @@ struct DaemonCommand: AsyncParsableCommand {
         let c = try DaemonConfiguration.resolve(file: config, flags: flagValues)
         let logger = ProcessLogging.logger("dealstream.daemon", level: Logger.Level(rawValue: c.logLevel) ?? .info,
                                            format: LogFormat(rawValue: c.logFormat) ?? .text)
+        // One data directory, one daemon: held until this process exits (see DataDirectoryLock).
+        try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock(directory: c.dataDirectory)
+        } catch {
+            FileHandle.standardError.write(Data("error: --data-dir: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { withExtendedLifetime(lock) {} }
         // The loop counts as stuck after the silence that drops a worker (heartbeat × liveness).
         let metrics = DaemonMetrics(
             exposition: MetricsExposition(),

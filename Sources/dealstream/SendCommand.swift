@@ -1,10 +1,11 @@
 import ArgumentParser
 import Clients
-import Connectors
+import EventSources
 import DealModel
 import EventEncoding
 import Dispatch
 import Foundation
+import Synchronization
 import Wire
 import ZeroMQ
 
@@ -83,13 +84,17 @@ struct SendCommand: AsyncParsableCommand {
         options.source = source
         options.pipeline = pipeline
         options.openCreatedAt = openCreatedAt
-        let report = SendReport()
         let settings = (ingest, window, timeout, retries, rate, wait, batchSize)
         let encoding = self.encoding.encoding
         let files = self.files
         let csvOptions = options
         let curveKeys = try curve.keys()
+        let json = self.json
+        // 0 all accepted, 1 some event rejected, 2 the send failed (set by the thread).
+        let exitStatus = Atomic<Int32>(0)
         let thread = ZMQThread(name: "ds-send") {
+            // Owned by this thread alone: counted, shown and printed here.
+            var report = SendReport()
             do {
                 let stream = EventStream(paths: files, options: csvOptions)
                 let context = try ZMQContext()
@@ -125,16 +130,19 @@ struct SendCommand: AsyncParsableCommand {
             } catch {
                 report.fail("\(error)")
             }
+            report.finish(json: json)
+            exitStatus.store(report.failure != nil ? 2 : report.rejected > 0 ? 1 : 0, ordering: .releasing)
         }
         await thread.joined()
-        report.finish(json: json)
-        if report.failure != nil { throw ExitCode(2) }
-        if report.rejected > 0 { throw ExitCode(1) }
+        let status = exitStatus.load(ordering: .acquiring)
+        if status != 0 { throw ExitCode(status) }
     }
 }
 
 /// Counts what the daemon did with the events, and shows progress on a terminal.
-final class SendReport: @unchecked Sendable {
+///
+/// A value owned by the send thread, which counts, shows and prints it.
+struct SendReport {
     var read = 0
     let started = DispatchTime.now().uptimeNanoseconds
     var acked = 0, applied = 0, duplicate = 0, stale = 0, rejected = 0
@@ -146,7 +154,7 @@ final class SendReport: @unchecked Sendable {
     private var lastShown: UInt64 = 0
     private let interactive = isatty(STDERR_FILENO) != 0
 
-    func record(_ body: IngestProtocol.AckBody, origins: [String]) {
+    mutating func record(_ body: IngestProtocol.AckBody, origins: [String]) {
         acked += body.applied + body.duplicate + body.stale + body.rejected.count
         applied += body.applied
         duplicate += body.duplicate
@@ -160,11 +168,11 @@ final class SendReport: @unchecked Sendable {
         }
     }
 
-    func fail(_ reason: String) { failure = reason }
+    mutating func fail(_ reason: String) { failure = reason }
 
     var seconds: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
 
-    func showProgress() {
+    mutating func showProgress() {
         guard interactive else { return }
         let now = DispatchTime.now().uptimeNanoseconds
         guard now - lastShown > 200_000_000 else { return }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Clients
 import DealModel
 import Foundation
+import Synchronization
 import ZeroMQ
 
 /// `dealstream tail`: watch the published metrics.
@@ -63,11 +64,10 @@ struct TailCommand: AsyncParsableCommand {
 }
 
 /// The error of the tail thread, handed back to the command.
-final class LockedError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var message: String?
-    func set(_ m: String) { lock.withLock { message = m } }
-    func get() -> String? { lock.withLock { message } }
+final class LockedError: Sendable {
+    private let message = Mutex<String?>(nil)
+    func set(_ m: String) { message.withLock { $0 = m } }
+    func get() -> String? { message.withLock { $0 } }
 }
 
 /// The tail loop: JSON lines for programs, a redrawn table for people.

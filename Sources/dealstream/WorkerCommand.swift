@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Metrics
+import PipelineMetrics
 import ServiceLifecycle
 import UnixSignals
 import Worker

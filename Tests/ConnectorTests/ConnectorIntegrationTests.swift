@@ -15,10 +15,6 @@ struct ConnectorIntegrationTests {
         .hubspot: "7e2a3c1d-5b4f-4c9a-8e6d-2f1b0a9c8d7e", .pipedrive: "dealstream:s3cret:pass", .salesforce: "relay-token-91",
     ]
 
-    private func temporaryDirectory(_ name: String) -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("ds-connect-\(name)-\(UUID().uuidString.prefix(8))")
-    }
-
     private func environment(_ vendor: Vendor) -> [String: String] { [vendor.secretName: Self.secrets[vendor]!] }
 
     /// Posts every request of the vendor's sequence, each answered 200.

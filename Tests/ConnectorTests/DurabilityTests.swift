@@ -1,13 +1,12 @@
 import CRMWebhooks
+import DealstreamTestSupport
 import Foundation
 import Testing
 import WebhookReceiver
 
 /// The spool and the deal states on real files: what was synced is there after a reopen.
 struct DurabilityTests {
-    private func directory() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("ds-durable-\(UUID().uuidString.prefix(8))")
-    }
+    private func directory() -> URL { temporaryDirectory("durable") }
 
     @Test func spoolKeepsWhatTheDaemonHasNotAcknowledged() throws {
         let dir = directory()

@@ -1,16 +1,11 @@
 import CRMWebhooks
+import DealstreamTestSupport
 import Foundation
 
 /// The vendor-shaped fixtures of `Fixtures/` (see its README) and the repository files the
 /// tests use (mappings, model, comparison script).
 enum FixtureFiles {
-    static var repository: URL {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        return url
-    }
+    static var repository: URL { packageRoot }
 
     static var fixtures: URL { repository.appendingPathComponent("Tests/ConnectorTests/Fixtures") }
 

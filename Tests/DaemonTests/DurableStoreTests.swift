@@ -12,7 +12,7 @@ import FramedLog
 /// replays only what came after it, and every crash point in between loses nothing.
 struct DurableStoreTests {
     private func directory() throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("durable-\(UUID().uuidString)").path
+        let path = temporaryDirectory("durable-store").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }

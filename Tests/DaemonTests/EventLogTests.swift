@@ -54,14 +54,20 @@ struct EventLogTests {
             log.append(Array("after".utf8))
             try log.commit()
         }
-        // Flip one byte inside record 5: it and everything after it are cut.
+        // Flip one byte inside the last record: a bad record followed by nothing valid is a
+        // torn tail too, and is cut.
         var data = try Data(contentsOf: URL(fileURLWithPath: path))
         let recordSize = 8 + "event-0".utf8.count
-        data[recordSize * 5 + 9] ^= 0xFF
+        data[data.count - 2] ^= 0xFF
         try data.write(to: URL(fileURLWithPath: path))
         var kept: [String] = []
         let log = try EventLog(path: path) { kept.append(String(decoding: $0, as: UTF8.self)) }
-        #expect(kept == (0..<5).map { "event-\($0)" })
-        #expect(log.count == 5)
+        #expect(kept == (0..<10).map { "event-\($0)" })
+        #expect(log.count == 10)
+        #expect(log.truncatedBytes == 8 + "after".utf8.count)
+        // Inside record 5, with valid records after it, it is corruption: refused (FramedLogTests).
+        data[recordSize * 5 + 9] ^= 0xFF
+        try data.write(to: URL(fileURLWithPath: path))
+        #expect(throws: EventLog.Corruption.self) { try EventLog(path: path) { _ in } }
     }
 }

@@ -1,3 +1,4 @@
+import DealstreamTestSupport
 import Foundation
 import InMemoryLogging
 import Logging
@@ -10,7 +11,7 @@ import ZeroMQ
 struct IngestCurveTests {
     /// A folder with a daemon secret key file `ingest.key`; removed by `cleanUp`.
     struct Folder {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("curve-config-\(UUID().uuidString.prefix(8))")
+        let url = temporaryDirectory("curve-config")
         let daemonKeys: CurveKeyPair
 
         init() throws {

@@ -49,9 +49,21 @@ struct JSONParserTests {
         #expect(v == .string("a\"b\\c/\nü😀"))
     }
 
-    @Test func repeatedKeysKeepTheLastValue() throws {
-        let v = try JSONParser.parse(Array(#"{"a":1,"a":2}"#.utf8))
-        #expect(v["a"] == .int(2))
+    @Test func refusesARepeatedKeyNamingIt() throws {
+        #expect(throws: JSONParseError(offset: 7, reason: #"duplicate key "a""#)) {
+            try JSONParser.parse(Array(#"{"a":1,"a":2}"#.utf8))
+        }
+        // Also nested, and for keys that differ only in their escapes.
+        #expect(throws: JSONParseError(offset: 22, reason: #"duplicate key "amount""#)) {
+            try JSONParser.parse(Array(#"{"deal":{"amount":100,"amount":5e6}}"#.utf8))
+        }
+        // Past 16 members too (where a set of keys takes over), and not before it repeats.
+        let many = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        #expect(try JSONParser.parse(Array("{\(many)}".utf8))["k39"] == .int(39))
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(Array("{\(many),\"k3\":0}".utf8)) }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(Array("{\(many),\"k20\":0}".utf8)) }
+        // The same key in sibling objects is no repetition.
+        #expect(try JSONParser.parse(Array(#"[{"a":1},{"a":2}]"#.utf8)) == .array([.object([("a", .int(1))]), .object([("a", .int(2))])]))
     }
 
     @Test func digestIgnoresKeyOrderWhitespaceAndNumberSpelling() throws {

@@ -22,12 +22,6 @@ struct FaultInjectionTests {
         return path
     }
 
-    private func temporaryDirectory(_ name: String) -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("ds-fault-\(name)-\(getpid())")
-        try? FileManager.default.removeItem(at: url)
-        return url
-    }
-
     /// Three connectors stream with resends while the daemon is killed with SIGKILL again
     /// and again and restarted on the same data directory.
     @Test func daemonKilledRepeatedlyDuringAHeavyStreamLosesNothing() throws {
@@ -233,7 +227,8 @@ struct FaultInjectionTests {
 
     /// A full disk: ingest answers ERR naming the reason, acknowledges nothing it could
     /// not store, and takes events again once there is space.
-    @Test func diskFullAnswersErrAndRecovers() throws {
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a small tmpfs as the data directory (skipped, not failed)"))
+    func diskFullAnswersErrAndRecovers() throws {
         let directory = temporaryDirectory("disk-full")
         defer {
             _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [directory.appendingPathComponent("data").path]).waitUntilExit()

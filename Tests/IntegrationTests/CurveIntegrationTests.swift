@@ -19,7 +19,7 @@ struct CurveIntegrationTests {
     }
 
     @Test func aConnectorWhoseKeyIsNotConfiguredIsRefusedByTheDaemon() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-curve-\(getpid())")
+        let directory = temporaryDirectory("it-curve")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }

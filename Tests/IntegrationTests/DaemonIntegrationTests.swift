@@ -53,7 +53,7 @@ struct DaemonIntegrationTests {
 
     @Test func daemonKilledWithSIGKILLComesBackToTheSamePublishedState() throws {
         let events = Scenario.events(seed: 11, deals: 200)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-restart-\(getpid())")
+        let directory = temporaryDirectory("it-restart")
         try? FileManager.default.removeItem(at: directory)
         defer { try? FileManager.default.removeItem(at: directory) }
         var lastLogSeq: UInt64 = 0
@@ -82,7 +82,7 @@ struct DaemonIntegrationTests {
 
     @Test func gracefulRestartServesThePublishedStateBeforeAnyWorkerIsBack() throws {
         let events = Scenario.events(seed: 13, deals: 150)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-published-\(getpid())")
+        let directory = temporaryDirectory("it-published")
         try? FileManager.default.removeItem(at: directory)
         defer { try? FileManager.default.removeItem(at: directory) }
         var lastLogSeq: UInt64 = 0
@@ -142,7 +142,7 @@ struct DaemonIntegrationTests {
     @Test func protobufEventsPublishTheSameStateAndSurviveARestart() throws {
         let events = Scenario.events(seed: 13, deals: 300)
         let model = try Model.parse(Array(DaemonIntegrationTests.modelJSON.utf8))
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-protobuf-\(getpid())")
+        let directory = temporaryDirectory("it-protobuf")
         try? FileManager.default.removeItem(at: directory)
         defer { try? FileManager.default.removeItem(at: directory) }
         let expected = publishedState(events, model: model)

@@ -1,5 +1,5 @@
 import DealModel
-import Metrics
+import PipelineMetrics
 import DealstreamTestSupport
 import Foundation
 import Testing

@@ -1,7 +1,7 @@
 import DealModel
-import Foundation
-import Wire
-import ZeroMQ
+public import Foundation
+public import Wire
+public import ZeroMQ
 
 /// A real `dealstream daemon` process with its worker processes, on ipc endpoints in a
 /// temporary directory, driven over real ZeroMQ sockets.
@@ -20,11 +20,7 @@ public final class DaemonProcess {
     /// The built `dealstream` executable: `DEALSTREAM_BINARY`, or the package's debug build.
     public static var binary: String {
         if let path = ProcessInfo.processInfo.environment["DEALSTREAM_BINARY"] { return path }
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        return url.appendingPathComponent(".build/debug/dealstream").path
+        return packageRoot.appendingPathComponent(".build/debug/dealstream").path
     }
 
     /// Starts a daemon; its stderr goes to `daemon.log` in `directory` (appended across restarts).
@@ -37,7 +33,7 @@ public final class DaemonProcess {
     public init(directory: URL? = nil, shards: Int, modelJSON: String, configJSON: String? = nil,
                 ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = [],
                 environment: [String: String] = [:]) throws {
-        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ds-it-\(UUID().uuidString.prefix(8))")
+        let dir = directory ?? temporaryDirectory("it")
         self.directory = dir
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let modelPath = dir.appendingPathComponent("model.json").path

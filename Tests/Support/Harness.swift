@@ -3,8 +3,8 @@ import Foundation
 // Shared by the test targets: the model, event builders, a seeded scenario generator and
 // an in-process run of the whole metric pipeline (store → engines → topics), which the
 // multi-process tests use as their reference.
-import DealModel
-import Metrics
+public import DealModel
+import PipelineMetrics
 import Wire
 
 /// The model the tests use: the acceptance kit's three pipelines, two currencies.

@@ -1,14 +1,5 @@
 import DealModel
-import Foundation
-
-/// The package's root folder (the one holding Package.swift).
-public var packageRoot: URL {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-        url.deleteLastPathComponent()
-    }
-    return url
-}
+public import Foundation
 
 /// The acceptance kit's reference implementation as the oracle of a process test: writes
 /// `events` and the `published` state into `directory` and runs

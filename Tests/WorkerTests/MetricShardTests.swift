@@ -1,6 +1,6 @@
 import DealModel
 import DealstreamTestSupport
-import Metrics
+import PipelineMetrics
 import Testing
 import Wire
 import Worker

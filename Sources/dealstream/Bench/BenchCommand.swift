@@ -1,5 +1,5 @@
 import ArgumentParser
-import Connectors
+import EventSources
 import Daemon
 import DealModel
 import EventEncoding

@@ -2,6 +2,7 @@ import Clients
 import Dispatch
 import EventEncoding
 import Foundation
+import Synchronization
 import Wire
 import ZeroMQ
 
@@ -34,9 +35,8 @@ enum EndToEnd {
 }
 
 /// The highest value recorded from several threads.
-final class LockedMax: @unchecked Sendable {
-    private let lock = NSLock()
-    private var highest: UInt64 = 0
-    func record(_ v: UInt64) { lock.withLock { highest = max(highest, v) } }
-    var value: UInt64 { lock.withLock { highest } }
+final class LockedMax: Sendable {
+    private let highest = Atomic<UInt64>(0)
+    func record(_ v: UInt64) { highest.max(v, ordering: .relaxed) }
+    var value: UInt64 { highest.load(ordering: .relaxed) }
 }

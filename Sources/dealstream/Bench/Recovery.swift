@@ -1,4 +1,4 @@
-import Connectors
+import EventSources
 import Daemon
 import DealModel
 import Dispatch
