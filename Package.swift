@@ -24,13 +24,41 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libzmq, as Debian ships it (libzmq3-dev). Only `ZeroMQ` imports it.
         .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         // The few Linux calls Swift cannot make directly (variadic prctl).
         .target(name: "CLinuxShims"),
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: sharedSettings),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CLinuxShims"], swiftSettings: sharedSettings),
+        // What an operator sees of a process: JSON log lines, systemd notifications, probe
+        // state, the Prometheus registry.
+        .target(
+            name: "Observability",
+            dependencies: [
+                "DealModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: sharedSettings
+        ),
+        // /metrics, /health, /live, /ready over Hummingbird (the daemon's listener, connect's routes).
+        .target(
+            name: "OperatorHTTP",
+            dependencies: [
+                "Observability",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: sharedSettings
+        ),
+        // Writes the git commit of the build into the dealstream executable (--version).
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "DealModel", swiftSettings: sharedSettings),
         // The append-only, checksummed record file: the daemon's event log, a connector's spool.
         .target(name: "FramedLog", swiftSettings: sharedSettings),
@@ -45,7 +73,8 @@ let package = Package(
         .target(
             name: "WebhookReceiver",
             dependencies: [
-                "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel",
+                "CRMWebhooks", "FramedLog", "Clients", "ZeroMQ", "Wire", "DealModel", "Observability", "OperatorHTTP",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,8 +109,10 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "PipelineMetrics", "EventEncoding", "FramedLog", "CLinuxShims",
+                "ZeroMQ", "Wire", "DealModel", "PipelineMetrics", "EventEncoding", "FramedLog", "CLinuxShims", "Observability",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: sharedSettings
@@ -90,14 +121,15 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver", "FramedLog",
+                "CRMWebhooks", "WebhookReceiver", "FramedLog", "Observability", "OperatorHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: sharedSettings
+            swiftSettings: sharedSettings,
+            plugins: ["BuildInfo"]
         ),
         .target(
             name: "DealstreamTestSupport",
@@ -133,6 +165,14 @@ let package = Package(
             name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
             swiftSettings: sharedSettings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
+        .testTarget(
+            name: "OperationsTests",
+            dependencies: [
+                "Observability", "Daemon", "DealModel", "PipelineMetrics", "Wire", "DealstreamTestSupport", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(
             name: "FaultInjectionTests",
             dependencies: ["ZeroMQ", "Wire", "DealModel", "Clients", "DealstreamTestSupport"],

@@ -30,6 +30,11 @@ public import PipelineMetrics
 ///   - `checkpoint.every_records` (int, default 1000000): log records between checkpoints
 ///   - `ingest.curve` (object, default absent: off): CURVE authentication of connectors,
 ///     see `IngestCurve` for its keys
+///   - `http.listen` (string `HOST:PORT`, default `127.0.0.1:7780`): /metrics, /health, /ready
+///   - `log.level` (string, default `info`), `log.format` (`text` or `json`, default `text`)
+///
+/// Every key can also come from the environment (`DEALSTREAM_` + the key path in capitals,
+/// dots as underscores: `DEALSTREAM_PUBLISH_INTERVAL_MS`); see `resolve(file:environment:flags:)`.
 public struct DaemonConfiguration: Sendable {
     public var modelPath: String?
     public var dataDirectory = "./data"
@@ -52,8 +57,18 @@ public struct DaemonConfiguration: Sendable {
     public var checkpointEveryRecords: UInt64 = 1_000_000
     /// CURVE on the ingest endpoint; nil (the default): off.
     public var ingestCurve: IngestCurve?
-    /// Log level of spawned workers (the daemon's `--log-level`; not a file key).
-    public var workerLogLevel = "info"
+    /// The daemon's log level (`log.level`), also given to the workers it spawns.
+    public var logLevel = "info"
+    /// `text` or `json` (`log.format`), also given to the workers it spawns.
+    public var logFormat = "text"
+    /// Where /metrics, /health and /ready are served (`http.listen`, `HOST:PORT`).
+    public var httpListen = "127.0.0.1:7780"
+
+    /// Log level of spawned workers: the daemon's own.
+    public var workerLogLevel: String {
+        get { logLevel }
+        set { logLevel = newValue }
+    }
 
     public init() {}
 
@@ -135,6 +150,21 @@ public struct DaemonConfiguration: Sendable {
                     default: throw ConfigurationError(key: "ingest.\(k)", reason: "unknown key")
                     }
                 }
+            case "http":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "listen": c.httpListen = try checkedHTTPListen(try string(v, "http.listen"), "http.listen")
+                    default: throw ConfigurationError(key: "http.\(k)", reason: "unknown key")
+                    }
+                }
+            case "log":
+                for (k, v) in try object(value, key) {
+                    switch k {
+                    case "level": c.logLevel = try checkedChoice(try string(v, "log.level"), "log.level", logLevels)
+                    case "format": c.logFormat = try checkedChoice(try string(v, "log.format"), "log.format", logFormats)
+                    default: throw ConfigurationError(key: "log.\(k)", reason: "unknown key")
+                    }
+                }
             case "checkpoint":
                 for (k, v) in try object(value, key) {
                     switch k {
@@ -159,7 +189,7 @@ public struct DaemonConfiguration: Sendable {
         return m
     }
 
-    private static func int(_ v: JSONValue, _ key: String, min: Int) throws(ConfigurationError) -> Int {
+    static func int(_ v: JSONValue, _ key: String, min: Int) throws(ConfigurationError) -> Int {
         guard case .int(let i) = v, i >= min else { throw ConfigurationError(key: key, reason: "not an integer ≥ \(min)") }
         return Int(i)
     }

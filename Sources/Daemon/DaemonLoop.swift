@@ -26,6 +26,7 @@ final class DaemonLoop {
     private let model: Model
     private let modelBytes: [UInt8]
     private let committer: IngestCommitter
+    private let metrics: DaemonMetrics
     /// A group (one log sync, one fact batch) takes at most this many requests and events,
     /// which bounds a fact batch and so, with the outstanding limits, what is in flight.
     private let groupLimit = 256
@@ -33,7 +34,8 @@ final class DaemonLoop {
 
     /// Restores the durable state (checkpoint, then the logs after it).
     init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext, logger: Logger,
-         stop: StopFlag, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers) throws {
+         stop: StopFlag, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, metrics: DaemonMetrics) throws {
+        self.metrics = metrics
         self.configuration = configuration
         self.model = model
         self.modelBytes = modelBytes
@@ -42,7 +44,7 @@ final class DaemonLoop {
         self.stop = stop
         self.deadWorkers = deadWorkers
         self.spawnedWorkers = spawnedWorkers
-        committer = try IngestCommitter(configuration: configuration, model: model, logger: logger)
+        committer = try IngestCommitter(configuration: configuration, model: model, logger: logger, metrics: metrics)
     }
 
     /// Binds the sockets, calls `bound`, and runs until the stop flag is set.
@@ -58,19 +60,20 @@ final class DaemonLoop {
         try wake.bind(IngestFront.wakeEndpoint)
         let front = try IngestFront(
             context: context, endpoint: configuration.ingestEndpoint, configuration: configuration, model: model,
-            logger: logger, stop: stop)
+            logger: logger, stop: stop, metrics: metrics)
         defer {
             stop.set()
             front.finish(wake: wake)
             wake.close()
         }
-        let publisher = try Publisher(configuration: configuration, context: context, logger: logger)
+        let publisher = try Publisher(configuration: configuration, context: context, logger: logger, metrics: metrics)
         defer { publisher.close() }
         let workers = try WorkerLinkServer(
             configuration: configuration, model: model, modelBytes: modelBytes, context: context,
-            committer: committer, spawnedWorkers: spawnedWorkers, logger: logger)
+            committer: committer, spawnedWorkers: spawnedWorkers, logger: logger, metrics: metrics)
         defer { workers.close() }
         publisher.restore(committer.readPublished(), slots: workers.registry.slots, notAfter: committer.logSeq)
+        metrics.restored(logSeq: committer.logSeq, published: publisher.state, checkpoint: committer.checkpointPath)
         logger.info("Daemon listening", metadata: [
             "endpoint.ingest": "\(configuration.ingestEndpoint)", "endpoint.updates": "\(configuration.updatesEndpoint)",
             "endpoint.snapshot": "\(configuration.snapshotEndpoint)",
@@ -112,6 +115,7 @@ final class DaemonLoop {
         var lastRound: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
         while !stop.isSet {
+            metrics.loopTurn()
             let acceptIngest = !workers.isBackPressured
             let publishable = workers.hasPublishableResults(after: publisher.state.logSeq)
             var poller = ZMQPoller()
@@ -158,12 +162,14 @@ final class DaemonLoop {
         } catch {
             let reason = Array("store: \(error); nothing of this request was stored".utf8)
             try front.send(requests.map { $0.envelope + [IngestProtocol.err, $0.requestID, reason] }, wake: wake)
+            metrics.refused(requests.count)
             workers.resetAllSessions()
             return
         }
         try front.send(
             zip(requests, group.acks).map { $0.envelope + [IngestProtocol.ack, $0.requestID, $1.encode()] },
             wake: wake)
+        metrics.acknowledged(requests, group.acks)
         try workers.dispatch(group.changes)
         if committer.checkpointIfDue() {
             committer.savePublished(publisher.state.encoded(slots: workers.registry.slots))

@@ -2,6 +2,7 @@ import DealModel
 import Foundation
 import Synchronization
 public import Logging
+import Observability
 public import ServiceLifecycle
 import ZeroMQ
 
@@ -15,10 +16,13 @@ import ZeroMQ
 public struct DaemonService: Service {
     public let configuration: DaemonConfiguration
     public let logger: Logger
+    /// Metrics, probe state and systemd notifications (`DaemonMetrics`).
+    public let metrics: DaemonMetrics
 
-    public init(configuration: DaemonConfiguration, logger: Logger) {
+    public init(configuration: DaemonConfiguration, logger: Logger, metrics: DaemonMetrics? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics ?? DaemonMetrics(families: configuration.families, shards: configuration.shards)
     }
 
     /// The path of this executable, used to spawn `dealstream worker`.
@@ -42,7 +46,7 @@ public struct DaemonService: Service {
         let spawnedWorkers = SpawnedWorkers()
         let loop = DaemonLoopService(
             configuration: configuration, model: model, modelBytes: modelBytes, context: context, logger: logger,
-            deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
+            deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, metrics: metrics)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: loop)]
         if configuration.spawnWorkers {
             let supervisor = Supervisor(
@@ -50,12 +54,13 @@ public struct DaemonService: Service {
                 shards: configuration.shards,
                 extraArguments: [
                     "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness", "\(configuration.liveness)",
-                    "--log-level", configuration.workerLogLevel,
+                    "--log-level", configuration.workerLogLevel, "--log-format", configuration.logFormat,
                 ],
                 slots: configuration.families.flatMap { f in
                     (0..<configuration.shards).map { Slot(family: f, shard: $0) }
                 },
-                logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, loopStart: loop.start)
+                logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, loopStart: loop.start,
+                restarted: { [metrics] in metrics.workerRestarted($0) })
             // Shut down in reverse: the loop first (it answers what is in hand and publishes
             // a last round), then the workers.
             // It returns at once when the loop failed; the loop's error is what the group
@@ -79,6 +84,7 @@ struct DaemonLoopService: Service {
     let logger: Logger
     let deadWorkers: DeadWorkerInbox
     let spawnedWorkers: SpawnedWorkers
+    let metrics: DaemonMetrics
     let start = LoopStart()
 
     func run() async throws {
@@ -87,8 +93,13 @@ struct DaemonLoopService: Service {
             do {
                 let loop = try DaemonLoop(
                     configuration: configuration, model: model, modelBytes: modelBytes, context: context,
-                    logger: logger, stop: stop, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers)
-                try loop.run(bound: { start.bound() })
+                    logger: logger, stop: stop, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers,
+                    metrics: metrics)
+                try loop.run(bound: {
+                    start.bound()
+                    metrics.probe.markRestored()
+                    metrics.notifier.ready(status: "serving")
+                })
             } catch {
                 start.failed(error)
             }
@@ -99,6 +110,8 @@ struct DaemonLoopService: Service {
             } onGracefulShutdown: {
                 logger.info("Shutdown requested: finishing in-flight requests (a second signal exits at once)")
                 ImpatientExit.arm(logger: logger)
+                metrics.probe.markStopping()
+                metrics.notifier.stopping()
                 stop.set()
             }
         } onCancel: {

@@ -1,4 +1,5 @@
 import DealModel
+import Dispatch
 import Foundation
 import Logging
 import Wire
@@ -21,11 +22,16 @@ final class IngestCommitter {
     private let durable: DurableStore
     private let checkpointEveryRecords: UInt64
     private let logger: Logger
+    private let metrics: DaemonMetrics?
     private(set) var statistics = (requests: 0, events: 0)
 
     /// Opens the data directory: loads the checkpoint and replays the logs after it.
-    init(configuration: DaemonConfiguration, model: Model, logger: Logger) throws {
+    init(configuration: DaemonConfiguration, model: Model, logger: Logger, metrics: DaemonMetrics? = nil) throws {
         durable = try DurableStore(directory: configuration.dataDirectory, model: model, logger: logger)
+        self.metrics = metrics
+        if let metrics {
+            durable.onCheckpoint = { seconds, ok in metrics.checkpointWritten(seconds: seconds, ok: ok) }
+        }
         checkpointEveryRecords = configuration.checkpointEveryRecords
         self.logger = logger
         logger.info("State restored", metadata: [
@@ -35,6 +41,9 @@ final class IngestCommitter {
             "restore.seconds": "\(String(format: "%.3f", durable.lastReplay.seconds))",
         ])
     }
+
+    /// The checkpoint file (its age is a metric).
+    var checkpointPath: String { DurableStore.checkpointPath(durable.directory) }
 
     /// The input position: records ever made durable (or pending in this group).
     var logSeq: UInt64 { durable.position }
@@ -52,7 +61,9 @@ final class IngestCommitter {
             statistics.events += request.frames.count
         }
         statistics.requests += requests.count
+        let started = DispatchTime.now().uptimeNanoseconds
         try durable.commit()
+        metrics?.synced(nanoseconds: DispatchTime.now().uptimeNanoseconds &- started, logSeq: durable.position)
         return group
     }
 

@@ -26,6 +26,8 @@ final class IngestFront: Sendable {
         /// The event frames as received (what the log keeps) and their decoding.
         var frames: [[UInt8]]
         var decoded: [Result<Event, EventRejection>]
+        /// When the front read it (`DispatchTime` uptime ns), for the ACK latency.
+        var received: UInt64 = 0
     }
 
     private let requests = Mutex<[Request]>([])
@@ -35,15 +37,17 @@ final class IngestFront: Sendable {
     /// Set by the loop after its last group: the front sends what is left and ends.
     private let loopFinished = Atomic<Bool>(false)
     static let wakeEndpoint = "inproc://dealstream-ingest-front"
+    private let metrics: DaemonMetrics?
 
     /// Starts the thread, which binds `endpoint`; returns once it is bound (or throws why not).
     init(context: ZMQContext, endpoint: String, configuration: DaemonConfiguration, model: Model, logger: Logger,
-         stop: StopFlag) throws {
+         stop: StopFlag, metrics: DaemonMetrics? = nil) throws {
+        self.metrics = metrics
         let bound = DispatchSemaphore(value: 0)
         let bindError = Mutex<(any Error)?>(nil)
         let decoder = EventDecoder(model: model)
         thread.withLock {
-            $0 = ZMQThread(name: "ingest-front") { [self] in
+            $0 = ZMQThread(name: "ds-ingest") { [self] in
                 var didBind = false
                 do {
                     let router = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
@@ -134,6 +138,7 @@ final class IngestFront: Sendable {
             guard reading, ready.count > 1, ready[1] else { continue }
             var decoded: [Request] = []
             while decoded.count < 64, let frames = try router.receive(blocking: false) {
+                let readAt = DispatchTime.now().uptimeNanoseconds
                 let (envelope, body) = IngestProtocol.splitEnvelope(frames)
                 logger.debug("Ingest request", metadata: [
                     "connector": "\(router.lastUserID ?? "unauthenticated")", "request.frames": "\(body.count)",
@@ -141,13 +146,16 @@ final class IngestFront: Sendable {
                 switch IngestProtocol.parse(body, maxBatchEvents: configuration.maxBatchEvents,
                                             maxFrameBytes: configuration.maxFrameBytes, contentTypes: EventEncoding.contentTypes) {
                 case .failure(let error):
+                    metrics?.malformed()
                     try router.send(envelope + [IngestProtocol.err, error.requestID, Array(error.reason.utf8)], blocking: false)
                 case .success(.ping(let requestID)):
+                    metrics?.requestReceived("ping")
                     try router.send(envelope + [IngestProtocol.pong, requestID], blocking: false)
                 case .success(.events(let requestID, let contentType, let events)):
+                    metrics?.requestReceived("events")
                     let encoding = EventEncoding(contentType: contentType) ?? .json
                     decoded.append(Request(envelope: envelope, requestID: requestID, encoding: encoding, frames: Array(events),
-                                           decoded: events.map { encoding.decode($0, with: decoder) }))
+                                           decoded: events.map { encoding.decode($0, with: decoder) }, received: readAt))
                 }
             }
             if !decoded.isEmpty {

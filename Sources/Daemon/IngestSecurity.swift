@@ -48,6 +48,15 @@ public struct IngestCurve: Sendable {
                 throw ConfigurationError(key: "\(prefix).\(key)", reason: "unknown key")
             }
         }
+        return try make(secretKeyFile: secretKeyFile, connectors: connectorMembers)
+    }
+
+    /// Checks and loads `ingest.curve` from its two keys, wherever they were set (the file,
+    /// or the environment: `DaemonConfiguration.resolve`).
+    static func make(secretKeyFile: String?, connectors connectorMembers: [(String, JSONValue)]?)
+        throws(ConfigurationError) -> IngestCurve
+    {
+        let prefix = "ingest.curve"
         guard let secretKeyFile else {
             throw ConfigurationError(key: "\(prefix).secret_key_file",
                                      reason: "missing: the daemon's secret key file (make one with dealstream keygen --out)")

@@ -14,13 +14,18 @@ final class Publisher {
     private let updates: ZMQSocket
     private let snapshots: ZMQSocket
     private let logger: Logger
+    private let metrics: DaemonMetrics?
+    /// Counts the subscribers connected to the updates socket.
+    private let subscribers: ZMQConnectionMonitor
     private(set) var state = PublishedState()
     private(set) var rounds = 0
 
     /// Binds the updates and snapshot endpoints.
-    init(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger) throws {
+    init(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger, metrics: DaemonMetrics? = nil) throws {
         self.logger = logger
+        self.metrics = metrics
         updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)
+        subscribers = try updates.monitorConnections()
         try updates.set(.sendHighWaterMark, configuration.subscriberHighWaterMark)
         try updates.bind(configuration.updatesEndpoint)
         snapshots = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
@@ -32,6 +37,7 @@ final class Publisher {
     }
 
     func close() {
+        subscribers.close()
         updates.close()
         snapshots.close()
     }
@@ -68,6 +74,7 @@ final class Publisher {
     /// `_progress` goes out, at the last published one.
     func publishRound(_ results: [(Slot, [WorkerRegistry.Result])], at position: UInt64?) throws {
         rounds += 1
+        defer { metrics?.published(state, subscribers: subscribers.drain()) }
         guard let position else {
             try updates.send([Topics.progress, Topics.position(seq: state.seq, logSeq: state.logSeq)], blocking: false)
             return

@@ -43,11 +43,15 @@ final class Supervisor: Service {
     private let spawnedWorkers: SpawnedWorkers
     /// How the loop's start went: workers are spawned once it has bound its endpoints.
     private let loopStart: LoopStart
+    /// Told of each restart (`DaemonMetrics.workerRestarted`).
+    private let restarted: @Sendable (Slot) -> Void
     private let events = Mutex<[Event]>([])
     private let wake = DispatchSemaphore(value: 0)
 
     init(executable: String, endpoint: String, shards: Int, extraArguments: [String], slots: [Slot],
-         logger: Logger, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, loopStart: LoopStart) {
+         logger: Logger, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, loopStart: LoopStart,
+         restarted: @escaping @Sendable (Slot) -> Void = { _ in }) {
+        self.restarted = restarted
         self.executable = executable
         self.endpoint = endpoint
         self.shards = shards
@@ -106,6 +110,7 @@ final class Supervisor: Service {
                     ])
                     // A worker that ran a while restarts at once; one that keeps dying backs off.
                     let backoff = Date().timeIntervalSince(child.started) > 10 ? 0.1 : min(child.backoff * 2, 5)
+                    restarted(child.slot)
                     restarts.append((Date().addingTimeInterval(backoff), child.slot, backoff))
                 }
             }

@@ -22,6 +22,7 @@ final class WorkerLinkServer {
     let spawnedWorkers: SpawnedWorkers
     /// Where rebuilds read the current facts from.
     let committer: IngestCommitter
+    let metrics: DaemonMetrics?
     /// What each family reads of the facts (see `FamilyProjection`).
     let projections: [MetricFamily: FamilyProjection]
     var registry: WorkerRegistry
@@ -35,7 +36,8 @@ final class WorkerLinkServer {
 
     /// Binds the worker endpoint.
     init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext,
-         committer: IngestCommitter, spawnedWorkers: SpawnedWorkers, logger: Logger) throws {
+         committer: IngestCommitter, spawnedWorkers: SpawnedWorkers, logger: Logger, metrics: DaemonMetrics? = nil) throws {
+        self.metrics = metrics
         self.configuration = configuration
         self.modelBytes = modelBytes
         self.logger = logger
@@ -145,6 +147,7 @@ final class WorkerLinkServer {
             logger.info("Worker refused", metadata: ["worker.pid": "\(ready.pid)", "reason": "\(reason)"])
             refuse(identity, reason)
         case .admitted(let slot):
+            metrics?.workerAdmitted(slot, pid: Int(ready.pid))
             let source = currentRebuildSource()
             logger.info("Worker joined, rebuilding", metadata: [
                 "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.records": "\(source.facts.count)",

@@ -29,6 +29,7 @@ extension WorkerLinkServer {
 
     /// Heartbeats to sessions that have had nothing for an interval; drops silent ones.
     func heartbeat() throws {
+        defer { metrics?.workers(registry) }
         let now = WorkerRegistry.now()
         let interval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
         for slot in registry.slots {

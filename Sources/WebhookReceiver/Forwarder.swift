@@ -43,6 +43,13 @@ public final class Forwarder: Service {
     let logger: Logger
     private let stopped = Atomic<Bool>(false)
     private let stats = Mutex((lastLogSeq: UInt64(0), forwarded: 0))
+    private let turn = Mutex<(@Sendable (_ spoolEmpty: Bool) -> Void)?>(nil)
+    /// Called on every turn of the forwarding loop, with whether the spool was empty
+    /// (`ConnectMetrics.forwarderTurn`).
+    public var onTurn: (@Sendable (_ spoolEmpty: Bool) -> Void)? {
+        get { turn.withLock { $0 } }
+        set { turn.withLock { $0 = newValue } }
+    }
 
     /// The daemon's `log_seq` after the last acknowledged batch (0: none yet), and how many
     /// events it acknowledged: `GET /health` shows them.
@@ -110,6 +117,7 @@ public final class Forwarder: Service {
         var singlyUntil = 0
         while !shouldStop {
             let batch = spool.next(limit: singlyUntil > 0 ? 1 : options.batchSize, timeout: 0.2)
+            onTurn?(batch.isEmpty)
             guard !batch.isEmpty else { continue }
             if daemonDown {
                 guard try client.ping() else { continue }

@@ -4,6 +4,7 @@ import Foundation
 public import Hummingbird
 public import Logging
 import NIOCore
+import OperatorHTTP
 
 /// The HTTP side of a connector: Hummingbird serving `POST /webhooks/<vendor>` (and
 /// `GET /health`), handing each request to the `WebhookProcessor`.
@@ -33,11 +34,15 @@ public enum WebhookServer {
     /// The application; `onRunning` gets the bound port (useful with port 0). `GET /health`
     /// answers `{"spool_pending":…,"forwarded":…,"log_seq":…}` from `forwarder`.
     public static func application(processor: WebhookProcessor, forwarder: Forwarder, host: String, port: Int, publicURL: String?,
-                                   limits: Limits = Limits(), logger: Logger,
+                                   limits: Limits = Limits(), logger: Logger, metrics: ConnectMetrics? = nil,
                                    onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
         -> some ApplicationProtocol
     {
         let router = Router()
+        if let metrics {
+            OperatorEndpoints.add(to: router, exposition: metrics.exposition, probe: metrics.probe, health: false,
+                                  beforeProbe: metrics.refresh)
+        }
         let path = "/webhooks/\(processor.vendor.rawValue)"
         router.get("/health") { _, _ in
             let progress = forwarder.progress
@@ -63,6 +68,7 @@ public enum WebhookServer {
             let answer = await processor.handle(WebhookRequest(
                 method: request.method.rawValue, authority: request.head.authority, path: request.uri.string,
                 headers: headers, body: body, publicURL: publicURL, listenAddress: "\(host):\(port)"))
+            metrics?.answered(answer.status)
             return Response(status: HTTPResponse.Status(code: answer.status), headers: responseHeaders,
                             body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body + "\n")))
         }

@@ -60,7 +60,7 @@ public struct MetricWorker: Service {
         let logger = self.logger
         let stop = StopFlag()
         let failure = Mutex<(any Error)?>(nil)
-        let thread = ZMQThread(name: "worker-\(options.family.rawValue)-\(options.shard)") {
+        let thread = ZMQThread(name: "ds-worker") {
             do {
                 try WorkerLoop(options: options, context: context, logger: logger, stop: stop).run()
             } catch {

@@ -76,3 +76,48 @@ extension ZMQSocket {
         try ZMQSocketMonitor(monitoring: self)
     }
 }
+
+/// Counts the peers connected to one socket (a bound XPUB: the subscribers), from
+/// `zmq_socket_monitor`'s handshake-succeeded and disconnected events.
+///
+/// Why: libzmq keeps its connections to itself; an operator wants to know how many
+/// consumers follow the updates. Lives on the thread of the socket it watches and is
+/// drained without blocking, once per turn of that thread's loop.
+public final class ZMQConnectionMonitor {
+    private let pair: ZMQSocket
+    /// Peers whose handshake succeeded and that have not disconnected since.
+    public private(set) var connected = 0
+    private static let counter = Atomic<Int>(0)
+
+    init(monitoring socket: ZMQSocket) throws(ZMQError) {
+        let endpoint = "inproc://dealstream-connections-\(ZMQConnectionMonitor.counter.add(1, ordering: .relaxed).newValue)"
+        if zmq_socket_monitor(socket.handle, endpoint, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0 {
+            throw ZMQError.last("zmq_socket_monitor", context: endpoint)
+        }
+        pair = try ZMQSocket(context: socket.context, type: .pair, lingerMilliseconds: 0)
+        try pair.connect(endpoint)
+    }
+
+    /// Reads the events waiting and returns the connected count.
+    @discardableResult
+    public func drain() -> Int {
+        while let frames = try? pair.receive(blocking: false) {
+            guard frames.count == 2, frames[0].count == 6 else { continue }
+            let event = Int32(frames[0].withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt16.self) })
+            if event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED { connected += 1 }
+            if event == ZMQ_EVENT_DISCONNECTED { connected = max(0, connected - 1) }
+        }
+        return connected
+    }
+
+    public func close() {
+        pair.close()
+    }
+}
+
+extension ZMQSocket {
+    /// Starts counting this socket's connected peers (call before bind).
+    public func monitorConnections() throws(ZMQError) -> ZMQConnectionMonitor {
+        try ZMQConnectionMonitor(monitoring: self)
+    }
+}

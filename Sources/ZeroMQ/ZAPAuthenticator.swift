@@ -51,7 +51,7 @@ public final class ZAPAuthenticator: Sendable {
         let started = DispatchSemaphore(value: 0)
         let failure = Mutex<ZMQError?>(nil)
         let stop = self.stop
-        thread = ZMQThread(name: "zap") {
+        thread = ZMQThread(name: "ds-zap") {
             let socket: ZMQSocket
             do throws(ZMQError) {
                 socket = try ZMQSocket(context: context, type: .rep, lingerMilliseconds: 0)

@@ -1,3 +1,4 @@
+import CLinuxShims
 import Foundation
 import Synchronization
 
@@ -10,10 +11,12 @@ import Synchronization
 public final class ZMQThread: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
-    /// Starts `body` on a new thread named `name`.
+    /// Starts `body` on a new thread named `name` (the kernel keeps 15 bytes: `ds-loop`,
+    /// `ds-ingest`; what `top -H`, `perf` and `/proc/<pid>/task/*/comm` show).
     public init(name: String, body: @escaping @Sendable () -> Void) {
         let finished = self.finished
         let thread = Thread {
+            _ = CLinuxShims_setThreadName(name)
             body()
             finished.signal()
         }

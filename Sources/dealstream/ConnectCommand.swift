@@ -4,6 +4,7 @@ import DealModel
 import FramedLog
 import Foundation
 import Logging
+import Observability
 import ServiceLifecycle
 import UnixSignals
 import WebhookReceiver
@@ -14,7 +15,8 @@ struct ConnectCommand: AsyncParsableCommand {
         commandName: "connect",
         abstract: "Receive a CRM's deal webhooks over HTTP and send them to the daemon as dealstream events.",
         discussion: """
-            Serves POST /webhooks/<vendor> on --listen (and GET /health). Each request is \
+            Serves POST /webhooks/<vendor> on --listen (and GET /health, /metrics, /live, /ready: \
+            docs/operations.md). Each request is \
             authenticated, translated with the --mapping file (config/README.md, examples in \
             config/mapping-*.json) into dealstream deal and deal_deleted events, and answered 2xx \
             only once its events are synced to a local spool in --data-dir; a forwarder sends the \
@@ -58,8 +60,8 @@ struct ConnectCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "The CRM: hubspot, pipedrive or salesforce.")
-    var vendor: String
+    @Argument(help: "The CRM.")
+    var vendor: Vendor
 
     @Option(help: "HOST:PORT to serve HTTP on.")
     var listen = "127.0.0.1:8080"
@@ -106,11 +108,10 @@ struct ConnectCommand: AsyncParsableCommand {
     @Flag(help: "Accept requests without checking signatures or credentials (tests, local relays only).")
     var insecure = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
-        guard Vendor(rawValue: vendor) != nil else { throw ValidationError("vendor: expected hubspot, pipedrive or salesforce, got \"\(vendor)\"") }
         guard listenAddress != nil else { throw ValidationError("--listen: expected HOST:PORT, got \"\(listen)\"") }
         guard batchSize >= 1 && batchSize <= 10_000 else { throw ValidationError("--batch must be in 1…10000") }
         guard headerTimeout > 0 && headerTimeout <= 3600 else {
@@ -126,8 +127,7 @@ struct ConnectCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let vendor = Vendor(rawValue: vendor)!
-        let logger = makeLogger("dealstream.connect.\(vendor.rawValue)", level: logLevel)
+        let logger = logging.logger("dealstream.connect.\(vendor.rawValue)")
         func fail(_ message: String) -> ExitCode {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             return ExitCode(1)
@@ -141,6 +141,7 @@ struct ConnectCommand: AsyncParsableCommand {
             do { try map.validate(against: try Model.parse(Array(modelBytes))) } catch { throw fail("\(mapping): \(error)") }
         }
         let secrets = try Secrets(mappingFile: mapping, secretsFile: map.secretsFile)
+        if let unreadable = secrets.unreadableFiles([vendor.secretName]).first { throw fail(unreadable) }
         let secret = secrets[vendor.secretName]
         if secret == nil && !insecure {
             throw fail("\(vendor.secretName) is not set (environment or the mapping's secrets_file); refusing to start without it (--insecure to accept unauthenticated requests)")
@@ -164,6 +165,12 @@ struct ConnectCommand: AsyncParsableCommand {
         options.timeoutMilliseconds = timeout
         options.curve = try curve.keys()
         let forwarder = Forwarder(spool: processor.spool, options: options, logger: logger)
+        let notifier = SystemdNotifier.fromEnvironment()
+        let metrics = ConnectMetrics(vendor: vendor.rawValue, spool: processor.spool, forwarder: forwarder, notifier: notifier)
+        metrics.exposition.bootstrapSwiftMetrics()
+        forwarder.onTurn = { metrics.forwarderTurn(spoolEmpty: $0) }
+        metrics.probe.markRestored()
+        let stopping = StoppingNotice(notifier: notifier, probe: metrics.probe)
         let address = listenAddress!
         let source = map.source
         var limits = WebhookServer.Limits()
@@ -171,7 +178,8 @@ struct ConnectCommand: AsyncParsableCommand {
         limits.bodyTimeout = .milliseconds(Int64(bodyTimeout * 1000))
         limits.maximumConnections = maxConnections
         let app = WebhookServer.application(processor: processor, forwarder: forwarder, host: address.host, port: address.port,
-                                            publicURL: map.publicURL, limits: limits, logger: logger) { port in
+                                            publicURL: map.publicURL, limits: limits, logger: logger, metrics: metrics) { port in
+            notifier.ready(status: "listening on port \(port)")
             logger.notice("Connector listening", metadata: [
                 "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)", "connect.source": "\(source)",
                 "spool.pending": "\(processor.spool.pendingCount)",
@@ -180,5 +188,26 @@ struct ConnectCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()
+        stopping.cancel()
     }
+}
+
+/// On SIGTERM or SIGINT: `STOPPING=1` to systemd and `/ready` false, beside the
+/// ServiceGroup's own handling of the signal.
+final class StoppingNotice: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(notifier: SystemdNotifier, probe: ProbeState) {
+        sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                probe.markStopping()
+                notifier.stopping()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { for source in sources { source.cancel() } }
 }

@@ -3,6 +3,8 @@ import Daemon
 import FramedLog
 import Foundation
 import Logging
+import Observability
+import OperatorHTTP
 import ServiceLifecycle
 import UnixSignals
 
@@ -16,8 +18,9 @@ struct DaemonCommand: AsyncParsableCommand {
             binds the ingest, updates and snapshot endpoints (PROTOCOL.md), starts one worker process \
             per metric family and shard, and runs until SIGTERM or SIGINT, which stop it cleanly \
             (requests in hand answered, a checkpoint written, workers stopped); a second signal exits \
-            at once. Flags override the config file, which overrides the defaults; config/README.md \
-            documents every key.
+            at once. Flags override the environment (DEALSTREAM_<KEY PATH>, e.g. \
+            DEALSTREAM_PUBLISH_INTERVAL_MS), which overrides the config file, which overrides the \
+            defaults; config/README.md documents every key.
 
             --data-dir is locked (dealstream.lock) for as long as the daemon runs: a second daemon on \
             it refuses to start, naming the first one's pid. A torn tail of the newest event log (a \
@@ -58,28 +61,45 @@ struct DaemonCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-spawn"), help: "Do not start workers; wait for workers started by hand.")
     var noSpawn = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(help: ArgumentHelp("HOST:PORT of the HTTP listener for /metrics, /health and /ready (default 127.0.0.1:7780).",
+                               valueName: "host:port"))
+    var http: String?
+
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
+
+    @Option(name: .customLong("debug-freeze-signal"),
+            help: ArgumentHelp("Test hook: this signal number freezes the daemon loop, the next one thaws it.", visibility: .hidden))
+    var debugFreezeSignal: Int32?
 
     func validate() throws {
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
         if let publishInterval, publishInterval < 1 { throw ValidationError("--publish-interval-ms must be at least 1") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+        if let http, HTTPListenAddress(http) == nil { throw ValidationError("--http: expected HOST:PORT, got \"\(http)\"") }
+    }
+
+    /// The flags given, as config keys (they win over the environment and the file).
+    var flagValues: [String: String] {
+        var flags: [String: String] = [:]
+        flags["model"] = model
+        flags["data_dir"] = dataDirectory
+        flags["workers.shards"] = shards.map(String.init)
+        flags["endpoints.ingest"] = ingest
+        flags["endpoints.updates"] = updates
+        flags["endpoints.snapshot"] = snapshot
+        flags["endpoints.workers"] = workers
+        flags["publish.interval_ms"] = publishInterval.map(String.init)
+        if noSpawn { flags["workers.spawn"] = "false" }
+        flags["http.listen"] = http
+        flags["log.level"] = logging.level?.rawValue
+        flags["log.format"] = logging.format?.rawValue
+        return flags
     }
 
     func run() async throws {
-        var c = try config.map { try DaemonConfiguration.load(file: $0) } ?? DaemonConfiguration()
-        if let model { c.modelPath = model }
-        if let dataDirectory { c.dataDirectory = dataDirectory }
-        if let shards { c.shards = shards }
-        if let ingest { c.ingestEndpoint = ingest }
-        if let updates { c.updatesEndpoint = updates }
-        if let snapshot { c.snapshotEndpoint = snapshot }
-        if let workers { c.workerEndpoint = workers }
-        if let publishInterval { c.publishIntervalMilliseconds = publishInterval }
-        if noSpawn { c.spawnWorkers = false }
-        c.workerLogLevel = logLevel
-        let logger = makeLogger("dealstream.daemon", level: logLevel)
+        let c = try DaemonConfiguration.resolve(file: config, flags: flagValues)
+        let logger = ProcessLogging.logger("dealstream.daemon", level: Logger.Level(rawValue: c.logLevel) ?? .info,
+                                           format: LogFormat(rawValue: c.logFormat) ?? .text)
         // One data directory, one daemon: held until this process exits (see DataDirectoryLock).
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
         let lock: DataDirectoryLock
@@ -90,17 +110,28 @@ struct DaemonCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         defer { withExtendedLifetime(lock) {} }
-        let service = DaemonService(configuration: c, logger: logger)
+        // The loop counts as stuck after the silence that drops a worker (heartbeat × liveness).
+        let metrics = DaemonMetrics(
+            exposition: MetricsExposition(),
+            probe: ProbeState(liveTimeout: .milliseconds(c.heartbeatMilliseconds * c.liveness)),
+            notifier: .fromEnvironment(), families: c.families, shards: c.shards)
+        metrics.exposition.bootstrapSwiftMetrics()
+        if let signal = debugFreezeSignal { DebugFreeze.arm(signal: signal, probe: metrics.probe, logger: logger) }
+        let service = DaemonService(configuration: c, logger: logger, metrics: metrics)
+        let address = HTTPListenAddress(c.httpListen)!
+        let http = OperatorHTTP.application(host: address.host, port: address.port, exposition: metrics.exposition,
+                                            probe: metrics.probe, logger: logger) { port in
+            logger.notice("HTTP listening", metadata: ["http.url": "http://\(address.host):\(port)"])
+        }
+        // The listener first, so /health and /metrics answer during the replay; it stops last.
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
-                                 logger: logger))
+            configuration: .init(services: [.init(service: http), .init(service: service)],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
 
-/// A logger writing to standard error at `level`.
+/// A text logger writing to standard error at `level` (the bench and client tools).
 func makeLogger(_ label: String, level: String) -> Logger {
-    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
-    logger.logLevel = Logger.Level(rawValue: level) ?? .info
-    return logger
+    ProcessLogging.logger(label, level: Logger.Level(rawValue: level) ?? .info, format: .text)
 }

@@ -13,6 +13,7 @@ struct DealstreamCommand: AsyncParsableCommand {
             XPUB) with snapshots for late joiners (snapshot, ROUTER). `dealstream send` feeds it \
             files; `dealstream tail` watches the metrics.
             """,
+        version: DealstreamVersion.description,
         subcommands: [
             DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self, BenchCommand.self,
             ConnectCommand.self, KeygenCommand.self, RepairCommand.self,

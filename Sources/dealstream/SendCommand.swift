@@ -92,7 +92,7 @@ struct SendCommand: AsyncParsableCommand {
         let json = self.json
         // 0 all accepted, 1 some event rejected, 2 the send failed (set by the thread).
         let exitStatus = Atomic<Int32>(0)
-        let thread = ZMQThread(name: "send") {
+        let thread = ZMQThread(name: "ds-send") {
             // Owned by this thread alone: counted, shown and printed here.
             var report = SendReport()
             do {

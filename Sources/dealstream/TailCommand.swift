@@ -46,7 +46,7 @@ struct TailCommand: AsyncParsableCommand {
         signal(SIGINT, SIG_IGN)
         interrupt.setEventHandler { stop.set() }
         interrupt.resume()
-        let thread = ZMQThread(name: "tail") {
+        let thread = ZMQThread(name: "ds-tail") {
             do {
                 try Tail(prefix: settings.0, updates: settings.1, snapshot: settings.2, seconds: settings.3,
                          rows: settings.4, lines: settings.5, stop: stop).run()

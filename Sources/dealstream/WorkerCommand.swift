@@ -20,7 +20,7 @@ struct WorkerCommand: AsyncParsableCommand {
     )
 
     @Option(help: "The metric family to serve.")
-    var family: String
+    var family: MetricFamily
 
     @Option(help: "Which shard (0-based).")
     var shard: Int = 0
@@ -40,21 +40,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Silent heartbeats before reconnecting to the daemon (match the daemon's workers.liveness).")
     var liveness = 20
 
-    @Option(name: .customLong("log-level"), help: "Log level (default info).")
-    var logLevel: String = "info"
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
-        guard MetricFamily(rawValue: family) != nil else {
-            throw ValidationError("--family: unknown family \(family); one of \(MetricFamily.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         guard shards >= 1, shard >= 0, shard < shards else { throw ValidationError("--shard must be in 0..<--shards") }
         guard heartbeat >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard liveness >= 2 else { throw ValidationError("--liveness must be at least 2") }
     }
 
     func run() async throws {
-        let logger = makeLogger("dealstream.worker", level: logLevel)
-        var options = MetricWorker.Options(family: MetricFamily(rawValue: family)!, shard: shard, shards: shards,
+        let logger = logging.logger("dealstream.worker")
+        var options = MetricWorker.Options(family: family, shard: shard, shards: shards,
                                            endpoint: connect, parentPID: parentPID)
         options.heartbeatMilliseconds = heartbeat
         options.liveness = liveness

@@ -29,8 +29,10 @@ public final class DaemonProcess {
     ///   - configJSON: written to `config.json` in `directory` and passed as `--config`
     ///     (relative paths in it are relative to `directory`); the flags below still win.
     ///   - ingestCurve: the keys `ingest` connects with, for a daemon with `ingest.curve`.
+    ///   - environment: variables added to the test's own (`DEALSTREAM_…` config keys).
     public init(directory: URL? = nil, shards: Int, modelJSON: String, configJSON: String? = nil,
-                ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = []) throws {
+                ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = [],
+                environment: [String: String] = [:]) throws {
         let dir = directory ?? temporaryDirectory("it")
         self.directory = dir
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -46,13 +48,16 @@ public final class DaemonProcess {
             configArguments = ["--config", configPath]
         }
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         process.arguments = ["daemon"] + configArguments + [
             "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
             "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
             "--updates", "ipc://" + dir.appendingPathComponent("updates.sock").path,
             "--snapshot", "ipc://" + dir.appendingPathComponent("snapshot.sock").path,
             "--publish-interval-ms", "10", "--log-level", "info",
-        ] + extraArguments
+        ] + (extraArguments.contains("--http") ? [] : ["--http", "127.0.0.1:0"]) + extraArguments
         let logPath = dir.appendingPathComponent("daemon.log").path
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = FileHandle(forWritingAtPath: logPath)
@@ -183,6 +188,22 @@ public final class DaemonProcess {
     public func kill9() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// The base URL of the daemon's HTTP listener (`http://127.0.0.1:PORT`), from its
+    /// `HTTP listening` log line (port 0 picks a free port).
+    public func httpURL(timeout: Double = 30) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            for line in log.split(separator: "\n") where line.contains("HTTP listening") {
+                if let range = line.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) {
+                    return String(line[range])
+                }
+            }
+            guard process.isRunning else { break }
+            usleep(20_000)
+        }
+        throw Failure(description: "no HTTP listening line in the daemon's log:\n\(log)")
     }
 
     /// The daemon's log so far (for failure messages).

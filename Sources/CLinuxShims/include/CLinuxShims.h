@@ -10,4 +10,12 @@ int CLinuxShims_setParentDeathSignal(int signal);
 /// transient (a rebuild of a million deals) otherwise stays in the process's RSS.
 void CLinuxShims_releaseFreeMemory(void);
 
+/// Names the calling thread (prctl(PR_SET_NAME); at most 15 bytes are kept), so `top -H`,
+/// `perf` and a stuck-process dump show which thread is which.
+/// Returns 0 on success, -1 with errno set otherwise.
+int CLinuxShims_setThreadName(const char *name);
+
+/// The calling thread's kernel id (gettid()), as in /proc/<pid>/task/<tid>.
+int CLinuxShims_threadID(void);
+
 #endif

@@ -20,7 +20,7 @@ final class BenchDaemon {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.dataDirectory = dataDirectory ?? directory.appendingPathComponent("data").path
         process.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        process.arguments = ["daemon", "--model", modelPath, "--data-dir", self.dataDirectory, "--shards", "\(shards)",
+        process.arguments = ["daemon", "--http", "127.0.0.1:0", "--model", modelPath, "--data-dir", self.dataDirectory, "--shards", "\(shards)",
                              "--ingest", ingest, "--updates", updates, "--snapshot", snapshot, "--log-level", "warning"]
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
