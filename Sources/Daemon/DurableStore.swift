@@ -22,7 +22,7 @@ final class DurableStore {
     let model: Model
     let logger: Logger
     private(set) var store: RecordStore
-    private(set) var log: EventLog
+    private(set) var log: RecordLog
     /// Input position the checkpoint covers.
     private(set) var checkpointPosition: UInt64
     /// Records in the log generations after the checkpoint, before the current one.
@@ -52,7 +52,7 @@ final class DurableStore {
     static func checkpointPath(_ directory: String) -> String { "\(directory)/checkpoint" }
 
     private static func open(directory: String, model: Model, logger: Logger) throws
-        -> (RecordStore, EventLog, UInt64, UInt64, UInt64, (UInt64, Double, Bool))
+        -> (RecordStore, RecordLog, UInt64, UInt64, UInt64, (UInt64, Double, Bool))
     {
         let started = Date()
         var store = RecordStore(model: model)
@@ -63,7 +63,7 @@ final class DurableStore {
         if let data = FileManager.default.contents(atPath: path) {
             let bytes = Array(data)
             guard bytes.count >= 20, CRC32.checksum(Array(bytes[20...])) == UInt32(littleEndianBytes: bytes[16..<20]) else {
-                throw EventLog.Failure(operation: "checkpoint checksum", path: path, code: EIO)
+                throw RecordLog.Failure(operation: "checkpoint checksum", path: path, code: EIO)
             }
             position = UInt64(littleEndianBytes: bytes[0..<8])
             generation = UInt64(littleEndianBytes: bytes[8..<16])
@@ -81,12 +81,12 @@ final class DurableStore {
         let decoder = EventDecoder(model: model)
         var skipped = 0
         var earlier: UInt64 = 0
-        var current: EventLog?
+        var current: RecordLog?
         let last = generations.last ?? generation
         for g in Set(generations + [generation]).sorted() {
             // Only the newest generation can end in a torn write: rotation starts a new one
             // with nothing pending, so a bad tail in an older one is corruption.
-            let log = try EventLog(path: logPath(directory, g), tailMayBeTorn: g == last) { payload in
+            let log = try RecordLog(path: logPath(directory, g), tailMayBeTorn: g == last) { payload in
                 switch DurableStore.decode(logRecord: payload, with: decoder) {
                 case .success(let event): _ = store.apply(event)
                 case .failure: skipped += 1
@@ -147,7 +147,7 @@ final class DurableStore {
         let snapshot = store
         let covered = position
         let next = generation + 1
-        log = try EventLog(path: DurableStore.logPath(directory, next)) { _ in }
+        log = try RecordLog(path: DurableStore.logPath(directory, next)) { _ in }
         generation = next
         checkpointPosition = covered
         earlierGenerationRecords = 0

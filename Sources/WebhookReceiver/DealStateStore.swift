@@ -7,29 +7,29 @@ public import Foundation
 ///
 /// Why: HubSpot and Salesforce send partial deals, so a restart must not forget the
 /// fields already seen (or a later stage change could never be sent complete). Each
-/// changed state is appended to `deals.log` (a `FramedLog.EventLog`, one JSON record per
+/// changed state is appended to `deals.log` (a `FramedLog.RecordLog`, one JSON record per
 /// deal state, synced before the webhook is answered); on open the log is replayed (the
 /// last record of a deal wins) and compacted into a new file holding one record per deal.
 public final class DealStateStore: @unchecked Sendable {
-    private var log: EventLog
+    private var log: RecordLog
     public private(set) var states: [String: DealState] = [:]
 
     public init(directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("deals.log").path
         var states: [String: DealState] = [:]
-        _ = try EventLog(path: path) { record in
+        _ = try RecordLog(path: path) { record in
             if let (id, state) = DealStateStore.decode(record) { states[id] = state }
         }
         // Compact: one record per deal, written aside and synced, then installed over the
         // old log (`AtomicFile`: rename, directory synced).
         let compacted = path + ".compact"
         try? FileManager.default.removeItem(atPath: compacted)
-        let fresh = try EventLog(path: compacted) { _ in }
+        let fresh = try RecordLog(path: compacted) { _ in }
         for (id, state) in states { fresh.append(DealStateStore.encode(id, state)) }
         try fresh.commit()
         try AtomicFile.install(compacted, as: path)
-        log = try EventLog(path: path) { _ in }
+        log = try RecordLog(path: path) { _ in }
         self.states = states
     }
 

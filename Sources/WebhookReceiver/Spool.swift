@@ -6,7 +6,7 @@ public import Foundation
 /// Why: a webhook is answered 2xx only once its events cannot be lost; writing them here
 /// (one `fdatasync` per request) makes that true whether the daemon is up or not, and the
 /// `Forwarder` drains the spool in order when it is. Files in the data directory:
-/// `spool.log`, a `FramedLog.EventLog` of events (one record each), and `spool.cursor`,
+/// `spool.log`, a `FramedLog.RecordLog` of events (one record each), and `spool.cursor`,
 /// the number of records already acknowledged (rewritten atomically). A fully drained
 /// spool is emptied. Resending after a crash is harmless: versions make it a duplicate.
 ///
@@ -14,7 +14,7 @@ public import Foundation
 public final class Spool: @unchecked Sendable {
     private let lock = NSCondition()
     private let directory: URL
-    private var log: EventLog
+    private var log: RecordLog
     /// Records of the log before `pending` (acknowledged).
     private var forwarded: UInt64
     private var pending: [[UInt8]] = []
@@ -34,7 +34,7 @@ public final class Spool: @unchecked Sendable {
         self.capacity = capacity
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var records: [[UInt8]] = []
-        log = try EventLog(path: directory.appendingPathComponent("spool.log").path) { records.append($0) }
+        log = try RecordLog(path: directory.appendingPathComponent("spool.log").path) { records.append($0) }
         let cursorText = (try? String(contentsOf: directory.appendingPathComponent("spool.cursor"), encoding: .utf8)) ?? "0"
         let cursor = min(UInt64(cursorText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, UInt64(records.count))
         forwarded = cursor
@@ -86,7 +86,7 @@ public final class Spool: @unchecked Sendable {
             // at worst sends delivered events again, which the daemon counts as duplicates.
             try writeCursor(0)
             try FileManager.default.removeItem(at: directory.appendingPathComponent("spool.log"))
-            log = try EventLog(path: directory.appendingPathComponent("spool.log").path) { _ in }
+            log = try RecordLog(path: directory.appendingPathComponent("spool.log").path) { _ in }
             forwarded = 0
         } else {
             try writeCursor(forwarded)

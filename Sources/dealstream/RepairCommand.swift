@@ -52,7 +52,7 @@ struct RepairCommand: ParsableCommand {
         for name in logs {
             let path = "\(dataDirectory)/\(name)"
             do {
-                if let repair = try EventLog.repair(path: path) {
+                if let repair = try RecordLog.repair(path: path) {
                     print(repair.description)
                     repaired += 1
                 } else {

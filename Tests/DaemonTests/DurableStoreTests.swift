@@ -102,6 +102,6 @@ struct DurableStoreTests {
         var data = try Data(contentsOf: URL(fileURLWithPath: DurableStore.checkpointPath(dir)))
         data[data.count / 2] ^= 0x55
         try data.write(to: URL(fileURLWithPath: DurableStore.checkpointPath(dir)))
-        #expect(throws: EventLog.Failure.self) { try DurableStore(directory: dir, model: harnessModel, logger: logger) }
+        #expect(throws: RecordLog.Failure.self) { try DurableStore(directory: dir, model: harnessModel, logger: logger) }
     }
 }

@@ -14,7 +14,7 @@ struct CorruptionTests {
         var offsets: [Int] = []
         var size = 0
         do {
-            let log = try EventLog(path: path) { _ in }
+            let log = try RecordLog(path: path) { _ in }
             for i in 0..<count {
                 offsets.append(size)
                 let payload = Array("record-\(i)".utf8)
@@ -39,9 +39,9 @@ struct CorruptionTests {
         try write(bytes, path)
         var replayed = 0
         do {
-            _ = try EventLog(path: path) { _ in replayed += 1 }
+            _ = try RecordLog(path: path) { _ in replayed += 1 }
             Issue.record("a log with a bad \(part) mid-file was opened")
-        } catch let corruption as EventLog.Corruption {
+        } catch let corruption as RecordLog.Corruption {
             #expect(corruption.path == path)
             #expect(corruption.offset == offsets[50])
             #expect(corruption.nextValidOffset != nil)
@@ -58,7 +58,7 @@ struct CorruptionTests {
         let (bytes, _) = try makeLog(path, count: 10)
         try write(bytes + [42, 0, 0, 0, 1, 2, 3, 4, 65, 66], path)
         var replayed = 0
-        let log = try EventLog(path: path) { _ in replayed += 1 }
+        let log = try RecordLog(path: path) { _ in replayed += 1 }
         #expect(replayed == 10 && log.truncatedBytes == 10)
         #expect(try contents(path) == bytes)
     }
@@ -73,7 +73,7 @@ struct CorruptionTests {
         for tail in tails {
             try write(bytes + tail, path)
             var replayed = 0
-            let log = try EventLog(path: path) { _ in replayed += 1 }
+            let log = try RecordLog(path: path) { _ in replayed += 1 }
             #expect(replayed == 9)
             #expect(log.count == 9 && log.truncatedBytes == bytes.count - offsets[9] + tail.count)
             #expect(try contents(path) == Array(bytes[..<offsets[9]]))
@@ -85,11 +85,11 @@ struct CorruptionTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let (bytes, _) = try makeLog(path, count: 10)
         try write(bytes + [9, 0, 0], path)
-        #expect(throws: EventLog.Corruption.self) { try EventLog(path: path, tailMayBeTorn: false) { _ in } }
+        #expect(throws: RecordLog.Corruption.self) { try RecordLog(path: path, tailMayBeTorn: false) { _ in } }
         #expect(try contents(path) == bytes + [9, 0, 0])
         // An intact one opens.
         try write(bytes, path)
-        #expect(try EventLog(path: path, tailMayBeTorn: false) { _ in }.count == 10)
+        #expect(try RecordLog(path: path, tailMayBeTorn: false) { _ in }.count == 10)
     }
 
     @Test func repairCutsAtTheFirstBadRecordAfterCopyingWhatItCuts() throws {
@@ -101,21 +101,21 @@ struct CorruptionTests {
             }
         }
         var (bytes, offsets) = try makeLog(path, count: 20)
-        #expect(try EventLog.repair(path: path) == nil, "an intact log needs no repair")
+        #expect(try RecordLog.repair(path: path) == nil, "an intact log needs no repair")
         #expect(try contents(path) == bytes)
         bytes[offsets[7] + 10] ^= 0x01
         try write(bytes, path)
-        let repair = try #require(try EventLog.repair(path: path))
+        let repair = try #require(try RecordLog.repair(path: path))
         #expect(repair.offset == offsets[7] && repair.recordsKept == 7 && repair.cutValidRecords)
         #expect(repair.copyPath == path + ".cut-\(offsets[7])")
         #expect(try contents(repair.copyPath) == Array(bytes[offsets[7]...]))
         #expect(try contents(path) == Array(bytes[..<offsets[7]]))
         var replayed: [String] = []
-        _ = try EventLog(path: path) { replayed.append(String(decoding: $0, as: UTF8.self)) }
+        _ = try RecordLog(path: path) { replayed.append(String(decoding: $0, as: UTF8.self)) }
         #expect(replayed == (0..<7).map { "record-\($0)" })
         // A second cut at the same offset never overwrites the first copy.
         try write(try contents(path) + [1, 0, 0, 0, 0, 0, 0, 0, 0], path)
-        let again = try #require(try EventLog.repair(path: path))
+        let again = try #require(try RecordLog.repair(path: path))
         #expect(!again.cutValidRecords && again.offset == repair.offset && again.copyPath == repair.copyPath + ".2")
         #expect(try contents(repair.copyPath) == Array(bytes[offsets[7]...]))
     }

@@ -76,7 +76,7 @@ struct DurableWriteOrderTests {
         let data = directory.appendingPathComponent("connect").path
         // One deal state already there, so the compaction at start has a record to write.
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        let seeded = try EventLog(path: "\(data)/deals.log") { _ in }
+        let seeded = try RecordLog(path: "\(data)/deals.log") { _ in }
         seeded.append(Array(#"{"id":"d1","fields":{"stage":{"v":"lead","n":1}}}"#.utf8))
         try seeded.commit()
         let lines = try trace(

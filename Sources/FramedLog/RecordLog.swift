@@ -5,13 +5,11 @@ import Glibc
 /// An append-only file of records with a checksum per record: the daemon's event log,
 /// a connector's spool and deal-state file.
 ///
-/// (Originally the daemon's durable store of accepted events.)
-///
 /// Why a log and not an embedded database: every write is an append, every read is a
 /// replay in order, and durability is one `fdatasync` per group of requests (group
 /// commit), so an ACK costs one sync however many events it covers. Each record is
-/// `length (u32 LE, > 0) · CRC-32 (u32 LE) · event bytes`. Only events that changed state
-/// are written, so the log's record count is the daemon's input position, `log_seq`.
+/// `length (u32 LE, > 0) · CRC-32 (u32 LE) · record bytes`. (The daemon logs only events
+/// that changed state, so its log's record count is its input position, `log_seq`.)
 ///
 /// On open, records are replayed up to the first bad one (a length of zero or past the end
 /// of the file, or a checksum mismatch). What follows decides what it is:
@@ -20,9 +18,9 @@ import Glibc
 /// - a valid record: corruption in the middle of acknowledged data. Cutting there would
 ///   silently drop acknowledged records and reuse their positions, so opening throws
 ///   `Corruption` naming the file and offset, and changes nothing on disk (as etcd's WAL
-///   refuses a CRC mismatch). `EventLog.repair(path:)` (`dealstream repair`) cuts such a
+///   refuses a CRC mismatch). `RecordLog.repair(path:)` (`dealstream repair`) cuts such a
 ///   log, keeping a copy of what it cuts; docs/recovery.md says when to use it.
-public final class EventLog {
+public final class RecordLog {
     /// An I/O failure of the log, with the call and errno.
     public struct Failure: Error, CustomStringConvertible {
         public var operation: String
@@ -77,9 +75,9 @@ public final class EventLog {
         guard fd >= 0 else { throw Failure(operation: "open", path: path, code: errno) }
         var handedOver = false
         defer { if !handedOver { close(fd) } }
-        let scan = try EventLog.scan(fd: fd, path: path, replay: replay)
+        let scan = try RecordLog.scan(fd: fd, path: path, replay: replay)
         if let bad = scan.bad {
-            let next = try EventLog.firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize)
+            let next = try RecordLog.firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize)
             if next != nil || !tailMayBeTorn {
                 throw Corruption(path: path, offset: scan.validEnd, reason: bad, nextValidOffset: next)
             }
@@ -134,7 +132,7 @@ public final class EventLog {
             }
             buffer.append(contentsOf: chunk[0..<n])
             while consumed + 8 <= buffer.count {
-                let length = Int(EventLog.u32(buffer, consumed))
+                let length = Int(RecordLog.u32(buffer, consumed))
                 if length == 0 {
                     result.bad = "zero length"
                     break reading
@@ -144,7 +142,7 @@ public final class EventLog {
                     break reading
                 }
                 guard consumed + 8 + length <= buffer.count else { continue reading }
-                let crc = EventLog.u32(buffer, consumed + 4)
+                let crc = RecordLog.u32(buffer, consumed + 4)
                 let payload = Array(buffer[(consumed + 8)..<(consumed + 8 + length)])
                 guard CRC32.checksum(payload) == crc else {
                     result.bad = "checksum mismatch"
@@ -214,7 +212,7 @@ public final class EventLog {
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw Failure(operation: "open", path: path, code: errno) }
         defer { close(fd) }
-        let scan = try EventLog.scan(fd: fd, path: path) { _ in }
+        let scan = try RecordLog.scan(fd: fd, path: path) { _ in }
         guard let bad = scan.bad else { return nil }
         let valid = try firstValidRecord(fd: fd, path: path, after: scan.validEnd, fileSize: scan.fileSize) != nil
         var copyPath = "\(path).cut-\(scan.validEnd)"
@@ -273,7 +271,7 @@ public final class EventLog {
     /// Appends a record to the pending group; it is durable after the next `commit`.
     public func append(_ payload: [UInt8]) {
         // A zero length marks no record (a hole of zeros after a crash is a torn tail).
-        precondition(!payload.isEmpty, "EventLog records are never empty")
+        precondition(!payload.isEmpty, "RecordLog records are never empty")
         var header = [UInt8](repeating: 0, count: 8)
         let length = UInt32(payload.count)
         let crc = CRC32.checksum(payload)

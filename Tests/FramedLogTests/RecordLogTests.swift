@@ -4,7 +4,7 @@ import Testing
 import FramedLog
 
 /// The durable store on a real file: replay, torn tails, failed commits.
-struct EventLogTests {
+struct RecordLogTests {
     private func temporaryPath() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("eventlog-\(UUID().uuidString).log").path
     }
@@ -20,14 +20,14 @@ struct EventLogTests {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
         do {
-            let log = try EventLog(path: path) { _ in Issue.record("a new log has nothing to replay") }
+            let log = try RecordLog(path: path) { _ in Issue.record("a new log has nothing to replay") }
             for i in 0..<100 { log.append(Array("event-\(i)".utf8)) }
             try log.commit()
             #expect(log.count == 100)
             log.append(Array("never committed".utf8))  // lost with the process: never acknowledged
         }
         var replayed: [String] = []
-        let log = try EventLog(path: path) { replayed.append(String(decoding: $0, as: UTF8.self)) }
+        let log = try RecordLog(path: path) { replayed.append(String(decoding: $0, as: UTF8.self)) }
         #expect(replayed == (0..<100).map { "event-\($0)" })
         #expect(log.count == 100)
         #expect(log.truncatedBytes == 0)
@@ -37,7 +37,7 @@ struct EventLogTests {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
         do {
-            let log = try EventLog(path: path) { _ in }
+            let log = try RecordLog(path: path) { _ in }
             for i in 0..<10 { log.append(Array("event-\(i)".utf8)) }
             try log.commit()
         }
@@ -48,7 +48,7 @@ struct EventLogTests {
         try handle.close()
         var count = 0
         do {
-            let log = try EventLog(path: path) { _ in count += 1 }
+            let log = try RecordLog(path: path) { _ in count += 1 }
             #expect(count == 10)
             #expect(log.truncatedBytes == 10)
             log.append(Array("after".utf8))
@@ -61,13 +61,13 @@ struct EventLogTests {
         data[data.count - 2] ^= 0xFF
         try data.write(to: URL(fileURLWithPath: path))
         var kept: [String] = []
-        let log = try EventLog(path: path) { kept.append(String(decoding: $0, as: UTF8.self)) }
+        let log = try RecordLog(path: path) { kept.append(String(decoding: $0, as: UTF8.self)) }
         #expect(kept == (0..<10).map { "event-\($0)" })
         #expect(log.count == 10)
         #expect(log.truncatedBytes == 8 + "after".utf8.count)
         // Inside record 5, with valid records after it, it is corruption: refused (FramedLogTests).
         data[recordSize * 5 + 9] ^= 0xFF
         try data.write(to: URL(fileURLWithPath: path))
-        #expect(throws: EventLog.Corruption.self) { try EventLog(path: path) { _ in } }
+        #expect(throws: RecordLog.Corruption.self) { try RecordLog(path: path) { _ in } }
     }
 }
