@@ -51,6 +51,22 @@ let package = Package(
             ],
             swiftSettings: sharedSettings
         ),
+        // `dealstream web`: a Clone-pattern subscriber serving the live dashboard (HTTP + server-sent events).
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Clients", "ZeroMQ", "Wire", "DealModel",
+                .product(name: "Hummingbird", package: "hummingbird", moduleAliases: ["Metrics": "SwiftMetrics"]),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [
+                .embedInCode("Assets/index.html"), .embedInCode("Assets/app.js"), .embedInCode("Assets/app.css"),
+                .embedInCode("Assets/favicon.svg"),
+            ],
+            swiftSettings: sharedSettings
+        ),
         .target(name: "Metrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(name: "Wire", dependencies: ["DealModel", "Metrics"], swiftSettings: sharedSettings),
         // The event content types: JSON and protobuf (generated code committed, see
@@ -88,7 +104,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "Connectors", "Metrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver",
+                "CRMWebhooks", "WebhookReceiver", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

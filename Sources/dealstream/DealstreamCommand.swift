@@ -15,7 +15,7 @@ struct DealstreamCommand: AsyncParsableCommand {
             """,
         subcommands: [
             DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self, BenchCommand.self,
-            ConnectCommand.self, KeygenCommand.self,
+            ConnectCommand.self, KeygenCommand.self, WebCommand.self,
         ]
     )
 }
