@@ -55,7 +55,11 @@ def free_port() -> int:
 
 def topic(metric: str, dimension: str, key: str, period: str) -> str:
     q = lambda s: urllib.parse.quote(s, safe="-._~")
-    return "/".join([q(metric), q(dimension), q(key), q(period)])
+    if metric.startswith("stage_conversion:"):  # only the three ids are encoded (PROTOCOL.md §3)
+        metric = ":".join(["stage_conversion"] + [q(part) for part in metric.split(":")[1:]])
+    else:
+        metric = q(metric)
+    return "/".join([metric, q(dimension), q(key), q(period)])
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):

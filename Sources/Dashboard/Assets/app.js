@@ -64,7 +64,7 @@ function format(kind, x) {
     case "pct": return pct(x);
     case "money": return money(x);
     case "days": return days(x);
-    case "velocity": return x == null ? "—" : money(x) + " / day";
+    case "velocity": return x == null ? "—" : money(x) + "/day";
     default: return String(x);
   }
 }
