@@ -146,6 +146,7 @@ let package = Package(
             dependencies: ["ZeroMQ", "Wire", "DealModel", "Connectors", "EventEncoding", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
+        .testTarget(name: "DashboardTests", dependencies: ["Dashboard", "DealModel"], swiftSettings: sharedSettings),
         .testTarget(
             name: "ConnectorTests",
             dependencies: [

@@ -418,12 +418,14 @@ def test_basic_auth_and_exposure_warning(stack: Stack):
 def test_screenshots(stack: Stack):
     stack.choose("2017-Q2", "all")
     wide = stack.screenshot("dashboard-1280x800.png", 1280, 800)
+    height = stack.js("return document.documentElement.scrollHeight")
+    full = stack.screenshot("dashboard-full-1280.png", 1280, max(800, height))
     stack.choose("2017-Q3", "team", "Celia Rouche")
     phone = stack.screenshot("dashboard-phone-390.png", 390, 844)
     stack.driver.set_window_size(1280, 800)
-    for path in (wide, phone):
+    for path in (wide, full, phone):
         assert os.path.getsize(path) > 10_000, f"{path} is suspiciously small"
-    return f"{wide}, {phone}"
+    return f"{wide}, {full}, {phone}"
 
 
 def test_stale_line_when_the_daemon_stops(stack: Stack):

@@ -334,7 +334,7 @@ function renderBoard(dim) {
     if (!tr) {
       tr = el("tr");
       for (let c = 0; c < BOARD_COLUMNS.length; c++) tr.append(el("td"));
-      tr.addEventListener("click", () => { view.dimension = dim; view.key = tr.dataset.key; saveView(); render(); });
+      tr.addEventListener("click", () => { view.dimension = dim; view.key = tr.dataset.key; saveView(); rendered = false; render(); });
       body.append(tr);
     }
     const sameRow = tr.dataset.key === r.key;
@@ -362,7 +362,7 @@ function renderTrend() {
     .filter((x) => x.payload && x.payload.value != null);
   box.replaceChildren();
   if (!points.length) { box.append(el("div", { class: "empty", text: "No values of this metric by " + view.trendGrain + "." })); return; }
-  const W = 560, H = 220, L = 64, R = 12, T = 12, B = 34;
+  const W = 560, H = 220, L = 64, R = 28, T = 12, B = 34;
   const values = points.map((x) => x.payload.value);
   const lo = Math.min(0, ...values), hi = Math.max(...values, lo + 1e-9);
   const x = (i) => L + (points.length === 1 ? (W - L - R) / 2 : i * (W - L - R) / (points.length - 1));
