@@ -23,6 +23,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -310,6 +311,14 @@ def test_values_match_the_snapshot(stack: Stack):
     for period, dimension, key in choices:
         stack.choose(period, dimension, key)
         check_view(stack, kv, period, dimension, key)
+    # The trend chart: revenue of everyone by month, one point per month with a value.
+    stack.choose("all", "all")
+    points = stack.js("return [...document.querySelectorAll('#trend circle')].map(c => [c.dataset.period, c.dataset.value])")
+    expected = sorted((t.split("/")[3], p["value"]) for t, p in kv.items()
+                      if t.startswith("revenue/all/") and re.fullmatch(r"\d{4}-\d{2}", t.split("/")[3])
+                      and p["value"] is not None)
+    expect_equal("trend points (revenue by month)", [(period, number(value)) for period, value in points], expected)
+    assert len(points) >= 6, f"only {len(points)} trend points"
     # Sorting by clicking a header: win rate, descending then ascending.
     stack.choose("2017-Q2", "all")
     header = stack.driver.find_element("css selector", "#board-owner th[data-column=win_rate]")
@@ -322,7 +331,7 @@ def test_values_match_the_snapshot(stack: Stack):
     time.sleep(0.2)
     rates = [x for x in (number(r["win_rate"]) for r in stack.board("owner")) if x is not None]
     assert rates == sorted(rates), f"win rate not sorted ascending: {rates}"
-    return f"{len(choices)} views (tiles, funnel, both leaderboards) equal the daemon's snapshot"
+    return f"{len(choices)} views (tiles, funnel, both leaderboards) and the trend equal the daemon's snapshot"
 
 
 def test_html_labels_show_as_text(stack: Stack):
