@@ -83,7 +83,8 @@ struct DashboardHubTests {
         for round in 1...5 {
             hub.commit(changes: ["x": payload(round)], seq: UInt64(1 + round), logSeq: UInt64(1 + round))
         }
-        hub.commit(changes: ["y": payload(7), "gone": .some(nil)], seq: 8, logSeq: 8)
+        let last: [String: [UInt8]?] = ["y": payload(7), "gone": .none]
+        hub.commit(changes: last, seq: 8, logSeq: 8)
         let events = drainAll(hub, client.id)
         let series = try seriesIn(events)
         #expect(series.count == 3)
