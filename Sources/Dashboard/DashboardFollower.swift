@@ -79,14 +79,16 @@ public struct DashboardFollower: Service {
             ])
         }
         var pending: [String: [UInt8]?] = [:]
-        var behind = 0
+        var behindSince: Date?
         while !stop.isSet {
-            for event in try follower.poll(milliseconds: 100) {
+            batch: for event in try follower.poll(milliseconds: 100) {
                 switch event {
                 case .update(let series):
                     pending[series.topic] = .some(series.raw)
+                    behindSince = nil
                 case .removed(let topic, _):
                     pending[topic] = .some(nil)
+                    behindSince = nil
                 case .snapshot(_, _, let count):
                     pending = [:]
                     publishSnapshot(follower)
@@ -95,20 +97,25 @@ public struct DashboardFollower: Service {
                     logger.notice("Update gap", metadata: ["gap.expected": "\(expected)", "gap.got": "\(got)"])
                 case .progress(let seq, let logSeq):
                     if seq < follower.seq {
-                        // A few old progress messages can trail a snapshot; a steady run of
-                        // them means the daemon started over below our position.
-                        behind += 1
-                        if behind >= 50 {
-                            behind = 0
+                        // Old progress messages queued before a snapshot trail it; only progress
+                        // below our position for 3 s with no newer update in between means the
+                        // daemon started over below it.
+                        guard let since = behindSince else {
+                            behindSince = Date()
+                            continue
+                        }
+                        if Date().timeIntervalSince(since) > 3 {
+                            behindSince = nil
                             logger.notice("Daemon position went back; taking a snapshot",
                                           metadata: ["daemon.seq": "\(seq)", "dashboard.seq": "\(follower.seq)"])
                             pending = [:]
                             _ = try follower.takeSnapshot()
                             publishSnapshot(follower)
+                            break batch  // the rest of this batch is older than the snapshot
                         }
                         continue
                     }
-                    behind = 0
+                    behindSince = nil
                     hub.commit(changes: pending, seq: follower.seq, logSeq: logSeq)
                     pending = [:]
                 }

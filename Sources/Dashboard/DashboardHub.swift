@@ -13,7 +13,9 @@ import Synchronization
 /// topic is read from the shared state, so repeated changes of a series coalesce into its
 /// latest value, and the backlog can never be larger than the number of series. The state
 /// changes only at round boundaries (`commit` after the daemon's `_progress`), so what a
-/// browser gets after a drain is one consistent round, the latest.
+/// browser gets after a drain is one consistent round, the latest. A commit only appends the
+/// round's topics to a bounded journal, so the follower's cost does not grow with the number
+/// of browsers; each client folds the rounds it has not seen into its backlog when drained.
 ///
 /// A browser whose writes do not complete within `slowClientSeconds` is dropped (its
 /// connection closed) by `sweep`, which the server calls once a second.
@@ -49,9 +51,12 @@ public final class DashboardHub: Sendable {
         var reset = true
         var wake: AsyncStream<Void>.Continuation
         var close: @Sendable () -> Void
+        var congested: @Sendable () -> Bool
         var sentLogSeq: UInt64 = .max
         var sentAt: Double = 0
         var writeStartedAt: Double?
+        /// The journal position up to which `dirty` includes the changes.
+        var cursor: UInt64 = 0
     }
 
     struct State {
@@ -63,6 +68,31 @@ public final class DashboardHub: Sendable {
         var snapshots: UInt64 = 0
         var rounds: UInt64 = 0
         var closed = false
+        /// The topics each round changed, oldest first: `journal[i]` is round `journalStart + i`.
+        /// A commit only appends here (its cost does not grow with the number of browsers); a
+        /// client folds the rounds it has not seen into its backlog when it is drained.
+        var journal: [[String]] = []
+        var journalStart: UInt64 = 0
+        var journalTopics = 0
+        var journalEnd: UInt64 { journalStart + UInt64(journal.count) }
+
+        /// Appends a round's topics to the journal, dropping the rounds every client has folded
+        /// in, and the oldest ones beyond `limit` topics.
+        mutating func record(_ topics: [String], limit: Int) {
+            journal.append(topics)
+            journalTopics += topics.count
+            // Rounds every client has folded in are not needed any more.
+            let oldest = clients.values.lazy.filter { !$0.reset }.map(\.cursor).min() ?? journalEnd
+            var dropped = 0
+            while journal.count - dropped > 1 && (journalStart + UInt64(dropped) < oldest || journalTopics > limit) {
+                journalTopics -= journal[dropped].count
+                dropped += 1
+            }
+            if dropped > 0 {
+                journal.removeFirst(dropped)
+                journalStart += UInt64(dropped)
+            }
+        }
     }
 
     private let state = Mutex(State())
@@ -73,7 +103,13 @@ public final class DashboardHub: Sendable {
     /// Without other news, a client gets the position at least this often (the page's heartbeat).
     let heartbeatSeconds: Double
 
-    public init(seriesPerMessage: Int = 500, slowClientSeconds: Double = 5, heartbeatSeconds: Double = 1) {
+    /// Topics kept in the journal at most (beyond it, the oldest rounds go, and a client that
+    /// had not seen them starts over from the full state); at least twice the series count.
+    let journalLimit: Int
+
+    public init(seriesPerMessage: Int = 500, slowClientSeconds: Double = 5, heartbeatSeconds: Double = 1,
+                journalLimit: Int = 500_000) {
+        self.journalLimit = journalLimit
         self.seriesPerMessage = seriesPerMessage
         self.slowClientSeconds = slowClientSeconds
         self.heartbeatSeconds = heartbeatSeconds
@@ -83,15 +119,33 @@ public final class DashboardHub: Sendable {
 
     // MARK: - The follower's side
 
-    /// A fresh snapshot replaced everything: every client starts over from the full state.
+    /// A fresh snapshot replaced everything. The first one, or one after the journal was
+    /// lost, starts every client over from the full state; later ones (gap repairs) reach the
+    /// clients as one round of just the series that differ from what the hub had, so a gap
+    /// costs the browsers no more than the changes they missed.
     public func replace(series: [String: [UInt8]], seq: UInt64, logSeq: UInt64) {
         let wakes = state.withLock { s -> [AsyncStream<Void>.Continuation] in
+            if s.snapshots > 0 {
+                var differing: [String] = []
+                for (topic, raw) in series where s.series[topic] != raw { differing.append(topic) }
+                for topic in s.series.keys where series[topic] == nil { differing.append(topic) }
+                s.series = series
+                s.position.seq = seq
+                s.position.logSeq = logSeq
+                s.position.connected = true
+                s.snapshots += 1
+                if !differing.isEmpty { s.record(differing, limit: max(journalLimit, 2 * s.series.count)) }
+                return s.clients.values.map(\.wake)
+            }
             s.series = series
             s.position.seq = seq
             s.position.logSeq = logSeq
             s.position.connected = true
             if s.position.lastRoundAt == 0 { s.position.lastRoundAt = Self.now() }
             s.snapshots += 1
+            s.journalStart = s.journalEnd
+            s.journal = []
+            s.journalTopics = 0
             for id in s.clients.keys {
                 s.clients[id]!.reset = true
                 s.clients[id]!.dirty = []
@@ -113,11 +167,7 @@ public final class DashboardHub: Sendable {
             s.position.connected = true
             s.rounds += 1
             guard !changes.isEmpty || moved else { return [] }
-            if !changes.isEmpty {
-                for id in s.clients.keys where !s.clients[id]!.reset {
-                    s.clients[id]!.dirty.formUnion(changes.keys)
-                }
-            }
+            if !changes.isEmpty { s.record(Array(changes.keys), limit: max(journalLimit, 2 * s.series.count)) }
             return s.clients.values.map(\.wake)
         }
         for wake in wakes { wake.yield() }
@@ -139,21 +189,23 @@ public final class DashboardHub: Sendable {
 
     // MARK: - The browsers' side
 
-    /// Registers a browser; `close` ends its connection (used when it is dropped).
-    public func register(close: @escaping @Sendable () -> Void) -> (id: UInt64, wakes: AsyncStream<Void>) {
+    /// Registers a browser; `close` ends its connection (used when it is dropped); `congested`
+    /// tells whether its connection has stopped taking data (the channel is not writable), so
+    /// that a server merely short of CPU does not mistake its readers for slow ones.
+    public func register(close: @escaping @Sendable () -> Void, congested: @escaping @Sendable () -> Bool = { true })
+        -> (id: UInt64, wakes: AsyncStream<Void>)
+    {
         let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         continuation.yield()  // the full state goes out at once
         let id = state.withLock { s -> UInt64 in
             let id = s.nextClient
             s.nextClient += 1
-            if !s.closed { s.clients[id] = Client(wake: continuation, close: close) }
+            if !s.closed { s.clients[id] = Client(wake: continuation, close: close, congested: congested, cursor: s.journalEnd) }
             return id
         }
-        if drainIsClosed { continuation.finish() }
+        if state.withLock({ $0.closed }) { continuation.finish() }
         return (id, stream)
     }
-
-    private var drainIsClosed: Bool { state.withLock { $0.closed } }
 
     /// Ends every stream (graceful shutdown): the writers return and the responses complete.
     public func closeAll() {
@@ -175,15 +227,16 @@ public final class DashboardHub: Sendable {
         state.withLock { $0.clients[id]?.writeStartedAt = started ? Self.now() : nil }
     }
 
-    /// Drops every client whose write has been pending longer than `slowClientSeconds`,
-    /// and wakes the others so that they send their heartbeat. Returns the dropped ids.
+    /// Drops every client whose write has been pending longer than `slowClientSeconds` while
+    /// its connection took no more data, and wakes the others so that they send their
+    /// heartbeat. Returns the dropped ids.
     @discardableResult
     public func sweep() -> [UInt64] {
         let now = Self.now()
         let (dropped, wakes) = state.withLock { s -> ([(UInt64, Client)], [AsyncStream<Void>.Continuation]) in
             var dropped: [(UInt64, Client)] = []
             for (id, client) in s.clients {
-                if let started = client.writeStartedAt, now - started > slowClientSeconds {
+                if let started = client.writeStartedAt, now - started > slowClientSeconds, client.congested() {
                     dropped.append((id, client))
                 }
             }
@@ -213,6 +266,16 @@ public final class DashboardHub: Sendable {
         }
         let taken = state.withLock { s -> Taken? in
             guard var client = s.clients[id] else { return nil }
+            if !client.reset {
+                if client.cursor < s.journalStart {
+                    client.reset = true  // fell behind the journal: start over from the full state
+                } else {
+                    for round in Int(client.cursor - s.journalStart)..<s.journal.count {
+                        client.dirty.formUnion(s.journal[round])
+                    }
+                }
+            }
+            client.cursor = s.journalEnd
             var reset = false
             if client.reset {
                 reset = true
@@ -249,8 +312,12 @@ public final class DashboardHub: Sendable {
                 JSONWriter.appendString(topic, to: &out)
                 out.append(contentsOf: Array(",\"p\":".utf8))
                 if let raw {
-                    // A payload is one JSON object; JSON whitespace would end the SSE line.
-                    for byte in raw { out.append(byte == 10 || byte == 13 ? 32 : byte) }
+                    if raw.contains(where: { $0 == 10 || $0 == 13 }) {
+                        // A payload is one JSON object; a line break (JSON whitespace) would end the SSE line.
+                        out.append(contentsOf: raw.map { $0 == 10 || $0 == 13 ? 32 : $0 })
+                    } else {
+                        out.append(contentsOf: raw)
+                    }
                 } else {
                     out.append(contentsOf: Array("null".utf8))
                 }

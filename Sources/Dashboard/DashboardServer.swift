@@ -121,7 +121,7 @@ public enum DashboardServer {
     /// per series while the browser is being written to.
     static func stream(hub: DashboardHub, channel: any Channel, options: StreamOptions,
                        to writer: inout any ResponseBodyWriter) async throws {
-        let (id, wakes) = hub.register { channel.close(promise: nil) }
+        let (id, wakes) = hub.register(close: { channel.close(promise: nil) }, congested: { !channel.isWritable })
         defer { hub.unregister(id) }
         try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
         let interval = Duration.milliseconds(options.pushIntervalMilliseconds)

@@ -119,15 +119,22 @@ struct DashboardHubTests {
         #expect(seen.values.allSatisfy { $0?["value"] == .int(50) })
     }
 
-    @Test func aSnapshotResetsEveryClient() throws {
+    @Test func aGapRepairSnapshotSendsOnlyWhatDiffers() throws {
         let hub = DashboardHub()
-        hub.replace(series: ["old": payload(1)], seq: 1, logSeq: 1)
+        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(2, key: "b"), "gone": payload(3)], seq: 3, logSeq: 3)
         let client = hub.register(close: {})
         _ = drainAll(hub, client.id)
-        hub.replace(series: ["new": payload(2)], seq: 5, logSeq: 5)
+        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(5, key: "b"), "new": payload(6)], seq: 9, logSeq: 9)
         let events = drainAll(hub, client.id)
-        #expect(events.first?.name == "reset")
-        #expect(try seriesIn(events).keys.sorted() == ["new"])
+        #expect(!events.contains { $0.name == "reset" })
+        let series = try seriesIn(events)
+        #expect(series.keys.sorted() == ["b", "gone", "new"])
+        #expect(series["b"]??["value"] == .int(5) && series["gone"] == .some(nil))
+        // A browser that connects now gets the full state.
+        let late = hub.register(close: {})
+        let first = drainAll(hub, late.id)
+        #expect(first.first?.name == "reset")
+        #expect(try seriesIn(first).keys.sorted() == ["a", "b", "new"])
     }
 
     @Test func aClientStuckInAWriteIsDroppedAndTheOthersAreNot() async throws {
