@@ -159,6 +159,15 @@ struct DashboardHubTests {
         #expect(try seriesIn(drainAll(hub, fast.id))["a"]??["value"] == .int(2))
     }
 
+    @Test func aLateWriteOnAConnectionThatStillTakesDataIsNotDropped() async throws {
+        let hub = DashboardHub(slowClientSeconds: 0.05)
+        let client = hub.register(close: {}, congested: { false })
+        hub.writing(client.id, true)
+        try await Task.sleep(for: .milliseconds(120))
+        #expect(hub.sweep().isEmpty)
+        #expect(hub.statistics.clients == 1)
+    }
+
     @Test func aHeartbeatCarriesThePositionWhenNothingChanged() async throws {
         let hub = DashboardHub(heartbeatSeconds: 0.05)
         hub.replace(series: [:], seq: 0, logSeq: 4)
