@@ -75,7 +75,8 @@ public struct DashboardFollower: Service {
         if case .snapshot(_, _, let count) = try follower.takeSnapshot() {
             publishSnapshot(follower)
             logger.info("Snapshot taken", metadata: [
-                "snapshot.series": "\(count)", "snapshot.seq": "\(follower.seq)", "snapshot.log_seq": "\(follower.logSeq)",
+                "snapshot.series": "\(count)", "snapshot.seq": "\(follower.seq)",
+                "snapshot.log_seq": "\(follower.logSeq)",
             ])
         }
         var pending: [String: [UInt8]?] = [:]

@@ -200,7 +200,9 @@ public final class DashboardHub: Sendable {
         let id = state.withLock { s -> UInt64 in
             let id = s.nextClient
             s.nextClient += 1
-            if !s.closed { s.clients[id] = Client(wake: continuation, close: close, congested: congested, cursor: s.journalEnd) }
+            if !s.closed {
+                s.clients[id] = Client(wake: continuation, close: close, congested: congested, cursor: s.journalEnd)
+            }
             return id
         }
         if state.withLock({ $0.closed }) { continuation.finish() }
@@ -297,7 +299,9 @@ public final class DashboardHub: Sendable {
                 client.sentAt = now
             }
             s.clients[id] = client
-            if !reset && series.isEmpty && position == nil { return Taken(reset: false, series: [], position: nil, complete: true) }
+            if !reset && series.isEmpty && position == nil {
+                return Taken(reset: false, series: [], position: nil, complete: true)
+            }
             return Taken(reset: reset, series: series, position: position, complete: complete)
         }
         guard let taken else { return nil }

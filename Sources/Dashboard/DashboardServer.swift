@@ -152,10 +152,12 @@ struct GuardMiddleware: RouterMiddleware {
     {
         var response: Response
         if let credentials, !credentials.admits(request.headers[.authorization]) {
-            response = Response(status: .unauthorized, body: ResponseBody(byteBuffer: ByteBuffer(string: "authentication required\n")))
+            response = Response(status: .unauthorized,
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: "authentication required\n")))
             response.headers[.wwwAuthenticate] = "Basic realm=\"dealstream\", charset=\"UTF-8\""
         } else if request.method != .get && request.method != .head {
-            response = Response(status: .methodNotAllowed, body: ResponseBody(byteBuffer: ByteBuffer(string: "read-only\n")))
+            response = Response(status: .methodNotAllowed,
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: "read-only\n")))
             response.headers[.allow] = "GET, HEAD"
         } else {
             response = try await next(request, context)

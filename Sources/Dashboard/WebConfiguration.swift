@@ -111,7 +111,8 @@ public struct BasicAuthCredentials: Sendable {
 
     /// `line` is `user:password`, both non-empty.
     public init(userAndPassword line: String, looselyProtected: Bool = false) throws(Failure) {
-        guard let colon = line.firstIndex(of: ":"), colon != line.startIndex, line.index(after: colon) != line.endIndex else {
+        guard let colon = line.firstIndex(of: ":"), colon != line.startIndex, line.index(after: colon) != line.endIndex
+        else {
             throw Failure(description: "web.basic_auth: expected user:password")
         }
         expected = Array(Data(line.utf8).base64EncodedString().utf8)

@@ -43,22 +43,29 @@ struct WebCommand: AsyncParsableCommand {
     @Option(help: "A JSON config file: model, endpoints.updates, endpoints.snapshot and web.listen, web.basic_auth.")
     var config: String?
 
-    @Option(name: .customLong("basic-auth-file"), help: "Secret file with one user:password line; every request must carry them (HTTP Basic).")
+    @Option(name: .customLong("basic-auth-file"),
+            help: "Secret file with one user:password line; every request must carry them (HTTP Basic).")
     var basicAuthFile: String?
 
-    @Option(name: .customLong("push-interval-ms"), help: "A browser is written to at most once per this many milliseconds; changes in between coalesce.")
+    @Option(name: .customLong("push-interval-ms"),
+            help: "A browser is written to at most once per this many milliseconds; changes in between coalesce.")
     var pushInterval = 50
 
-    @Option(name: .customLong("slow-client-seconds"), help: "A browser whose pending write has not completed after this long is disconnected.")
+    @Option(name: .customLong("slow-client-seconds"),
+            help: "A browser whose write is pending this long while its connection takes no data is dropped.")
     var slowClientSeconds = 5.0
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
     func validate() throws {
-        guard pushInterval >= 1 && pushInterval <= 10_000 else { throw ValidationError("--push-interval-ms must be in 1…10000") }
+        guard pushInterval >= 1 && pushInterval <= 10_000 else {
+            throw ValidationError("--push-interval-ms must be in 1…10000")
+        }
         guard slowClientSeconds > 0 else { throw ValidationError("--slow-client-seconds must be positive") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: unknown level \(logLevel)")
+        }
     }
 
     func run() async throws {
@@ -76,11 +83,15 @@ struct WebCommand: AsyncParsableCommand {
         if let snapshot { settings.snapshotEndpoint = snapshot }
         if let model { settings.modelPath = model }
         if let basicAuthFile { settings.basicAuthFile = basicAuthFile }
-        guard let address = settings.listenAddress else { throw fail("--listen: expected HOST:PORT, got \"\(settings.listen)\"") }
+        guard let address = settings.listenAddress else {
+            throw fail("--listen: expected HOST:PORT, got \"\(settings.listen)\"")
+        }
 
         var pageModel: Model?
         if let path = settings.modelPath {
-            guard let bytes = FileManager.default.contents(atPath: path) else { throw fail("--model: cannot read \(path)") }
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                throw fail("--model: cannot read \(path)")
+            }
             do { pageModel = try Model.parse(Array(bytes)) } catch { throw fail("\(path): \(error)") }
         }
         var credentials: BasicAuthCredentials?
@@ -98,7 +109,8 @@ struct WebCommand: AsyncParsableCommand {
         }
 
         let hub = DashboardHub(slowClientSeconds: slowClientSeconds)
-        let follower = DashboardFollower(updatesEndpoint: settings.updatesEndpoint, snapshotEndpoint: settings.snapshotEndpoint,
+        let follower = DashboardFollower(updatesEndpoint: settings.updatesEndpoint,
+                                         snapshotEndpoint: settings.snapshotEndpoint,
                                          hub: hub, logger: logger)
         var options = DashboardServer.StreamOptions()
         options.pushIntervalMilliseconds = pushInterval

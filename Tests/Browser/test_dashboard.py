@@ -92,7 +92,8 @@ class Stack:
         self.chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         self.chromedriver = shutil.which("chromedriver")
         if not self.chromium or not self.chromedriver:
-            raise Skip("chromium or chromedriver missing (scripts/install-deps installs Debian's chromium chromium-driver)")
+            raise Skip("chromium or chromedriver missing "
+                       "(scripts/install-deps installs Debian's chromium chromium-driver)")
         if not os.access(binary, os.X_OK):
             raise Skip(f"no dealstream binary at {binary} (swift build first)")
         sys.path.insert(0, kit_dir())
@@ -125,8 +126,9 @@ class Stack:
         events.append(self.deal(status="lost", amount=0, created="2017-06-05T00:00:00Z", closed="2017-06-28T00:00:00Z"))
         events.append(self.deal(status="open", amount=3000, created="2017-06-06T00:00:00Z", stage="Prospecting"))
         self.send(events)
-        self.web = self.spawn("web", [binary, "web", "--listen", f"127.0.0.1:{self.web_port}", "--updates", self.updates,
-                                      "--snapshot", self.snapshot, "--model", os.path.join(ROOT, "config/sample-model.json")])
+        self.web = self.spawn("web", [binary, "web", "--listen", f"127.0.0.1:{self.web_port}",
+                                      "--updates", self.updates, "--snapshot", self.snapshot,
+                                      "--model", os.path.join(ROOT, "config/sample-model.json")])
         wait_for(lambda: self.http("/health")[0] == 200, 30, "dealstream web to answer /health")
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -168,7 +170,8 @@ class Stack:
         return wait_for(current, 30, f"the daemon to publish log_seq {log_seq}", interval=0.1)
 
     def http(self, path, method="GET", headers=None, port=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{port or self.web_port}{path}", method=method, headers=headers or {})
+        req = urllib.request.Request(f"http://127.0.0.1:{port or self.web_port}{path}", method=method,
+                                     headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, r.read(), dict(r.headers)
@@ -281,7 +284,8 @@ def check_view(stack: Stack, kv, period, dimension, key):
     for board_dimension in ("owner", "team"):
         rows = stack.board(board_dimension)
         keys = {urllib.parse.unquote(t.split("/")[2]) for t in kv
-                if t.split("/")[1:2] == [board_dimension] and t.split("/")[-1] == urllib.parse.quote(period, safe="-._~")
+                if t.split("/")[1:2] == [board_dimension]
+                and t.split("/")[-1] == urllib.parse.quote(period, safe="-._~")
                 and t.split("/")[0] in ("revenue", "win_rate", "new_opportunities", "sales_cycle_length")}
         expect_equal(f"{board_dimension} leaderboard rows ({period})", sorted(r["key"] for r in rows), sorted(keys))
         for r in rows:
@@ -313,7 +317,8 @@ def test_values_match_the_snapshot(stack: Stack):
         check_view(stack, kv, period, dimension, key)
     # The trend chart: revenue of everyone by month, one point per month with a value.
     stack.choose("all", "all")
-    points = stack.js("return [...document.querySelectorAll('#trend circle')].map(c => [c.dataset.period, c.dataset.value])")
+    points = stack.js("return [...document.querySelectorAll('#trend circle')]"
+                      ".map(c => [c.dataset.period, c.dataset.value])")
     expected = sorted((t.split("/")[3], p["value"]) for t, p in kv.items()
                       if t.startswith("revenue/all/") and re.fullmatch(r"\d{4}-\d{2}", t.split("/")[3])
                       and p["value"] is not None)
@@ -360,7 +365,8 @@ def test_an_event_changes_its_tile_within_a_second(stack: Stack):
     kv, _ = stack.wait_current()
     before = stack.tiles()
     page_id = stack.js("return window.dealstream.pageId || (window.dealstream.pageId = Math.random())")
-    ack = stack.send([stack.deal(status="won", amount=12345, created="2017-06-10T00:00:00Z", closed="2017-06-20T00:00:00Z")])
+    ack = stack.send([stack.deal(status="won", amount=12345, created="2017-06-10T00:00:00Z",
+                                 closed="2017-06-20T00:00:00Z")])
     acked_ms = time.time() * 1000
     changed = wait_for(lambda: stack.tiles()["revenue"]["value"] != before["revenue"]["value"] and stack.tiles(),
                        1.0, "the revenue tile to change", interval=0.01)
@@ -475,7 +481,8 @@ def measure_latency(stack: Stack, count: int):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--binary", default=os.environ.get("DEALSTREAM_BINARY", os.path.join(ROOT, ".build/debug/dealstream")))
+    parser.add_argument("--binary",
+                        default=os.environ.get("DEALSTREAM_BINARY", os.path.join(ROOT, ".build/debug/dealstream")))
     parser.add_argument("--screenshots", default=None, help="folder for the PNGs (default: a new temporary folder)")
     parser.add_argument("--measure-latency", type=int, default=0, metavar="N")
     args = parser.parse_args()

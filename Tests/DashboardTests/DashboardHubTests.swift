@@ -35,7 +35,8 @@ func seriesIn(_ events: [SSEEvent]) throws -> [String: JSONValue?] {
 }
 
 func payload(_ value: Int, key: String = "EMEA") -> [UInt8] {
-    Array("{\"metric\":\"new_opportunities\",\"dimension\":\"team\",\"key\":\"\(key)\",\"period\":\"all\",\"value\":\(value)}".utf8)
+    Array(("{\"metric\":\"new_opportunities\",\"dimension\":\"team\",\"key\":\"\(key)\",\"period\":\"all\","
+        + "\"value\":\(value)}").utf8)
 }
 
 /// Drains a client completely, as its writer would.
@@ -121,10 +122,12 @@ struct DashboardHubTests {
 
     @Test func aGapRepairSnapshotSendsOnlyWhatDiffers() throws {
         let hub = DashboardHub()
-        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(2, key: "b"), "gone": payload(3)], seq: 3, logSeq: 3)
+        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(2, key: "b"), "gone": payload(3)],
+                    seq: 3, logSeq: 3)
         let client = hub.register(close: {})
         _ = drainAll(hub, client.id)
-        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(5, key: "b"), "new": payload(6)], seq: 9, logSeq: 9)
+        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(5, key: "b"), "new": payload(6)],
+                    seq: 9, logSeq: 9)
         let events = drainAll(hub, client.id)
         #expect(!events.contains { $0.name == "reset" })
         let series = try seriesIn(events)
@@ -194,13 +197,15 @@ struct WebConfigurationTests {
     }
 
     @Test func theConfigFileSharedWithTheDaemonIsRead() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ds-web-\(UUID().uuidString.prefix(8))")
+        let folder = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ds-web-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let file = folder.appendingPathComponent("dealstream.json")
         try Data("""
             {"model": "model.json", "data_dir": "/var/lib/dealstream",
-             "endpoints": {"ingest": "tcp://127.0.0.1:7701", "updates": "tcp://10.0.0.5:7702", "snapshot": "tcp://10.0.0.5:7703"},
+             "endpoints": {"ingest": "tcp://127.0.0.1:7701", "updates": "tcp://10.0.0.5:7702",
+                           "snapshot": "tcp://10.0.0.5:7703"},
              "workers": {"shards": 3},
              "web": {"listen": "0.0.0.0:8443", "basic_auth": "web-auth"}}
             """.utf8).write(to: file)
