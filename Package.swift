@@ -82,6 +82,22 @@ let package = Package(
             ],
             swiftSettings: sharedSettings
         ),
+        // `dealstream web`: a Clone-pattern subscriber serving the live dashboard (HTTP + server-sent events).
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Clients", "ZeroMQ", "Wire", "DealModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [
+                .embedInCode("Assets/index.html"), .embedInCode("Assets/app.js"), .embedInCode("Assets/app.css"),
+                .embedInCode("Assets/favicon.svg"),
+            ],
+            swiftSettings: sharedSettings
+        ),
         .target(name: "PipelineMetrics", dependencies: ["DealModel"], swiftSettings: sharedSettings),
         .target(name: "Wire", dependencies: ["DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         // The event content types: JSON and protobuf (generated code committed, see
@@ -121,7 +137,7 @@ let package = Package(
             name: "dealstream",
             dependencies: [
                 "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics", "EventEncoding",
-                "CRMWebhooks", "WebhookReceiver", "FramedLog", "Observability", "OperatorHTTP",
+                "CRMWebhooks", "WebhookReceiver", "FramedLog", "Observability", "OperatorHTTP", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -183,6 +199,7 @@ let package = Package(
             dependencies: ["ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "FramedLog", "DealstreamTestSupport"],
             swiftSettings: sharedSettings
         ),
+        .testTarget(name: "DashboardTests", dependencies: ["Dashboard", "DealModel"], swiftSettings: sharedSettings),
         .testTarget(
             name: "CRMWebhooksTests",
             dependencies: ["CRMWebhooks", "DealModel", "DealstreamTestSupport"],

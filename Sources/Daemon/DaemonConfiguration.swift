@@ -172,6 +172,8 @@ public struct DaemonConfiguration: Sendable {
                     default: throw ConfigurationError(key: "checkpoint.\(k)", reason: "unknown key")
                     }
                 }
+            case "web":
+                break  // read by `dealstream web` (Dashboard's WebConfiguration), not the daemon
             default:
                 throw ConfigurationError(key: key, reason: "unknown key")
             }

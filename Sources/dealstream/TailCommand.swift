@@ -38,8 +38,11 @@ struct TailCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON lines even on a terminal.")
     var json = false
 
+    @Option(help: "Terminal table: a line shown above it (scripts/demo puts the dashboard URL there).")
+    var banner: String?
+
     func run() async throws {
-        let settings = (prefix, updates, snapshot, seconds, rows, json || isatty(STDOUT_FILENO) == 0)
+        let settings = (prefix, updates, snapshot, seconds, rows, json || isatty(STDOUT_FILENO) == 0, banner)
         let stop = StopFlag()
         let failure = LockedError()
         let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
@@ -49,7 +52,7 @@ struct TailCommand: AsyncParsableCommand {
         let thread = ZMQThread(name: "ds-tail") {
             do {
                 try Tail(prefix: settings.0, updates: settings.1, snapshot: settings.2, seconds: settings.3,
-                         rows: settings.4, lines: settings.5, stop: stop).run()
+                         rows: settings.4, lines: settings.5, banner: settings.6, stop: stop).run()
             } catch {
                 failure.set("\(error)")
             }
@@ -78,6 +81,7 @@ struct Tail {
     let seconds: Double?
     let rows: Int
     let lines: Bool
+    var banner: String? = nil
     let stop: StopFlag
 
     func run() throws {
@@ -136,6 +140,7 @@ struct Tail {
         let recent = follower.state.values.filter { changed[$0.topic] != nil && !headlineTopics.contains($0.topic) }
             .sorted { changed[$0.topic]! > changed[$1.topic]! }
         var out = "\u{1B}[H\u{1B}[2J"
+        if let banner { out += banner + "\n" }
         out += "dealstream · \(follower.state.count) series · seq \(follower.seq) · log_seq \(follower.logSeq)"
         out += gaps > 0 ? " · \(gaps) gap(s) repaired\n" : "\n"
         let header = pad("metric", 34) + pad("dimension", 12) + pad("key", 22) + pad("period", 9) + pad("value", 14) + "details\n"
