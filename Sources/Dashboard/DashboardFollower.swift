@@ -45,6 +45,14 @@ public struct DashboardFollower: Service {
     }
 
     func follow(stop: StopFlag) {
+        // SIGTERM and SIGINT belong to the service group's handler: this thread and the libzmq
+        // threads it starts (which inherit the mask) must not take them, or the default action
+        // would end the process instead of a graceful shutdown.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
         let context: ZMQContext
         do { context = try ZMQContext() } catch {
             logger.critical("ZeroMQ context failed", metadata: ["error": "\(error)"])

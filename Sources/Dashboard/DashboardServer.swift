@@ -138,7 +138,9 @@ public enum DashboardServer {
                 if drained.complete { break }
             }
         }
-        // Dropped (the hub finished the stream and closes the channel) or shutting down.
+        // Shutting down (the hub finished every stream): end the response so the server can stop.
+        // A dropped browser's channel is closed already; finishing it then fails harmlessly.
+        try await writer.finish(nil)
     }
 }
 
