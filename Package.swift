@@ -125,7 +125,8 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "ZeroMQ", "Wire", "DealModel", "PipelineMetrics", "EventEncoding", "FramedLog", "CLinuxShims", "Observability",
+                "ZeroMQ", "Wire", "DealModel", "PipelineMetrics", "EventEncoding", "FramedLog", "CLinuxShims",
+                "Observability",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -136,7 +137,8 @@ let package = Package(
         .executableTarget(
             name: "dealstream",
             dependencies: [
-                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics", "EventEncoding",
+                "Daemon", "Worker", "Wire", "DealModel", "ZeroMQ", "Clients", "EventSources", "PipelineMetrics",
+                "EventEncoding",
                 "CRMWebhooks", "WebhookReceiver", "FramedLog", "Observability", "OperatorHTTP", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -153,9 +155,16 @@ let package = Package(
             path: "Tests/Support",
             swiftSettings: sharedSettings
         ),
-        .testTarget(name: "DealModelTests", dependencies: ["DealModel", "DealstreamTestSupport"], swiftSettings: sharedSettings),
         .testTarget(
-            name: "PipelineMetricsTests", dependencies: ["PipelineMetrics", "DealModel", "Wire", "DealstreamTestSupport"], swiftSettings: sharedSettings),
+            name: "DealModelTests",
+            dependencies: ["DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
+        .testTarget(
+            name: "PipelineMetricsTests",
+            dependencies: ["PipelineMetrics", "DealModel", "Wire", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(
             name: "DaemonTests",
             dependencies: [
@@ -167,19 +176,31 @@ let package = Package(
             swiftSettings: sharedSettings
         ),
         .testTarget(
-            name: "WorkerTests", dependencies: ["Worker", "Wire", "PipelineMetrics", "DealModel", "DealstreamTestSupport"],
-            swiftSettings: sharedSettings),
+            name: "WorkerTests",
+            dependencies: ["Worker", "Wire", "PipelineMetrics", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(
-            name: "ClientsTests", dependencies: ["Clients", "DealModel", "Wire", "ZeroMQ", "DealstreamTestSupport"],
-            swiftSettings: sharedSettings),
+            name: "ClientsTests",
+            dependencies: ["Clients", "DealModel", "Wire", "ZeroMQ", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(
-            name: "EventSourcesTests", dependencies: ["EventSources", "DealModel", "DealstreamTestSupport"],
-            swiftSettings: sharedSettings),
+            name: "EventSourcesTests",
+            dependencies: ["EventSources", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(name: "FramedLogTests", dependencies: ["FramedLog"], swiftSettings: sharedSettings),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "DealModel", "PipelineMetrics"], swiftSettings: sharedSettings),
         .testTarget(
-            name: "EventEncodingTests", dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
-            swiftSettings: sharedSettings),
+            name: "WireTests",
+            dependencies: ["Wire", "DealModel", "PipelineMetrics"],
+            swiftSettings: sharedSettings
+        ),
+        .testTarget(
+            name: "EventEncodingTests",
+            dependencies: ["EventEncoding", "DealModel", "DealstreamTestSupport"],
+            swiftSettings: sharedSettings
+        ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: sharedSettings),
         .testTarget(
             name: "OperationsTests",
@@ -196,7 +217,9 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "FramedLog", "DealstreamTestSupport"],
+            dependencies: [
+                "ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "FramedLog", "DealstreamTestSupport",
+            ],
             swiftSettings: sharedSettings
         ),
         .testTarget(name: "DashboardTests", dependencies: ["Dashboard", "DealModel"], swiftSettings: sharedSettings),

@@ -1,11 +1,15 @@
 // libFuzzer entry point for the event decoder: any bytes as one event frame. Built by
 // scripts/fuzz together with the DealModel sources into one module (no imports).
 
-let fuzzModel = try! Model.parse(Array(#"""
-    {"reporting_currency":"USD","fx":{"USD":1.0,"EUR":1.08,"JPY":0.0067},
-     "pipelines":{"default":{"stages":["lead","qualified","proposal","negotiation"],"qualified_stage":"qualified"},
-                  "Enterprise Sales":{"stages":["discovery","demo/trial","proposal:sent"],"qualified_stage":"demo/trial"}}}
-    """#.utf8))
+let fuzzModel = try! Model.parse(
+    Array(
+        #"""
+        {"reporting_currency":"USD","fx":{"USD":1.0,"EUR":1.08,"JPY":0.0067},
+         "pipelines":{"default":{"stages":["lead","qualified","proposal","negotiation"],"qualified_stage":"qualified"},
+                      "Enterprise Sales":{"stages":["discovery","demo/trial","proposal:sent"],"qualified_stage":"demo/trial"}}}
+        """#.utf8
+    )
+)
 let fuzzDecoder = EventDecoder(model: fuzzModel)
 nonisolated(unsafe) var fuzzStore = RecordStore(model: fuzzModel)
 

@@ -20,7 +20,9 @@ import Dispatch
 import Foundation
 import Logging
 
-let fuzzSecrets: [Vendor: String] = [.hubspot: "fuzz-hubspot-secret", .pipedrive: "fuzz:password", .salesforce: "fuzz-token"]
+let fuzzSecrets: [Vendor: String] = [
+    .hubspot: "fuzz-hubspot-secret", .pipedrive: "fuzz:password", .salesforce: "fuzz-token",
+]
 /// The receivers' clock: fixed, so a crash replays. HubSpot timestamps near it pass.
 let fuzzNow: Int64 = 1_793_610_000_000
 
@@ -28,7 +30,9 @@ let fuzzMappings: [Vendor: Mapping] = {
     let model = try! Model.parse(Array(FileManager.default.contents(atPath: "config/model.json")!))
     var out: [Vendor: Mapping] = [:]
     for vendor in Vendor.allCases {
-        var mapping = try! Mapping.parse(Array(FileManager.default.contents(atPath: "config/mapping-\(vendor.rawValue).json")!))
+        var mapping = try! Mapping.parse(
+            Array(FileManager.default.contents(atPath: "config/mapping-\(vendor.rawValue).json")!)
+        )
         try! mapping.validate(against: model)
         out[vendor] = mapping
     }
@@ -59,9 +63,15 @@ final class FuzzProcessors {
         var processors: [Vendor: WebhookProcessor] = [:]
         for vendor in Vendor.allCases {
             processors[vendor] = try! WebhookProcessor(
-                vendor: vendor, mapping: fuzzMappings[vendor]!, secret: fuzzSecrets[vendor]!,
-                dataDirectory: URL(fileURLWithPath: "\(directory)/\(vendor.rawValue)"), fetcher: nil, logger: logger,
-                spoolCapacity: 50_000, now: { fuzzNow })
+                vendor: vendor,
+                mapping: fuzzMappings[vendor]!,
+                secret: fuzzSecrets[vendor]!,
+                dataDirectory: URL(fileURLWithPath: "\(directory)/\(vendor.rawValue)"),
+                fetcher: nil,
+                logger: logger,
+                spoolCapacity: 50_000,
+                now: { fuzzNow }
+            )
         }
         self.processors = processors
     }
@@ -117,15 +127,27 @@ public func fuzzWebhooks(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let body = Array(rest)
     let mapping = fuzzMappings[vendor]!
     let secret = fuzzSecrets[vendor]!
-    var request = WebhookRequest(method: "POST", authority: nil, path: "/webhooks/\(vendor.rawValue)\(query)", headers: headers,
-                                 body: body, publicURL: mapping.publicURL, listenAddress: "127.0.0.1:8080")
+    var request = WebhookRequest(
+        method: "POST",
+        authority: nil,
+        path: "/webhooks/\(vendor.rawValue)\(query)",
+        headers: headers,
+        body: body,
+        publicURL: mapping.publicURL,
+        listenAddress: "127.0.0.1:8080"
+    )
     if signed {
         switch vendor {
         case .hubspot:
             let timestamp = request.headers["x-hubspot-request-timestamp"] ?? String(fuzzNow)
             request.headers["x-hubspot-request-timestamp"] = timestamp
-            request.headers["x-hubspot-signature-v3"] = HubSpotSignature.sign(secret: secret, method: "POST", uri: request.url,
-                                                                              body: body, timestamp: timestamp)
+            request.headers["x-hubspot-signature-v3"] = HubSpotSignature.sign(
+                secret: secret,
+                method: "POST",
+                uri: request.url,
+                body: body,
+                timestamp: timestamp
+            )
         case .pipedrive: request.headers["authorization"] = "Basic " + Base64.encode(Array(secret.utf8))
         case .salesforce: request.headers["authorization"] = "Bearer " + secret
         }
@@ -141,7 +163,8 @@ public func fuzzWebhooks(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         switch vendor {
         case .hubspot:
             let t = request.headers["x-hubspot-request-timestamp"] ?? ""
-            authorized = request.headers["x-hubspot-signature-v3"]
+            authorized =
+                request.headers["x-hubspot-signature-v3"]
                 == HubSpotSignature.sign(secret: secret, method: "POST", uri: request.url, body: body, timestamp: t)
         case .pipedrive: authorized = request.headers["authorization"] == "Basic " + Base64.encode(Array(secret.utf8))
         case .salesforce: authorized = request.headers["authorization"] == "Bearer " + secret

@@ -132,7 +132,9 @@ public struct DealAssembler: Sendable {
     struct Missing: Error { var fields: [String] }
 
     private func isOpenStage(_ stage: String, in state: DealState) -> Bool {
-        guard let pipelineID = state.fields[.pipeline]?.value, let p = mapping.pipeline(forVendorID: pipelineID) else { return false }
+        guard let pipelineID = state.fields[.pipeline]?.value, let p = mapping.pipeline(forVendorID: pipelineID) else {
+            return false
+        }
         return p.stages[stage] != nil && !p.wonStages.contains(stage) && !p.lostStages.contains(stage)
     }
 
@@ -145,12 +147,16 @@ public struct DealAssembler: Sendable {
         var missing: [String] = []
         guard let pipelineID = value(.pipeline) else { return .failure(Missing(fields: ["pipeline"])) }
         guard let pipeline = mapping.pipeline(forVendorID: pipelineID) else {
-            throw PayloadError(field: "deal \(id).pipeline", reason: "vendor pipeline \"\(pipelineID)\" is not in the mapping")
+            throw PayloadError(
+                field: "deal \(id).pipeline",
+                reason: "vendor pipeline \"\(pipelineID)\" is not in the mapping"
+            )
         }
         let stageID = value(.stage)
         var status = value(.status)
         if status == nil, let stageID {
-            status = pipeline.wonStages.contains(stageID) ? "won" : pipeline.lostStages.contains(stageID) ? "lost" : "open"
+            status =
+                pipeline.wonStages.contains(stageID) ? "won" : pipeline.lostStages.contains(stageID) ? "lost" : "open"
         }
         if let s = status, !["open", "won", "lost"].contains(s) {
             throw PayloadError(field: "deal \(id).status", reason: "\"\(s)\" is not open, won or lost")
@@ -159,12 +165,16 @@ public struct DealAssembler: Sendable {
         if let stageID {
             if let mapped = pipeline.stages[stageID] {
                 stage = mapped
-            } else if pipeline.wonStages.contains(stageID) || pipeline.lostStages.contains(stageID) || status != "open" {
+            } else if pipeline.wonStages.contains(stageID) || pipeline.lostStages.contains(stageID) || status != "open"
+            {
                 // The last open stage seen; failing that (a deal first seen closed) the
                 // alphabetically first mapped stage, so the choice is at least stable.
                 stage = state.lastOpenStage?.value.flatMap { pipeline.stages[$0] } ?? pipeline.stages.values.min()
             } else {
-                throw PayloadError(field: "deal \(id).stage", reason: "vendor stage \"\(stageID)\" of pipeline \"\(pipelineID)\" is not in the mapping")
+                throw PayloadError(
+                    field: "deal \(id).stage",
+                    reason: "vendor stage \"\(stageID)\" of pipeline \"\(pipelineID)\" is not in the mapping"
+                )
             }
         } else {
             missing.append("stage")
@@ -183,11 +193,14 @@ public struct DealAssembler: Sendable {
             if closed == nil { missing.append("closed_at") }
             // A vendor close *date* (midnight) can precede the creation time on the same day.
             if let c = closed, let cr = created, let cms = VendorTime.milliseconds(rfc3339: c),
-                let crms = VendorTime.milliseconds(rfc3339: cr), cms < crms {
+                let crms = VendorTime.milliseconds(rfc3339: cr), cms < crms
+            {
                 closed = cr
             }
         }
-        guard missing.isEmpty, let stage, let status, let amount, let created else { return .failure(Missing(fields: missing)) }
+        guard missing.isEmpty, let stage, let status, let amount, let created else {
+            return .failure(Missing(fields: missing))
+        }
         var out = Array("{\"pipeline\":".utf8)
         func field(_ name: String, _ v: String?) {
             out += Array(",\"\(name)\":".utf8)

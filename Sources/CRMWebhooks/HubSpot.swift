@@ -20,7 +20,10 @@ public enum HubSpotWebhook {
         var map = properties
         if let p = mapping.fields["lead_source"] { map[p] = .leadSource }
         if let p = mapping.fields["account"] { map[p] = .account }
-        if let p = mapping.fields["pipeline"] { map["pipeline"] = nil; map[p] = .pipeline }
+        if let p = mapping.fields["pipeline"] {
+            map["pipeline"] = nil
+            map[p] = .pipeline
+        }
         return map
     }
 
@@ -41,18 +44,27 @@ public enum HubSpotWebhook {
     /// Translates one webhook request body.
     public static func translate(_ body: [UInt8], mapping: Mapping) throws(PayloadError) -> Translation {
         let root = try JSONFields.parse(body)
-        guard case .array(let events) = root else { throw PayloadError(field: "body", reason: "expected a JSON array of events, got \(root.typeName)") }
+        guard case .array(let events) = root else {
+            throw PayloadError(field: "body", reason: "expected a JSON array of events, got \(root.typeName)")
+        }
         let map = propertyMap(mapping)
         var out = Translation()
         for (i, event) in events.enumerated() {
             let base = "[\(i)]"
-            guard case .object = event else { throw PayloadError(field: base, reason: "expected an object, got \(event.typeName)") }
+            guard case .object = event else {
+                throw PayloadError(field: base, reason: "expected an object, got \(event.typeName)")
+            }
             guard var type = event["subscriptionType"]?.stringValue else {
                 throw PayloadError(field: "\(base).subscriptionType", reason: "missing or not a string")
             }
             // Generic webhooks (`object.creation`, …) name deals by objectTypeId 0-3.
-            if type.hasPrefix("object."), event["objectTypeId"]?.stringValue == "0-3" { type = "deal." + type.dropFirst(7) }
-            guard type.hasPrefix("deal.") else { out.ignored += 1; continue }
+            if type.hasPrefix("object."), event["objectTypeId"]?.stringValue == "0-3" {
+                type = "deal." + type.dropFirst(7)
+            }
+            guard type.hasPrefix("deal.") else {
+                out.ignored += 1
+                continue
+            }
             let id = try JSONFields.id(event["objectId"], "\(base).objectId")
             let occurred = try JSONFields.version(event["occurredAt"], "\(base).occurredAt")
             _ = try JSONFields.id(event["eventId"], "\(base).eventId")
@@ -68,9 +80,16 @@ public enum HubSpotWebhook {
                 guard let name = event["propertyName"]?.stringValue else {
                     throw PayloadError(field: "\(base).propertyName", reason: "missing or not a string")
                 }
-                guard let field = map[name] else { out.ignored += 1; continue }
-                guard let v = try value(field, event["propertyValue"] ?? .null, "\(base).propertyValue") else { continue }
-                out.changes.append(DealChange(recordID: id, version: occurred, occurredAt: at, action: .upsert([field: v])))
+                guard let field = map[name] else {
+                    out.ignored += 1
+                    continue
+                }
+                guard let v = try value(field, event["propertyValue"] ?? .null, "\(base).propertyValue") else {
+                    continue
+                }
+                out.changes.append(
+                    DealChange(recordID: id, version: occurred, occurredAt: at, action: .upsert([field: v]))
+                )
             default:
                 out.ignored += 1  // deal.merge, deal.associationChange, …
             }
@@ -83,8 +102,13 @@ public enum HubSpotWebhook {
     public static func translateDeal(_ body: [UInt8], mapping: Mapping) throws(PayloadError) -> DealChange {
         let root = try JSONFields.parse(body)
         let id = try JSONFields.id(root["id"], "id")
-        guard case .object(let properties)? = root["properties"] else { throw PayloadError(field: "properties", reason: "missing or not an object") }
-        let updatedText = try JSONFields.time(root["updatedAt"] ?? root["properties"]?["hs_lastmodifieddate"], "updatedAt")
+        guard case .object(let properties)? = root["properties"] else {
+            throw PayloadError(field: "properties", reason: "missing or not an object")
+        }
+        let updatedText = try JSONFields.time(
+            root["updatedAt"] ?? root["properties"]?["hs_lastmodifieddate"],
+            "updatedAt"
+        )
         guard case .some(.some(let updated)) = updatedText, let ms = VendorTime.milliseconds(rfc3339: updated) else {
             throw PayloadError(field: "updatedAt", reason: "missing")
         }
@@ -121,9 +145,18 @@ public enum HubSpotSignature {
 
     /// Throws unless `signature` is the v3 signature of the request and `timestamp` is within
     /// five minutes of `nowMilliseconds`.
-    public static func verify(secret: String, method: String, uri: String, body: [UInt8], timestamp: String?,
-                              signature: String?, nowMilliseconds: Int64) throws(AuthenticationError) {
-        guard let signature, !signature.isEmpty else { throw AuthenticationError(reason: "X-HubSpot-Signature-v3: missing") }
+    public static func verify(
+        secret: String,
+        method: String,
+        uri: String,
+        body: [UInt8],
+        timestamp: String?,
+        signature: String?,
+        nowMilliseconds: Int64
+    ) throws(AuthenticationError) {
+        guard let signature, !signature.isEmpty else {
+            throw AuthenticationError(reason: "X-HubSpot-Signature-v3: missing")
+        }
         guard let timestamp, let ms = Int64(timestamp) else {
             throw AuthenticationError(reason: "X-HubSpot-Request-Timestamp: missing or not milliseconds")
         }
@@ -132,8 +165,10 @@ public enum HubSpotSignature {
         let (age, overflow) = nowMilliseconds.subtractingReportingOverflow(ms)
         guard !overflow, age.magnitude <= UInt64(maximumAgeMilliseconds) else {
             let future = overflow ? ms > 0 : age < 0
-            throw AuthenticationError(reason: "X-HubSpot-Request-Timestamp: "
-                + (future ? "more than 5 minutes in the future" : "older than 5 minutes"))
+            throw AuthenticationError(
+                reason: "X-HubSpot-Request-Timestamp: "
+                    + (future ? "more than 5 minutes in the future" : "older than 5 minutes")
+            )
         }
         let expected = sign(secret: secret, method: method, uri: uri, body: body, timestamp: timestamp)
         guard constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else {

@@ -6,7 +6,9 @@ import DealModel
 /// forms and optional objects; one set of helpers keeps the error texts uniform.
 enum JSONFields {
     static func parse(_ body: [UInt8]) throws(PayloadError) -> JSONValue {
-        do { return try JSONParser.parse(body) } catch { throw PayloadError(field: "body", reason: "not JSON: \(error)") }
+        do { return try JSONParser.parse(body) } catch {
+            throw PayloadError(field: "body", reason: "not JSON: \(error)")
+        }
     }
 
     /// An id that vendors send as a number or a string.
@@ -68,7 +70,9 @@ enum JSONFields {
         case .null?: return .some(nil)
         case .string(let s)? where s.isEmpty: return .some(nil)
         case let v?:
-            guard let t = VendorTime.normalise(v) else { throw PayloadError(field: field, reason: "not a timestamp: \(v.typeName)") }
+            guard let t = VendorTime.normalise(v) else {
+                throw PayloadError(field: field, reason: "not a timestamp: \(v.typeName)")
+            }
             return .some(t)
         }
     }
@@ -80,10 +84,14 @@ enum JSONFields {
         case .null?: return .some(nil)
         case .string(let s)? where s.isEmpty: return .some(nil)
         case .string(let s)?:
-            guard let d = Double(s), d.isFinite else { throw PayloadError(field: field, reason: "expected a number, got \"\(s)\"") }
+            guard let d = Double(s), d.isFinite else {
+                throw PayloadError(field: field, reason: "expected a number, got \"\(s)\"")
+            }
             return .some(JSONWriter.number(d))
         case let v?:
-            guard let d = v.numberValue else { throw PayloadError(field: field, reason: "expected a number, got \(v.typeName)") }
+            guard let d = v.numberValue else {
+                throw PayloadError(field: field, reason: "expected a number, got \(v.typeName)")
+            }
             return .some(JSONWriter.number(d))
         }
     }

@@ -49,15 +49,20 @@ public struct Mapping: Sendable, Equatable {
     public var knownCurrencies: Set<String>?
 
     static let keys: Set<String> = [
-        "source", "pipelines", "owners", "default_currency", "secrets_file", "fields", "api_base_url", "public_url", "comment",
+        "source", "pipelines", "owners", "default_currency", "secrets_file", "fields", "api_base_url", "public_url",
+        "comment",
     ]
     static let fieldKeys: Set<String> = ["lead_source", "account", "pipeline"]
 
     /// Parses a mapping file; every error names its key (`mapping.pipelines.7.stages.12: expected a string`).
     public static func parse(_ bytes: [UInt8]) throws(PayloadError) -> Mapping {
         let root: JSONValue
-        do { root = try JSONParser.parse(bytes) } catch { throw PayloadError(field: "mapping", reason: "not JSON: \(error)") }
-        guard case .object(let members) = root else { throw PayloadError(field: "mapping", reason: "expected an object") }
+        do { root = try JSONParser.parse(bytes) } catch {
+            throw PayloadError(field: "mapping", reason: "not JSON: \(error)")
+        }
+        guard case .object(let members) = root else {
+            throw PayloadError(field: "mapping", reason: "expected an object")
+        }
         for (key, _) in members where !keys.contains(key) {
             throw PayloadError(field: "mapping.\(key)", reason: "unknown key")
         }
@@ -73,11 +78,15 @@ public struct Mapping: Sendable, Equatable {
         }
         func object(_ value: JSONValue?, _ field: String) throws(PayloadError) -> [(String, JSONValue)] {
             guard let value else { return [] }
-            guard case .object(let m) = value else { throw PayloadError(field: field, reason: "expected an object, got \(value.typeName)") }
+            guard case .object(let m) = value else {
+                throw PayloadError(field: field, reason: "expected an object, got \(value.typeName)")
+            }
             return m
         }
         let source = try string(root["source"], "mapping.source", required: true)!
-        guard source.utf8.count <= 128 else { throw PayloadError(field: "mapping.source", reason: "longer than 128 bytes") }
+        guard source.utf8.count <= 128 else {
+            throw PayloadError(field: "mapping.source", reason: "longer than 128 bytes")
+        }
         var pipelines: [String: Pipeline] = [:]
         guard root["pipelines"] != nil else { throw PayloadError(field: "mapping.pipelines", reason: "missing") }
         for (id, value) in try object(root["pipelines"], "mapping.pipelines") {
@@ -95,39 +104,59 @@ public struct Mapping: Sendable, Equatable {
             func list(_ key: String) throws(PayloadError) -> Set<String> {
                 guard let value = value[key] else { return [] }
                 guard case .array(let items) = value else {
-                    throw PayloadError(field: "\(base).\(key)", reason: "expected an array of stage ids, got \(value.typeName)")
+                    throw PayloadError(
+                        field: "\(base).\(key)",
+                        reason: "expected an array of stage ids, got \(value.typeName)"
+                    )
                 }
                 var out: Set<String> = []
-                for (i, item) in items.enumerated() { out.insert(try string(item, "\(base).\(key)[\(i)]", required: true)!) }
+                for (i, item) in items.enumerated() {
+                    out.insert(try string(item, "\(base).\(key)[\(i)]", required: true)!)
+                }
                 return out
             }
-            let won = try list("won_stages"), lost = try list("lost_stages")
+            let won = try list("won_stages")
+            let lost = try list("lost_stages")
             if let both = won.intersection(lost).first {
                 throw PayloadError(field: "\(base).lost_stages", reason: "stage \"\(both)\" is also a won stage")
             }
             pipelines[id] = Pipeline(pipeline: model, stages: stages, wonStages: won, lostStages: lost)
         }
-        guard !pipelines.isEmpty else { throw PayloadError(field: "mapping.pipelines", reason: "empty: map at least one pipeline") }
+        guard !pipelines.isEmpty else {
+            throw PayloadError(field: "mapping.pipelines", reason: "empty: map at least one pipeline")
+        }
         var owners: [String: Owner] = [:]
         for (id, value) in try object(root["owners"], "mapping.owners") {
             let base = "mapping.owners.\(id)"
             for (key, _) in try object(value, base) where key != "owner" && key != "team" {
                 throw PayloadError(field: "\(base).\(key)", reason: "unknown key")
             }
-            owners[id] = Owner(owner: try string(value["owner"], "\(base).owner", required: true)!,
-                               team: try string(value["team"], "\(base).team", required: false))
+            owners[id] = Owner(
+                owner: try string(value["owner"], "\(base).owner", required: true)!,
+                team: try string(value["team"], "\(base).team", required: false)
+            )
         }
         var fields: [String: String] = [:]
         for (key, value) in try object(root["fields"], "mapping.fields") {
-            guard fieldKeys.contains(key) else { throw PayloadError(field: "mapping.fields.\(key)", reason: "unknown key (lead_source, account, pipeline)") }
+            guard fieldKeys.contains(key) else {
+                throw PayloadError(
+                    field: "mapping.fields.\(key)",
+                    reason: "unknown key (lead_source, account, pipeline)"
+                )
+            }
             fields[key] = try string(value, "mapping.fields.\(key)", required: true)!
         }
         let currency = try string(root["default_currency"], "mapping.default_currency", required: false) ?? "USD"
         return Mapping(
-            source: source, pipelines: pipelines, owners: owners, defaultCurrency: currency,
-            secretsFile: try string(root["secrets_file"], "mapping.secrets_file", required: false), fields: fields,
+            source: source,
+            pipelines: pipelines,
+            owners: owners,
+            defaultCurrency: currency,
+            secretsFile: try string(root["secrets_file"], "mapping.secrets_file", required: false),
+            fields: fields,
             apiBaseURL: try string(root["api_base_url"], "mapping.api_base_url", required: false),
-            publicURL: try string(root["public_url"], "mapping.public_url", required: false))
+            publicURL: try string(root["public_url"], "mapping.public_url", required: false)
+        )
     }
 
     /// Checks every model id the mapping names against the daemon's model file, so that
@@ -135,15 +164,24 @@ public struct Mapping: Sendable, Equatable {
     public mutating func validate(against model: Model) throws(PayloadError) {
         knownCurrencies = Set(model.fx.keys)
         guard model.fx[defaultCurrency] != nil else {
-            throw PayloadError(field: "mapping.default_currency", reason: "no rate for \"\(defaultCurrency)\" in the model")
+            throw PayloadError(
+                field: "mapping.default_currency",
+                reason: "no rate for \"\(defaultCurrency)\" in the model"
+            )
         }
         for (id, p) in pipelines.sorted(by: { $0.key < $1.key }) {
             guard let index = model.pipelineIndex(named: p.pipeline) else {
-                throw PayloadError(field: "mapping.pipelines.\(id).pipeline", reason: "unknown pipeline \"\(p.pipeline)\" in the model")
+                throw PayloadError(
+                    field: "mapping.pipelines.\(id).pipeline",
+                    reason: "unknown pipeline \"\(p.pipeline)\" in the model"
+                )
             }
             let stages = model.pipelines[index].stages
             for (vendor, stage) in p.stages.sorted(by: { $0.key < $1.key }) where !stages.contains(stage) {
-                throw PayloadError(field: "mapping.pipelines.\(id).stages.\(vendor)", reason: "unknown stage \"\(stage)\" in the model")
+                throw PayloadError(
+                    field: "mapping.pipelines.\(id).stages.\(vendor)",
+                    reason: "unknown stage \"\(stage)\" in the model"
+                )
             }
         }
     }

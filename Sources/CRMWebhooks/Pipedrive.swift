@@ -11,17 +11,29 @@ public enum PipedriveWebhook {
     /// Translates one webhook request body (one event).
     public static func translate(_ body: [UInt8], mapping: Mapping) throws(PayloadError) -> Translation {
         let root = try JSONFields.parse(body)
-        guard case .object = root else { throw PayloadError(field: "body", reason: "expected a JSON object, got \(root.typeName)") }
-        guard let meta = root["meta"], case .object = meta else { throw PayloadError(field: "meta", reason: "missing or not an object") }
+        guard case .object = root else {
+            throw PayloadError(field: "body", reason: "expected a JSON object, got \(root.typeName)")
+        }
+        guard let meta = root["meta"], case .object = meta else {
+            throw PayloadError(field: "meta", reason: "missing or not an object")
+        }
         let isV2 = meta["version"]?.stringValue?.hasPrefix("2") == true || root["data"] != nil
         var out = Translation()
         let object = (isV2 ? meta["entity"] : meta["object"])?.stringValue
-        guard object == "deal" else { out.ignored += 1; return out }
-        guard let action = meta["action"]?.stringValue else { throw PayloadError(field: "meta.action", reason: "missing or not a string") }
+        guard object == "deal" else {
+            out.ignored += 1
+            return out
+        }
+        guard let action = meta["action"]?.stringValue else {
+            throw PayloadError(field: "meta.action", reason: "missing or not a string")
+        }
         let current = isV2 ? root["data"] : root["current"]
         let previous = root["previous"]
         let idField = isV2 ? "meta.entity_id" : "meta.id"
-        let id = try JSONFields.id((isV2 ? meta["entity_id"] : meta["id"]) ?? current?["id"] ?? previous?["id"], idField)
+        let id = try JSONFields.id(
+            (isV2 ? meta["entity_id"] : meta["id"]) ?? current?["id"] ?? previous?["id"],
+            idField
+        )
         let version: UInt64
         if isV2 {
             guard let t = meta["timestamp"]?.stringValue, let ms = VendorTime.milliseconds(rfc3339: t), ms >= 0 else {
@@ -55,8 +67,14 @@ public enum PipedriveWebhook {
                 out.changes.append(DealChange(recordID: id, version: version, occurredAt: at, action: .delete))
                 return out
             }
-            out.changes.append(DealChange(recordID: id, version: version, occurredAt: at,
-                                          action: .upsert(try fields(current, base: base, mapping: mapping))))
+            out.changes.append(
+                DealChange(
+                    recordID: id,
+                    version: version,
+                    occurredAt: at,
+                    action: .upsert(try fields(current, base: base, mapping: mapping))
+                )
+            )
         default:
             throw PayloadError(field: "meta.action", reason: "unknown action \"\(action)\"")
         }
@@ -73,9 +91,17 @@ public enum PipedriveWebhook {
         set(.amount, try JSONFields.amount(deal["value"], "\(base).value"))
         set(.currency, try JSONFields.text(deal["currency"], "\(base).currency"))
         set(.createdAt, try JSONFields.time(deal["add_time"], "\(base).add_time"))
-        set(.owner, try JSONFields.text(deal["owner_id"] ?? deal["user_id"], "\(base).\(deal["owner_id"] != nil ? "owner_id" : "user_id")"))
+        set(
+            .owner,
+            try JSONFields.text(
+                deal["owner_id"] ?? deal["user_id"],
+                "\(base).\(deal["owner_id"] != nil ? "owner_id" : "user_id")"
+            )
+        )
         set(.account, try JSONFields.text(member(mapping.fields["account"] ?? "org_id"), "\(base).org_id"))
-        if let key = mapping.fields["lead_source"] { set(.leadSource, try JSONFields.text(member(key), "\(base).\(key)")) }
+        if let key = mapping.fields["lead_source"] {
+            set(.leadSource, try JSONFields.text(member(key), "\(base).\(key)"))
+        }
         let status = deal["status"]?.stringValue
         let closeKey = status == "won" ? "won_time" : status == "lost" ? "lost_time" : nil
         if let closeKey {

@@ -52,16 +52,23 @@ public enum SalesforceChangeEvent {
                 throw PayloadError(field: prefix + "ChangeEventHeader", reason: "missing or not an object")
             }
             let h = prefix + "ChangeEventHeader"
-            if let entity = header["entityName"]?.stringValue, entity != "Opportunity" { out.ignored += 1; continue }
-            guard let changeType = header["changeType"]?.stringValue else { throw PayloadError(field: "\(h).changeType", reason: "missing") }
+            if let entity = header["entityName"]?.stringValue, entity != "Opportunity" {
+                out.ignored += 1
+                continue
+            }
+            guard let changeType = header["changeType"]?.stringValue else {
+                throw PayloadError(field: "\(h).changeType", reason: "missing")
+            }
             guard case .array(let idValues)? = header["recordIds"], !idValues.isEmpty else {
                 throw PayloadError(field: "\(h).recordIds", reason: "missing or empty")
             }
             var ids: [String] = []
             for (i, v) in idValues.enumerated() { ids.append(try JSONFields.id(v, "\(h).recordIds[\(i)]")) }
             if changeType.hasPrefix("GAP_") || ids.contains(where: { $0.hasSuffix("*") }) {
-                out.warnings.append("Salesforce \(changeType) for Opportunity \(ids.joined(separator: ",")): the event carries no field values; "
-                    + "resync these records (query Opportunity by Id, or replay from the CDC channel) and send their current state")
+                out.warnings.append(
+                    "Salesforce \(changeType) for Opportunity \(ids.joined(separator: ",")): the event carries no field values; "
+                        + "resync these records (query Opportunity by Id, or replay from the CDC channel) and send their current state"
+                )
                 continue
             }
             let version = try JSONFields.version(header["commitNumber"], "\(h).commitNumber")
@@ -78,7 +85,9 @@ public enum SalesforceChangeEvent {
                     if case .array(let list)? = header[key] { names += list.compactMap(\.stringValue) }
                 }
             case "DELETE":
-                for id in ids { out.changes.append(DealChange(recordID: id, version: version, occurredAt: at, action: .delete)) }
+                for id in ids {
+                    out.changes.append(DealChange(recordID: id, version: version, occurredAt: at, action: .delete))
+                }
                 continue
             default:
                 throw PayloadError(field: "\(h).changeType", reason: "unknown change type \"\(changeType)\"")
@@ -104,7 +113,9 @@ public enum SalesforceChangeEvent {
             } else if closed == .bool(true) {
                 fields[.status] = won == .bool(false) || won == nil ? "lost" : "won"
             }
-            if (changeType == "CREATE" || changeType == "UNDELETE"), fields[.pipeline] == nil { fields[.pipeline] = "default" }
+            if changeType == "CREATE" || changeType == "UNDELETE", fields[.pipeline] == nil {
+                fields[.pipeline] = "default"
+            }
             for id in ids {
                 let action: DealChange.Action = changeType == "UNDELETE" ? .restore(fields) : .upsert(fields)
                 out.changes.append(DealChange(recordID: id, version: version, occurredAt: at, action: action))

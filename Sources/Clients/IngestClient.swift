@@ -1,6 +1,6 @@
+import DealModel
 import Dispatch
 import Foundation
-import DealModel
 public import Wire
 public import ZeroMQ
 
@@ -32,7 +32,8 @@ public final class IngestClient {
         public var description: String {
             switch failure.kind {
             case .authentication(let status):
-                return "the daemon at \(failure.endpoint) refused this connector's CURVE key \(publicKey.map { "\($0)" } ?? "") "
+                return
+                    "the daemon at \(failure.endpoint) refused this connector's CURVE key \(publicKey.map { "\($0)" } ?? "") "
                     + "(ZAP status \(status)): it is not in the daemon's ingest.curve.connectors"
             case .protocolError where failure.isMechanismMismatch && publicKey == nil:
                 return "the daemon at \(failure.endpoint) requires CURVE: give --curve-server-key and --curve-key-file"
@@ -70,8 +71,14 @@ public final class IngestClient {
 
     /// Connects to the ingest `endpoint`; with `curve`, as a CURVE client (the daemon's
     /// `ingest.curve` must list `curve.keyPair.publicKey`, or no request is ever answered).
-    public init(context: ZMQContext, endpoint: String, curve: CurveClientKeys? = nil, window: Int = 4,
-                timeoutMilliseconds: Int = 10_000, retries: Int = 5) throws {
+    public init(
+        context: ZMQContext,
+        endpoint: String,
+        curve: CurveClientKeys? = nil,
+        window: Int = 4,
+        timeoutMilliseconds: Int = 10_000,
+        retries: Int = 5
+    ) throws {
         socket = try ZMQSocket(context: context, type: .dealer)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
@@ -89,19 +96,39 @@ public final class IngestClient {
     /// Sends every batch, keeping up to `window` in flight, and calls `onAck` for each
     /// ACK (in completion order). Throws on an `ERR` or when a request stays unanswered
     /// after `retries` resends.
-    public func send(batches: [[[UInt8]]], contentType: String = IngestProtocol.jsonContentType,
-                     eventsPerSecond: Double? = nil, onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
+    public func send(
+        batches: [[[UInt8]]],
+        contentType: String = IngestProtocol.jsonContentType,
+        eventsPerSecond: Double? = nil,
+        onAck: (Acknowledged) -> Void,
+        onTick: () -> Void = {}
+    ) throws {
         var iterator = batches.makeIterator()
-        try send(nextBatch: { iterator.next() }, contentType: contentType, eventsPerSecond: eventsPerSecond, onAck: onAck, onTick: onTick)
+        try send(
+            nextBatch: { iterator.next() },
+            contentType: contentType,
+            eventsPerSecond: eventsPerSecond,
+            onAck: onAck,
+            onTick: onTick
+        )
     }
 
     /// Like `send(batches:…)`, pulling batches from `nextBatch` (nil: no more) so a
     /// stream of any length is sent with only the requests in flight held in memory.
-    public func send(nextBatch: () throws -> [[UInt8]]?, contentType: String = IngestProtocol.jsonContentType,
-                     eventsPerSecond: Double? = nil, onAck: (Acknowledged) -> Void, onTick: () -> Void = {}) throws {
+    public func send(
+        nextBatch: () throws -> [[UInt8]]?,
+        contentType: String = IngestProtocol.jsonContentType,
+        eventsPerSecond: Double? = nil,
+        onAck: (Acknowledged) -> Void,
+        onTick: () -> Void = {}
+    ) throws {
         let started = DispatchTime.now().uptimeNanoseconds
         var eventsSent = 0
-        struct InFlight { var frames: [[UInt8]]; var sentAt: UInt64; var attempts: Int }
+        struct InFlight {
+            var frames: [[UInt8]]
+            var sentAt: UInt64
+            var attempts: Int
+        }
         var inFlight: [[UInt8]: (number: Int, request: InFlight)] = [:]
         var next = 0
         var pending = try nextBatch()
@@ -123,7 +150,9 @@ public final class IngestClient {
                 let frames = [IngestProtocol.events, id, Array(contentType.utf8)] + batch
                 pending = try nextBatch()
                 try socket.send(frames)
-                inFlight[id] = (next, InFlight(frames: frames, sentAt: DispatchTime.now().uptimeNanoseconds, attempts: 1))
+                inFlight[id] = (
+                    next, InFlight(frames: frames, sentAt: DispatchTime.now().uptimeNanoseconds, attempts: 1)
+                )
                 next += 1
             }
             if try poller.poll(timeoutMilliseconds: 100)[0] {
@@ -132,7 +161,10 @@ public final class IngestClient {
                     guard frames.count == 3, let entry = inFlight[frames[1]] else { continue }
                     inFlight[frames[1]] = nil
                     if frames[0] == IngestProtocol.err {
-                        throw RequestFailure(requestNumber: entry.number, reason: "ERR: " + String(decoding: frames[2], as: UTF8.self))
+                        throw RequestFailure(
+                            requestNumber: entry.number,
+                            reason: "ERR: " + String(decoding: frames[2], as: UTF8.self)
+                        )
                     }
                     guard frames[0] == IngestProtocol.ack, let body = IngestProtocol.AckBody.decode(frames[2]) else {
                         throw RequestFailure(requestNumber: entry.number, reason: "unreadable reply")
@@ -145,11 +177,16 @@ public final class IngestClient {
             let now = DispatchTime.now().uptimeNanoseconds
             for (id, entry) in inFlight where now - entry.request.sentAt > timeout {
                 guard entry.request.attempts <= retries else {
-                    throw RequestFailure(requestNumber: entry.number,
-                                         reason: "no ACK from \(endpoint) after \(entry.request.attempts) attempts")
+                    throw RequestFailure(
+                        requestNumber: entry.number,
+                        reason: "no ACK from \(endpoint) after \(entry.request.attempts) attempts"
+                    )
                 }
                 try socket.send(entry.request.frames)
-                inFlight[id] = (entry.number, InFlight(frames: entry.request.frames, sentAt: now, attempts: entry.request.attempts + 1))
+                inFlight[id] = (
+                    entry.number,
+                    InFlight(frames: entry.request.frames, sentAt: now, attempts: entry.request.attempts + 1)
+                )
             }
             onTick()
         }
@@ -201,7 +238,8 @@ public final class SnapshotProbe {
         while try poller.poll(timeoutMilliseconds: timeoutMilliseconds)[0] {
             guard let frames = try socket.receive() else { continue }
             if frames.count == 2 && frames[0] == IngestProtocol.end, let position = try? JSONParser.parse(frames[1]),
-                let logSeq = position["log_seq"]?.position {
+                let logSeq = position["log_seq"]?.position
+            {
                 return logSeq
             }
         }

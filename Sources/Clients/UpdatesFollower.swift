@@ -1,5 +1,5 @@
-import Dispatch
 public import DealModel
+import Dispatch
 import Wire
 public import ZeroMQ
 
@@ -34,8 +34,13 @@ public final class UpdatesFollower {
     let snapshots: ZMQSocket
     let timeoutMilliseconds: Int
 
-    public init(context: ZMQContext, updatesEndpoint: String, snapshotEndpoint: String, prefix: String,
-                timeoutMilliseconds: Int = 10_000) throws {
+    public init(
+        context: ZMQContext,
+        updatesEndpoint: String,
+        snapshotEndpoint: String,
+        prefix: String,
+        timeoutMilliseconds: Int = 10_000
+    ) throws {
         self.prefix = Array(prefix.utf8)
         self.timeoutMilliseconds = timeoutMilliseconds
         updates = try ZMQSocket(context: context, type: .sub)
@@ -66,7 +71,11 @@ public final class UpdatesFollower {
                 let frames = IngestProtocol.withoutDelimiter(reply)
                 if frames.count == 3 && frames[0] == IngestProtocol.kv {
                     let topic = String(decoding: frames[1], as: UTF8.self)
-                    fresh[topic] = Series(topic: topic, payload: (try? JSONParser.parse(frames[2])) ?? .null, raw: frames[2])
+                    fresh[topic] = Series(
+                        topic: topic,
+                        payload: (try? JSONParser.parse(frames[2])) ?? .null,
+                        raw: frames[2]
+                    )
                 } else if frames.count == 2 && frames[0] == IngestProtocol.end {
                     let position = try? JSONParser.parse(frames[1])
                     seq = position?["seq"]?.position ?? 0
@@ -74,7 +83,9 @@ public final class UpdatesFollower {
                     state = fresh
                     return .snapshot(seq: seq, logSeq: logSeq, count: fresh.count)
                 } else if frames.first == IngestProtocol.err {
-                    throw Timeout(description: "snapshot refused: \(String(decoding: frames.last ?? [], as: UTF8.self))")
+                    throw Timeout(
+                        description: "snapshot refused: \(String(decoding: frames.last ?? [], as: UTF8.self))"
+                    )
                 }
             }
         }

@@ -39,12 +39,17 @@ extension DaemonConfiguration {
 
     /// Reads `file` (if any) over the defaults, then the environment over it, then `flags`
     /// (dotted key → value as typed on the command line) over both.
-    public static func resolve(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
-                               flags: [String: String] = [:]) throws(ConfigurationError) -> DaemonConfiguration {
+    public static func resolve(
+        file: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        flags: [String: String] = [:]
+    ) throws(ConfigurationError) -> DaemonConfiguration {
         var c = try file.map { (path) throws(ConfigurationError) in try load(file: path) } ?? DaemonConfiguration()
         let known = Set(environmentKeys.map(environmentName))
-        let sections = Set(environmentKeys.compactMap { $0.split(separator: ".").count > 1 ? $0.split(separator: ".")[0] : nil })
-            .map { "DEALSTREAM_" + $0.uppercased() + "_" }
+        let sections = Set(
+            environmentKeys.compactMap { $0.split(separator: ".").count > 1 ? $0.split(separator: ".")[0] : nil }
+        )
+        .map { "DEALSTREAM_" + $0.uppercased() + "_" }
         for name in environment.keys.sorted() where !known.contains(name) {
             if sections.contains(where: { name.hasPrefix($0) }) {
                 throw ConfigurationError(key: name, reason: "unknown key (environment)")
@@ -53,8 +58,14 @@ extension DaemonConfiguration {
         for key in flags.keys where !environmentKeys.contains(key) {
             throw ConfigurationError(key: key, reason: "unknown key (flag)")
         }
-        let flagValues = Dictionary(uniqueKeysWithValues: flags.map { (AbsoluteConfigKey(ConfigKey($0.key)),
-                                                                      ConfigValue(.string($0.value), isSecret: false)) })
+        let flagValues = Dictionary(
+            uniqueKeysWithValues: flags.map {
+                (
+                    AbsoluteConfigKey(ConfigKey($0.key)),
+                    ConfigValue(.string($0.value), isSecret: false)
+                )
+            }
+        )
         let reader = ConfigReader(providers: [
             InMemoryProvider(name: "flags", values: flagValues),
             EnvironmentVariablesProvider(
@@ -69,7 +80,9 @@ extension DaemonConfiguration {
             let origin = flags[key] != nil ? "flag" : environmentName(key)
             let field = "\(key) (\(origin))"
             func int(min: Int) throws(ConfigurationError) -> Int {
-                guard let i = Int(text), i >= min else { throw ConfigurationError(key: field, reason: "not an integer ≥ \(min)") }
+                guard let i = Int(text), i >= min else {
+                    throw ConfigurationError(key: field, reason: "not an integer ≥ \(min)")
+                }
                 return i
             }
             func nonEmpty() throws(ConfigurationError) -> String {
@@ -114,10 +127,14 @@ extension DaemonConfiguration {
             case "ingest.curve.secret_key_file": curveFile = try nonEmpty()
             case "ingest.curve.connectors":
                 // name=public-key pairs separated by commas (a Z85 key has no comma; a name has no '=').
-                curveConnectors = try text.split(separator: ",").map { (pair) throws(ConfigurationError) -> (String, String) in
+                curveConnectors = try text.split(separator: ",").map {
+                    (pair) throws(ConfigurationError) -> (String, String) in
                     let item = pair.trimmingCharacters(in: .whitespaces)
                     guard let eq = item.firstIndex(of: "=") else {
-                        throw ConfigurationError(key: field, reason: "expected name=public-key pairs separated by commas")
+                        throw ConfigurationError(
+                            key: field,
+                            reason: "expected name=public-key pairs separated by commas"
+                        )
                     }
                     return (String(item[..<eq]), String(item[item.index(after: eq)...]))
                 }
@@ -130,9 +147,13 @@ extension DaemonConfiguration {
         if curveFile != nil || curveConnectors != nil {
             // The environment completes or replaces the file's ingest.curve, key by key.
             let file = curveFile ?? c.ingestCurve?.secretKeyFile
-            let connectors = curveConnectors
+            let connectors =
+                curveConnectors
                 ?? (c.ingestCurve?.connectors.map { ($0.value, $0.key.z85) }.sorted { $0.0 < $1.0 } ?? [])
-            c.ingestCurve = try IngestCurve.make(secretKeyFile: file, connectors: connectors.map { ($0.0, .string($0.1)) })
+            c.ingestCurve = try IngestCurve.make(
+                secretKeyFile: file,
+                connectors: connectors.map { ($0.0, .string($0.1)) }
+            )
         }
         return c
     }
@@ -145,7 +166,8 @@ extension DaemonConfiguration {
         return text
     }
 
-    static func checkedChoice(_ text: String, _ field: String, _ choices: [String]) throws(ConfigurationError) -> String {
+    static func checkedChoice(_ text: String, _ field: String, _ choices: [String]) throws(ConfigurationError) -> String
+    {
         guard choices.contains(text) else {
             throw ConfigurationError(key: field, reason: "\(text) is not one of \(choices.joined(separator: ", "))")
         }

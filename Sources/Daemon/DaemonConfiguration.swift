@@ -86,7 +86,9 @@ public struct DaemonConfiguration: Sendable {
         do { root = try JSONParser.parse(Array(data)) } catch {
             throw ConfigurationError(key: "(file)", reason: "\(path) is not JSON: \(error)")
         }
-        guard case .object(let members) = root else { throw ConfigurationError(key: "(file)", reason: "not a JSON object") }
+        guard case .object(let members) = root else {
+            throw ConfigurationError(key: "(file)", reason: "not a JSON object")
+        }
         var c = DaemonConfiguration()
         let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent()
         func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : baseDirectory.appendingPathComponent(p).path }
@@ -109,10 +111,14 @@ public struct DaemonConfiguration: Sendable {
                     switch k {
                     case "shards": c.shards = try int(v, "workers.shards", min: 1)
                     case "spawn":
-                        guard case .bool(let b) = v else { throw ConfigurationError(key: "workers.spawn", reason: "not a boolean") }
+                        guard case .bool(let b) = v else {
+                            throw ConfigurationError(key: "workers.spawn", reason: "not a boolean")
+                        }
                         c.spawnWorkers = b
                     case "families":
-                        guard case .array(let items) = v else { throw ConfigurationError(key: "workers.families", reason: "not an array") }
+                        guard case .array(let items) = v else {
+                            throw ConfigurationError(key: "workers.families", reason: "not an array")
+                        }
                         c.families = try items.map { (item) throws(ConfigurationError) -> MetricFamily in
                             guard let name = item.stringValue, let f = MetricFamily(rawValue: name) else {
                                 throw ConfigurationError(key: "workers.families", reason: "unknown family \(item)")
@@ -129,7 +135,8 @@ public struct DaemonConfiguration: Sendable {
                     switch k {
                     case "interval_ms": c.publishIntervalMilliseconds = try int(v, "publish.interval_ms", min: 1)
                     case "idle_progress_ms": c.idleProgressMilliseconds = try int(v, "publish.idle_progress_ms", min: 1)
-                    case "subscriber_hwm": c.subscriberHighWaterMark = Int32(try int(v, "publish.subscriber_hwm", min: 0))
+                    case "subscriber_hwm":
+                        c.subscriberHighWaterMark = Int32(try int(v, "publish.subscriber_hwm", min: 0))
                     default: throw ConfigurationError(key: "publish.\(k)", reason: "unknown key")
                     }
                 }
@@ -138,8 +145,10 @@ public struct DaemonConfiguration: Sendable {
                     switch k {
                     case "max_batch_events": c.maxBatchEvents = try int(v, "limits.max_batch_events", min: 1000)
                     case "max_frame_bytes": c.maxFrameBytes = try int(v, "limits.max_frame_bytes", min: 1024)
-                    case "max_outstanding_batches": c.maxOutstandingBatches = try int(v, "limits.max_outstanding_batches", min: 1)
-                    case "max_outstanding_facts": c.maxOutstandingFacts = try int(v, "limits.max_outstanding_facts", min: 1)
+                    case "max_outstanding_batches":
+                        c.maxOutstandingBatches = try int(v, "limits.max_outstanding_batches", min: 1)
+                    case "max_outstanding_facts":
+                        c.maxOutstandingFacts = try int(v, "limits.max_outstanding_facts", min: 1)
                     default: throw ConfigurationError(key: "limits.\(k)", reason: "unknown key")
                     }
                 }
@@ -161,14 +170,16 @@ public struct DaemonConfiguration: Sendable {
                 for (k, v) in try object(value, key) {
                     switch k {
                     case "level": c.logLevel = try checkedChoice(try string(v, "log.level"), "log.level", logLevels)
-                    case "format": c.logFormat = try checkedChoice(try string(v, "log.format"), "log.format", logFormats)
+                    case "format":
+                        c.logFormat = try checkedChoice(try string(v, "log.format"), "log.format", logFormats)
                     default: throw ConfigurationError(key: "log.\(k)", reason: "unknown key")
                     }
                 }
             case "checkpoint":
                 for (k, v) in try object(value, key) {
                     switch k {
-                    case "every_records": c.checkpointEveryRecords = UInt64(try int(v, "checkpoint.every_records", min: 1))
+                    case "every_records":
+                        c.checkpointEveryRecords = UInt64(try int(v, "checkpoint.every_records", min: 1))
                     default: throw ConfigurationError(key: "checkpoint.\(k)", reason: "unknown key")
                     }
                 }
@@ -182,7 +193,9 @@ public struct DaemonConfiguration: Sendable {
     }
 
     static func string(_ v: JSONValue, _ key: String) throws(ConfigurationError) -> String {
-        guard let s = v.stringValue, !s.isEmpty else { throw ConfigurationError(key: key, reason: "not a non-empty string") }
+        guard let s = v.stringValue, !s.isEmpty else {
+            throw ConfigurationError(key: key, reason: "not a non-empty string")
+        }
         return s
     }
 
@@ -192,7 +205,9 @@ public struct DaemonConfiguration: Sendable {
     }
 
     static func int(_ v: JSONValue, _ key: String, min: Int) throws(ConfigurationError) -> Int {
-        guard case .int(let i) = v, i >= min else { throw ConfigurationError(key: key, reason: "not an integer ≥ \(min)") }
+        guard case .int(let i) = v, i >= min else {
+            throw ConfigurationError(key: key, reason: "not an integer ≥ \(min)")
+        }
         return Int(i)
     }
 }

@@ -33,8 +33,17 @@ final class DaemonLoop {
     private let groupEventLimit = 20_000
 
     /// Restores the durable state (checkpoint, then the logs after it).
-    init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext, logger: Logger,
-         stop: StopFlag, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, metrics: DaemonMetrics) throws {
+    init(
+        configuration: DaemonConfiguration,
+        model: Model,
+        modelBytes: [UInt8],
+        context: ZMQContext,
+        logger: Logger,
+        stop: StopFlag,
+        deadWorkers: DeadWorkerInbox,
+        spawnedWorkers: SpawnedWorkers,
+        metrics: DaemonMetrics
+    ) throws {
         self.metrics = metrics
         self.configuration = configuration
         self.model = model
@@ -52,15 +61,24 @@ final class DaemonLoop {
         // The ZAP handler is bound before the ingest socket and stopped after it is closed
         // (defers run in reverse): while no handler is bound, libzmq admits any CURVE key.
         let authenticator = try IngestCurve.startAuthenticator(
-            configuration: configuration, context: context, logger: logger)
+            configuration: configuration,
+            context: context,
+            logger: logger
+        )
         defer { authenticator?.stopAndJoin() }
         // The ingest ROUTER lives on its own thread (`IngestFront`), which decodes events;
         // this PAIR is how it wakes the loop.
         let wake = try ZMQSocket(context: context, type: .pair, lingerMilliseconds: 0)
         try wake.bind(IngestFront.wakeEndpoint)
         let front = try IngestFront(
-            context: context, endpoint: configuration.ingestEndpoint, configuration: configuration, model: model,
-            logger: logger, stop: stop, metrics: metrics)
+            context: context,
+            endpoint: configuration.ingestEndpoint,
+            configuration: configuration,
+            model: model,
+            logger: logger,
+            stop: stop,
+            metrics: metrics
+        )
         defer {
             stop.set()
             front.finish(wake: wake)
@@ -69,18 +87,29 @@ final class DaemonLoop {
         let publisher = try Publisher(configuration: configuration, context: context, logger: logger, metrics: metrics)
         defer { publisher.close() }
         let workers = try WorkerLinkServer(
-            configuration: configuration, model: model, modelBytes: modelBytes, context: context,
-            committer: committer, spawnedWorkers: spawnedWorkers, logger: logger, metrics: metrics)
+            configuration: configuration,
+            model: model,
+            modelBytes: modelBytes,
+            context: context,
+            committer: committer,
+            spawnedWorkers: spawnedWorkers,
+            logger: logger,
+            metrics: metrics
+        )
         defer { workers.close() }
         publisher.restore(committer.readPublished(), slots: workers.registry.slots, notAfter: committer.logSeq)
         metrics.restored(logSeq: committer.logSeq, published: publisher.state, checkpoint: committer.checkpointPath)
-        logger.info("Daemon listening", metadata: [
-            "endpoint.ingest": "\(configuration.ingestEndpoint)", "endpoint.updates": "\(configuration.updatesEndpoint)",
-            "endpoint.snapshot": "\(configuration.snapshotEndpoint)",
-            "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
-            "workers.slots": "\(workers.registry.slots.count)",
-            "ingest.curve": "\(configuration.ingestCurve.map { "on, \($0.connectors.count) connectors" } ?? "off")",
-        ])
+        logger.info(
+            "Daemon listening",
+            metadata: [
+                "endpoint.ingest": "\(configuration.ingestEndpoint)",
+                "endpoint.updates": "\(configuration.updatesEndpoint)",
+                "endpoint.snapshot": "\(configuration.snapshotEndpoint)",
+                "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
+                "workers.slots": "\(workers.registry.slots.count)",
+                "ingest.curve": "\(configuration.ingestCurve.map { "on, \($0.connectors.count) connectors" } ?? "off")",
+            ]
+        )
         bound()
         try poll(front: front, wake: wake, publisher: publisher, workers: workers)
 
@@ -92,11 +121,15 @@ final class DaemonLoop {
         try publisher.publishRound(results, at: position)
         committer.finalCheckpoint()
         committer.savePublished(publisher.state.encoded(slots: workers.registry.slots))
-        logger.info("Daemon loop stopped", metadata: [
-            "ingest.requests": "\(committer.statistics.requests)", "ingest.events": "\(committer.statistics.events)",
-            "log.records": "\(committer.logSeq)", "publish.rounds": "\(publisher.rounds)",
-            "workers.facts_sent": "\(workers.factsSent)",
-        ])
+        logger.info(
+            "Daemon loop stopped",
+            metadata: [
+                "ingest.requests": "\(committer.statistics.requests)",
+                "ingest.events": "\(committer.statistics.events)",
+                "log.records": "\(committer.logSeq)", "publish.rounds": "\(publisher.rounds)",
+                "workers.facts_sent": "\(workers.factsSent)",
+            ]
+        )
     }
 
     /// Polls and dispatches until the stop flag is set.
@@ -152,8 +185,12 @@ final class DaemonLoop {
 
     /// One group: the decoded requests waiting at the front (up to the group limits) are
     /// resolved, committed with one sync, acknowledged, and dispatched as one fact batch.
-    private func serviceIngest(_ front: IngestFront, wake: ZMQSocket, workers: WorkerLinkServer,
-                               publisher: Publisher) throws {
+    private func serviceIngest(
+        _ front: IngestFront,
+        wake: ZMQSocket,
+        workers: WorkerLinkServer,
+        publisher: Publisher
+    ) throws {
         let requests = front.take(limit: groupLimit, eventLimit: groupEventLimit)
         guard !requests.isEmpty else { return }
         let group: IngestCommitter.Group
@@ -168,7 +205,8 @@ final class DaemonLoop {
         }
         try front.send(
             zip(requests, group.acks).map { $0.envelope + [IngestProtocol.ack, $0.requestID, $1.encode()] },
-            wake: wake)
+            wake: wake
+        )
         metrics.acknowledged(requests, group.acks)
         try workers.dispatch(group.changes)
         if committer.checkpointIfDue() {

@@ -1,7 +1,7 @@
 import DealModel
 import Foundation
-public import PipelineMetrics
 public import Observability
+public import PipelineMetrics
 import Prometheus
 import Synchronization
 import Wire
@@ -83,71 +83,134 @@ public final class DaemonMetrics: @unchecked Sendable {
     }
 
     public convenience init(families: [MetricFamily] = MetricFamily.allCases, shards: Int = 1) {
-        self.init(exposition: MetricsExposition(), probe: ProbeState(), notifier: .fromEnvironment(),
-                  families: families, shards: shards)
+        self.init(
+            exposition: MetricsExposition(),
+            probe: ProbeState(),
+            notifier: .fromEnvironment(),
+            families: families,
+            shards: shards
+        )
     }
 
-    public init(exposition: MetricsExposition, probe: ProbeState, notifier: SystemdNotifier,
-                families: [MetricFamily], shards: Int) {
+    public init(
+        exposition: MetricsExposition,
+        probe: ProbeState,
+        notifier: SystemdNotifier,
+        families: [MetricFamily],
+        shards: Int
+    ) {
         self.exposition = exposition
         self.probe = probe
         self.notifier = notifier
         let e = exposition
-        requests = Dictionary(uniqueKeysWithValues: ["events", "ping"].map {
-            ($0, e.counter("dealstream_ingest_requests_total", "Ingest requests read, by type (events, ping).",
-                           labels: [("type", $0)]))
-        })
-        errors = Dictionary(uniqueKeysWithValues: ["malformed", "store"].map {
-            ($0, e.counter("dealstream_ingest_errors_total",
-                           "Ingest requests answered ERR, by reason: malformed request, or the store could not commit.",
-                           labels: [("reason", $0)]))
-        })
-        received = e.counter("dealstream_events_received_total",
-                             "Events in acknowledged requests (= applied + duplicate + stale + rejected).")
+        requests = Dictionary(
+            uniqueKeysWithValues: ["events", "ping"].map {
+                (
+                    $0,
+                    e.counter(
+                        "dealstream_ingest_requests_total",
+                        "Ingest requests read, by type (events, ping).",
+                        labels: [("type", $0)]
+                    )
+                )
+            }
+        )
+        errors = Dictionary(
+            uniqueKeysWithValues: ["malformed", "store"].map {
+                (
+                    $0,
+                    e.counter(
+                        "dealstream_ingest_errors_total",
+                        "Ingest requests answered ERR, by reason: malformed request, or the store could not commit.",
+                        labels: [("reason", $0)]
+                    )
+                )
+            }
+        )
+        received = e.counter(
+            "dealstream_events_received_total",
+            "Events in acknowledged requests (= applied + duplicate + stale + rejected)."
+        )
         applied = e.counter("dealstream_events_applied_total", "Events that changed a record.")
         duplicate = e.counter("dealstream_events_duplicate_total", "Events at a version already held (a resend).")
         stale = e.counter("dealstream_events_stale_total", "Events older than the version held.")
-        rejected = Dictionary(uniqueKeysWithValues: RejectionClass.allCases.map {
-            ($0, e.counter("dealstream_events_rejected_total",
-                           "Events rejected, by reason class: malformed, model (unknown pipeline, stage, currency), invalid.",
-                           labels: [("reason", $0.rawValue)]))
-        })
-        ackLatency = e.durations("dealstream_ingest_ack_latency_seconds",
-                                 "From reading an EVENTS request to handing back its ACK (decode, resolve, sync).",
-                                 buckets: MetricsExposition.latencyBuckets)
-        syncLatency = e.durations("dealstream_log_sync_duration_seconds",
-                                  "One group commit of the event log (write and fdatasync).",
-                                  buckets: MetricsExposition.latencyBuckets)
+        rejected = Dictionary(
+            uniqueKeysWithValues: RejectionClass.allCases.map {
+                (
+                    $0,
+                    e.counter(
+                        "dealstream_events_rejected_total",
+                        "Events rejected, by reason class: malformed, model (unknown pipeline, stage, currency), invalid.",
+                        labels: [("reason", $0.rawValue)]
+                    )
+                )
+            }
+        )
+        ackLatency = e.durations(
+            "dealstream_ingest_ack_latency_seconds",
+            "From reading an EVENTS request to handing back its ACK (decode, resolve, sync).",
+            buckets: MetricsExposition.latencyBuckets
+        )
+        syncLatency = e.durations(
+            "dealstream_log_sync_duration_seconds",
+            "One group commit of the event log (write and fdatasync).",
+            buckets: MetricsExposition.latencyBuckets
+        )
         loggedLogSeq = e.gauge("dealstream_log_seq", "Records in the event log (the last acknowledged log_seq).")
         publishedLogSeq = e.gauge("dealstream_published_log_seq", "The log_seq the published metrics are at.")
-        publishLag = e.gauge("dealstream_publish_lag_records", "Logged minus published log_seq: records not yet in the metrics.")
+        publishLag = e.gauge(
+            "dealstream_publish_lag_records",
+            "Logged minus published log_seq: records not yet in the metrics."
+        )
         rounds = e.counter("dealstream_publish_rounds_total", "Publication rounds (each ends with _progress).")
         seriesPublished = e.counter("dealstream_published_series_total", "Series updates and removals published.")
         subscribers = e.gauge("dealstream_subscribers", "Connections to the updates endpoint (subscribers).")
-        checkpointDuration = e.durations("dealstream_checkpoint_duration_seconds", "Writing one checkpoint.",
-                                         buckets: MetricsExposition.slowBuckets)
+        checkpointDuration = e.durations(
+            "dealstream_checkpoint_duration_seconds",
+            "Writing one checkpoint.",
+            buckets: MetricsExposition.slowBuckets
+        )
         checkpointFailures = e.counter("dealstream_checkpoint_failures_total", "Checkpoints that could not be written.")
-        checkpointLast = e.gauge("dealstream_checkpoint_last_success_timestamp_seconds",
-                                 "Unix time of the last checkpoint written (or found at start).")
-        checkpointAge = e.gauge("dealstream_checkpoint_age_seconds", "Seconds since the last checkpoint (-1: none yet).")
+        checkpointLast = e.gauge(
+            "dealstream_checkpoint_last_success_timestamp_seconds",
+            "Unix time of the last checkpoint written (or found at start)."
+        )
+        checkpointAge = e.gauge(
+            "dealstream_checkpoint_age_seconds",
+            "Seconds since the last checkpoint (-1: none yet)."
+        )
         ready = e.gauge("dealstream_ready", "1 while /ready answers 200.")
         loopSilence = e.gauge("dealstream_loop_silence_seconds", "Seconds since the daemon loop last answered.")
         for family in families {
             let labels = [("family", family.rawValue)]
-            sessionsUp[family] = e.gauge("dealstream_worker_sessions", "Worker slots with a live session, by family.",
-                                         labels: labels)
-            restarts[family] = e.counter("dealstream_worker_restarts_total", "Spawned workers that exited and were restarted.",
-                                         labels: labels)
-            moves[family] = e.counter("dealstream_worker_partition_moves_total",
-                                      "A slot taken by another worker process than its last one.", labels: labels)
+            sessionsUp[family] = e.gauge(
+                "dealstream_worker_sessions",
+                "Worker slots with a live session, by family.",
+                labels: labels
+            )
+            restarts[family] = e.counter(
+                "dealstream_worker_restarts_total",
+                "Spawned workers that exited and were restarted.",
+                labels: labels
+            )
+            moves[family] = e.counter(
+                "dealstream_worker_partition_moves_total",
+                "A slot taken by another worker process than its last one.",
+                labels: labels
+            )
             for shard in 0..<shards {
                 let slot = Slot(family: family, shard: shard)
                 let slotLabels = labels + [("shard", "\(shard)")]
-                outstandingFacts[slot] = e.gauge("dealstream_worker_outstanding_facts",
-                                                 "Facts sent to the slot's worker and not yet answered.", labels: slotLabels)
-                outstandingBatches[slot] = e.gauge("dealstream_worker_outstanding_batches",
-                                                   "Fact batches sent to the slot's worker and not yet answered.",
-                                                   labels: slotLabels)
+                outstandingFacts[slot] = e.gauge(
+                    "dealstream_worker_outstanding_facts",
+                    "Facts sent to the slot's worker and not yet answered.",
+                    labels: slotLabels
+                )
+                outstandingBatches[slot] = e.gauge(
+                    "dealstream_worker_outstanding_batches",
+                    "Fact batches sent to the slot's worker and not yet answered.",
+                    labels: slotLabels
+                )
             }
         }
         exposition.onScrape { [weak self] in
@@ -178,7 +241,8 @@ public final class DaemonMetrics: @unchecked Sendable {
             counts.duplicate += ack.duplicate
             counts.stale += ack.stale
             for rejection in ack.rejected {
-                guard rejection.index < request.decoded.count, case .failure(let why) = request.decoded[rejection.index] else {
+                guard rejection.index < request.decoded.count, case .failure(let why) = request.decoded[rejection.index]
+                else {
                     rejected[.invalid]!.increment()
                     continue
                 }

@@ -1,9 +1,9 @@
 import DealModel
 import Foundation
-import Synchronization
 public import Logging
 import Observability
 public import ServiceLifecycle
+import Synchronization
 import ZeroMQ
 
 /// The ingestion daemon as a swift-service-lifecycle `Service`.
@@ -32,7 +32,10 @@ public struct DaemonService: Service {
 
     public func run() async throws {
         guard let modelPath = configuration.modelPath else {
-            throw ConfigurationError(key: "model", reason: "no model file given (--model FILE or \"model\" in the config file)")
+            throw ConfigurationError(
+                key: "model",
+                reason: "no model file given (--model FILE or \"model\" in the config file)"
+            )
         }
         guard let modelData = FileManager.default.contents(atPath: modelPath) else {
             throw ConfigurationError(key: "model", reason: "cannot read \(modelPath)")
@@ -45,22 +48,35 @@ public struct DaemonService: Service {
         let deadWorkers = DeadWorkerInbox()
         let spawnedWorkers = SpawnedWorkers()
         let loop = DaemonLoopService(
-            configuration: configuration, model: model, modelBytes: modelBytes, context: context, logger: logger,
-            deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, metrics: metrics)
+            configuration: configuration,
+            model: model,
+            modelBytes: modelBytes,
+            context: context,
+            logger: logger,
+            deadWorkers: deadWorkers,
+            spawnedWorkers: spawnedWorkers,
+            metrics: metrics
+        )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: loop)]
         if configuration.spawnWorkers {
             let supervisor = Supervisor(
-                executable: DaemonService.executablePath, endpoint: configuration.resolvedWorkerEndpoint,
+                executable: DaemonService.executablePath,
+                endpoint: configuration.resolvedWorkerEndpoint,
                 shards: configuration.shards,
                 extraArguments: [
-                    "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness", "\(configuration.liveness)",
+                    "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness",
+                    "\(configuration.liveness)",
                     "--log-level", configuration.workerLogLevel, "--log-format", configuration.logFormat,
                 ],
                 slots: configuration.families.flatMap { f in
                     (0..<configuration.shards).map { Slot(family: f, shard: $0) }
                 },
-                logger: logger, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers, loopStart: loop.start,
-                restarted: { [metrics] in metrics.workerRestarted($0) })
+                logger: logger,
+                deadWorkers: deadWorkers,
+                spawnedWorkers: spawnedWorkers,
+                loopStart: loop.start,
+                restarted: { [metrics] in metrics.workerRestarted($0) }
+            )
             // Shut down in reverse: the loop first (it answers what is in hand and publishes
             // a last round), then the workers.
             // It returns at once when the loop failed; the loop's error is what the group
@@ -92,9 +108,16 @@ struct DaemonLoopService: Service {
         let thread = ZMQThread(name: "ds-loop") { [self] in
             do {
                 let loop = try DaemonLoop(
-                    configuration: configuration, model: model, modelBytes: modelBytes, context: context,
-                    logger: logger, stop: stop, deadWorkers: deadWorkers, spawnedWorkers: spawnedWorkers,
-                    metrics: metrics)
+                    configuration: configuration,
+                    model: model,
+                    modelBytes: modelBytes,
+                    context: context,
+                    logger: logger,
+                    stop: stop,
+                    deadWorkers: deadWorkers,
+                    spawnedWorkers: spawnedWorkers,
+                    metrics: metrics
+                )
                 try loop.run(bound: {
                     start.bound()
                     metrics.probe.markRestored()
@@ -125,7 +148,8 @@ struct DaemonLoopService: Service {
 /// supervisor spawns workers only once the endpoints are bound, and never after a failure.
 final class LoopStart: Sendable {
     private let state = Mutex<(outcome: Result<Void, any Error>?, waiters: [CheckedContinuation<Bool, Never>])>(
-        (nil, []))
+        (nil, [])
+    )
 
     /// The loop has bound its endpoints.
     func bound() { finish(.success(())) }

@@ -20,8 +20,13 @@ public enum DataDirectoryImport {
         public var records = 0
     }
 
-    public static func run<S: Sequence>(_ frames: S, encoding: EventEncoding, directory: String, model: Model,
-                                        logger: Logger) throws -> Summary where S.Element == [UInt8] {
+    public static func run<S: Sequence>(
+        _ frames: S,
+        encoding: EventEncoding,
+        directory: String,
+        model: Model,
+        logger: Logger
+    ) throws -> Summary where S.Element == [UInt8] {
         let durable = try DurableStore(directory: directory, model: model, logger: logger)
         let decoder = EventDecoder(model: model)
         var summary = Summary()

@@ -1,8 +1,8 @@
 import CLinuxShims
 import DealModel
 import EventEncoding
-import FramedLog
 import Foundation
+import FramedLog
 import Logging
 
 /// The daemon's durable state: a checkpoint of the record store plus the event logs
@@ -51,7 +51,11 @@ final class DurableStore {
     static func logPath(_ directory: String, _ generation: UInt64) -> String { "\(directory)/events-\(generation).log" }
     static func checkpointPath(_ directory: String) -> String { "\(directory)/checkpoint" }
 
-    private static func open(directory: String, model: Model, logger: Logger) throws
+    private static func open(
+        directory: String,
+        model: Model,
+        logger: Logger
+    ) throws
         -> (RecordStore, RecordLog, UInt64, UInt64, UInt64, (UInt64, Double, Bool))
     {
         let started = Date()
@@ -62,7 +66,8 @@ final class DurableStore {
         var fromCheckpoint = false
         if let data = FileManager.default.contents(atPath: path) {
             let bytes = Array(data)
-            guard bytes.count >= 20, CRC32.checksum(Array(bytes[20...])) == UInt32(littleEndianBytes: bytes[16..<20]) else {
+            guard bytes.count >= 20, CRC32.checksum(Array(bytes[20...])) == UInt32(littleEndianBytes: bytes[16..<20])
+            else {
                 throw RecordLog.Failure(operation: "checkpoint checksum", path: path, code: EIO)
             }
             position = UInt64(littleEndianBytes: bytes[0..<8])
@@ -93,12 +98,18 @@ final class DurableStore {
                 }
             }
             if log.truncatedBytes > 0 {
-                logger.warning("Cut torn tail off an event log", metadata: ["log.path": "\(log.path)", "log.bytes": "\(log.truncatedBytes)"])
+                logger.warning(
+                    "Cut torn tail off an event log",
+                    metadata: ["log.path": "\(log.path)", "log.bytes": "\(log.truncatedBytes)"]
+                )
             }
             if g == last { current = log } else { earlier += log.count }
         }
         if skipped > 0 {
-            logger.error("Logged events no longer valid under this model were skipped", metadata: ["log.skipped": "\(skipped)"])
+            logger.error(
+                "Logged events no longer valid under this model were skipped",
+                metadata: ["log.skipped": "\(skipped)"]
+            )
         }
         let seconds = Date().timeIntervalSince(started)
         return (store, current!, position, earlier, last, (earlier + current!.count, seconds, fromCheckpoint))
@@ -119,7 +130,9 @@ final class DurableStore {
     static let protobufRecordMark: UInt8 = 0
 
     static func decode(logRecord payload: [UInt8], with decoder: EventDecoder) -> Result<Event, EventRejection> {
-        if payload.first == protobufRecordMark { return ProtobufEvent.decode(Array(payload.dropFirst()), with: decoder) }
+        if payload.first == protobufRecordMark {
+            return ProtobufEvent.decode(Array(payload.dropFirst()), with: decoder)
+        }
         return decoder.decode(json: payload)
     }
 
@@ -165,10 +178,13 @@ final class DurableStore {
             do {
                 try DurableStore.writeCheckpoint(snapshot, position: covered, generation: next, directory: directory)
                 for g in 0..<next { try? FileManager.default.removeItem(atPath: DurableStore.logPath(directory, g)) }
-                logger.info("Checkpoint written", metadata: [
-                    "checkpoint.log_seq": "\(covered)", "checkpoint.records": "\(snapshot.recordCount)",
-                    "checkpoint.seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
-                ])
+                logger.info(
+                    "Checkpoint written",
+                    metadata: [
+                        "checkpoint.log_seq": "\(covered)", "checkpoint.records": "\(snapshot.recordCount)",
+                        "checkpoint.seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
+                    ]
+                )
                 onCheckpoint?(Date().timeIntervalSince(started), true)
             } catch {
                 // The older logs stay, so nothing is lost; the next checkpoint tries again.
@@ -210,7 +226,12 @@ final class DurableStore {
         FileManager.default.contents(atPath: DurableStore.publishedPath(directory)).map { Array($0) }
     }
 
-    private static func writeCheckpoint(_ store: RecordStore, position: UInt64, generation: UInt64, directory: String) throws {
+    private static func writeCheckpoint(
+        _ store: RecordStore,
+        position: UInt64,
+        generation: UInt64,
+        directory: String
+    ) throws {
         let body = store.encoded()
         var header: [UInt8] = []
         header.append(contentsOf: position.littleEndianBytes)

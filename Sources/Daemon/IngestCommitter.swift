@@ -34,12 +34,15 @@ final class IngestCommitter {
         }
         checkpointEveryRecords = configuration.checkpointEveryRecords
         self.logger = logger
-        logger.info("State restored", metadata: [
-            "log_seq": "\(durable.position)", "store.records": "\(durable.store.recordCount)",
-            "restore.checkpoint": "\(durable.lastReplay.fromCheckpoint ? "\(durable.checkpointPosition)" : "none")",
-            "restore.replayed_events": "\(durable.lastReplay.records)",
-            "restore.seconds": "\(String(format: "%.3f", durable.lastReplay.seconds))",
-        ])
+        logger.info(
+            "State restored",
+            metadata: [
+                "log_seq": "\(durable.position)", "store.records": "\(durable.store.recordCount)",
+                "restore.checkpoint": "\(durable.lastReplay.fromCheckpoint ? "\(durable.checkpointPosition)" : "none")",
+                "restore.replayed_events": "\(durable.lastReplay.records)",
+                "restore.seconds": "\(String(format: "%.3f", durable.lastReplay.seconds))",
+            ]
+        )
     }
 
     /// The checkpoint file (its age is a metric).

@@ -40,8 +40,15 @@ final class IngestFront: Sendable {
     private let metrics: DaemonMetrics?
 
     /// Starts the thread, which binds `endpoint`; returns once it is bound (or throws why not).
-    init(context: ZMQContext, endpoint: String, configuration: DaemonConfiguration, model: Model, logger: Logger,
-         stop: StopFlag, metrics: DaemonMetrics? = nil) throws {
+    init(
+        context: ZMQContext,
+        endpoint: String,
+        configuration: DaemonConfiguration,
+        model: Model,
+        logger: Logger,
+        stop: StopFlag,
+        metrics: DaemonMetrics? = nil
+    ) throws {
         self.metrics = metrics
         let bound = DispatchSemaphore(value: 0)
         let bindError = Mutex<(any Error)?>(nil)
@@ -69,7 +76,14 @@ final class IngestFront: Sendable {
                     }
                     didBind = true
                     bound.signal()
-                    try serve(router: router, wake: wake, decoder: decoder, configuration: configuration, logger: logger, stop: stop)
+                    try serve(
+                        router: router,
+                        wake: wake,
+                        decoder: decoder,
+                        configuration: configuration,
+                        logger: logger,
+                        stop: stop
+                    )
                 } catch {
                     guard didBind else {
                         bindError.withLock { $0 = error }
@@ -117,10 +131,19 @@ final class IngestFront: Sendable {
         _ = try wake.send([[1]], blocking: false)
     }
 
-    private func serve(router: ZMQSocket, wake: ZMQSocket, decoder: EventDecoder, configuration: DaemonConfiguration,
-                       logger: Logger, stop: StopFlag) throws {
+    private func serve(
+        router: ZMQSocket,
+        wake: ZMQSocket,
+        decoder: EventDecoder,
+        configuration: DaemonConfiguration,
+        logger: Logger,
+        stop: StopFlag
+    ) throws {
         func sendReplies() throws {
-            for message in replies.withLock({ r in defer { r.removeAll() }; return r }) {
+            for message in replies.withLock({ r in
+                defer { r.removeAll() }
+                return r
+            }) {
                 try router.send(message, blocking: false)
             }
         }
@@ -140,22 +163,40 @@ final class IngestFront: Sendable {
             while decoded.count < 64, let frames = try router.receive(blocking: false) {
                 let readAt = DispatchTime.now().uptimeNanoseconds
                 let (envelope, body) = IngestProtocol.splitEnvelope(frames)
-                logger.debug("Ingest request", metadata: [
-                    "connector": "\(router.lastUserID ?? "unauthenticated")", "request.frames": "\(body.count)",
-                ])
-                switch IngestProtocol.parse(body, maxBatchEvents: configuration.maxBatchEvents,
-                                            maxFrameBytes: configuration.maxFrameBytes, contentTypes: EventEncoding.contentTypes) {
+                logger.debug(
+                    "Ingest request",
+                    metadata: [
+                        "connector": "\(router.lastUserID ?? "unauthenticated")", "request.frames": "\(body.count)",
+                    ]
+                )
+                switch IngestProtocol.parse(
+                    body,
+                    maxBatchEvents: configuration.maxBatchEvents,
+                    maxFrameBytes: configuration.maxFrameBytes,
+                    contentTypes: EventEncoding.contentTypes
+                ) {
                 case .failure(let error):
                     metrics?.malformed()
-                    try router.send(envelope + [IngestProtocol.err, error.requestID, Array(error.reason.utf8)], blocking: false)
+                    try router.send(
+                        envelope + [IngestProtocol.err, error.requestID, Array(error.reason.utf8)],
+                        blocking: false
+                    )
                 case .success(.ping(let requestID)):
                     metrics?.requestReceived("ping")
                     try router.send(envelope + [IngestProtocol.pong, requestID], blocking: false)
                 case .success(.events(let requestID, let contentType, let events)):
                     metrics?.requestReceived("events")
                     let encoding = EventEncoding(contentType: contentType) ?? .json
-                    decoded.append(Request(envelope: envelope, requestID: requestID, encoding: encoding, frames: Array(events),
-                                           decoded: events.map { encoding.decode($0, with: decoder) }, received: readAt))
+                    decoded.append(
+                        Request(
+                            envelope: envelope,
+                            requestID: requestID,
+                            encoding: encoding,
+                            frames: Array(events),
+                            decoded: events.map { encoding.decode($0, with: decoder) },
+                            received: readAt
+                        )
+                    )
                 }
             }
             if !decoded.isEmpty {

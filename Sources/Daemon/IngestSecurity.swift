@@ -53,38 +53,53 @@ public struct IngestCurve: Sendable {
 
     /// Checks and loads `ingest.curve` from its two keys, wherever they were set (the file,
     /// or the environment: `DaemonConfiguration.resolve`).
-    static func make(secretKeyFile: String?, connectors connectorMembers: [(String, JSONValue)]?)
+    static func make(
+        secretKeyFile: String?,
+        connectors connectorMembers: [(String, JSONValue)]?
+    )
         throws(ConfigurationError) -> IngestCurve
     {
         let prefix = "ingest.curve"
         guard let secretKeyFile else {
-            throw ConfigurationError(key: "\(prefix).secret_key_file",
-                                     reason: "missing: the daemon's secret key file (make one with dealstream keygen --out)")
+            throw ConfigurationError(
+                key: "\(prefix).secret_key_file",
+                reason: "missing: the daemon's secret key file (make one with dealstream keygen --out)"
+            )
         }
         let keyPair: CurveKeyPair
         do { keyPair = try CurveKeyPair.load(secretKeyFile: secretKeyFile) } catch {
             throw ConfigurationError(key: "\(prefix).secret_key_file", reason: error.reason)
         }
         guard let connectorMembers, !connectorMembers.isEmpty else {
-            throw ConfigurationError(key: "\(prefix).connectors",
-                                     reason: "missing or empty: list each connector's public key, or no connector can send")
+            throw ConfigurationError(
+                key: "\(prefix).connectors",
+                reason: "missing or empty: list each connector's public key, or no connector can send"
+            )
         }
         var connectors: [CurveKey: String] = [:]
         var names: Set<String> = []
         for (name, v) in connectorMembers {
             let field = "\(prefix).connectors.\(name)"
             guard isValidName(name) else {
-                throw ConfigurationError(key: field, reason: "a connector name is 1 to 64 letters, digits, '.', '_' or '-'")
+                throw ConfigurationError(
+                    key: field,
+                    reason: "a connector name is 1 to 64 letters, digits, '.', '_' or '-'"
+                )
             }
             guard names.insert(name).inserted else { throw ConfigurationError(key: field, reason: "listed twice") }
-            guard let text = v.stringValue else { throw ConfigurationError(key: field, reason: "not a string (a Z85 public key)") }
+            guard let text = v.stringValue else {
+                throw ConfigurationError(key: field, reason: "not a string (a Z85 public key)")
+            }
             let key: CurveKey
             do { key = try CurveKey(z85: text) } catch { throw ConfigurationError(key: field, reason: error.reason) }
             if let other = connectors[key] {
                 throw ConfigurationError(key: field, reason: "same public key as \(prefix).connectors.\(other)")
             }
             if key == keyPair.secretKey {
-                throw ConfigurationError(key: field, reason: "this is the daemon's secret key, not a connector's public key")
+                throw ConfigurationError(
+                    key: field,
+                    reason: "this is the daemon's secret key, not a connector's public key"
+                )
             }
             connectors[key] = name
         }
@@ -94,7 +109,8 @@ public struct IngestCurve: Sendable {
     static func isValidName(_ name: String) -> Bool {
         (1...64).contains(name.utf8.count)
             && name.utf8.allSatisfy { c in
-                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E
+                    || c == 0x5F || c == 0x2D
             }
     }
 
@@ -140,10 +156,13 @@ final class ConnectorAuthenticationLog: Sendable {
             return seen[id]?.suppressed ?? 0
         }
         guard let suppressed else { return }
-        logger.warning("Connector refused", metadata: [
-            "connector.key": "\(key)", "connector.mechanism": "\(decision.mechanism)", "peer.address": "\(address)",
-            "refusals.unlogged": "\(suppressed)",
-        ])
+        logger.warning(
+            "Connector refused",
+            metadata: [
+                "connector.key": "\(key)", "connector.mechanism": "\(decision.mechanism)", "peer.address": "\(address)",
+                "refusals.unlogged": "\(suppressed)",
+            ]
+        )
     }
 }
 
@@ -151,14 +170,19 @@ extension IngestCurve {
     /// With `ingest.curve`, starts the ZAP handler admitting the configured connector keys;
     /// else none, and a warning when the ingest endpoint is reachable from other hosts.
     /// Call before the ingest socket is bound, stop after it is closed.
-    static func startAuthenticator(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger) throws
+    static func startAuthenticator(
+        configuration: DaemonConfiguration,
+        context: ZMQContext,
+        logger: Logger
+    ) throws
         -> ZAPAuthenticator?
     {
         guard let curve = configuration.ingestCurve else {
             if !IngestCurve.isLocal(endpoint: configuration.ingestEndpoint) {
                 logger.warning(
                     "Ingest endpoint is not loopback and CURVE is off: anyone who can reach it can write events (set ingest.curve, see config/README.md)",
-                    metadata: ["endpoint.ingest": "\(configuration.ingestEndpoint)"])
+                    metadata: ["endpoint.ingest": "\(configuration.ingestEndpoint)"]
+                )
             }
             return nil
         }
@@ -167,14 +191,18 @@ extension IngestCurve {
         {
             logger.warning(
                 "The ingest secret key file is readable by other users (chmod 600 it)",
-                metadata: ["file": "\(curve.secretKeyFile)", "mode": "\(String(mode, radix: 8))"])
+                metadata: ["file": "\(curve.secretKeyFile)", "mode": "\(String(mode, radix: 8))"]
+            )
         }
         let log = ConnectorAuthenticationLog(logger: logger)
         let authenticator = try ZAPAuthenticator(context: context, allowed: curve.connectors, onDecision: log.record)
-        logger.info("Ingest CURVE on", metadata: [
-            "ingest.public_key": "\(curve.keyPair.publicKey)",
-            "ingest.connectors": "\(curve.connectors.values.sorted().joined(separator: ","))",
-        ])
+        logger.info(
+            "Ingest CURVE on",
+            metadata: [
+                "ingest.public_key": "\(curve.keyPair.publicKey)",
+                "ingest.connectors": "\(curve.connectors.values.sorted().joined(separator: ","))",
+            ]
+        )
         return authenticator
     }
 }

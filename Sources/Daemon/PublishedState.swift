@@ -21,8 +21,11 @@ struct PublishedState {
     /// Applies one round's coalesced changes at position `logSeq` and hands each message
     /// to publish (topic, payload) to `send`, `_progress` last. An empty payload removes
     /// the series (published once more with `"removed":true`).
-    mutating func publish(round changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)], logSeq: UInt64,
-                          send: ([[UInt8]]) throws -> Void) rethrows {
+    mutating func publish(
+        round changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)],
+        logSeq: UInt64,
+        send: ([[UInt8]]) throws -> Void
+    ) rethrows {
         self.logSeq = logSeq
         for change in changes {
             if change.payload.isEmpty {
@@ -82,7 +85,9 @@ extension PublishedState {
     /// belong to other slots and their removals could be lost.
     init(encoded bytes: [UInt8], slots: [Slot]) throws(BinaryDecodingError) {
         var r = BinaryReader(bytes)
-        guard try r.u32("format") == PublishedState.fileFormat else { throw BinaryDecodingError("unknown published-state format") }
+        guard try r.u32("format") == PublishedState.fileFormat else {
+            throw BinaryDecodingError("unknown published-state format")
+        }
         guard try r.string("layout") == PublishedState.layout(slots) else {
             throw BinaryDecodingError("saved with another worker layout (families or shard count)")
         }
@@ -94,9 +99,13 @@ extension PublishedState {
         for _ in 0..<count {
             let topic = TopicKey(try r.bytes("topic"))
             let payload = try r.bytes("payload")
-            guard let family = MetricFamily(rawValue: try r.string("family")) else { throw BinaryDecodingError("unknown family") }
+            guard let family = MetricFamily(rawValue: try r.string("family")) else {
+                throw BinaryDecodingError("unknown family")
+            }
             let slot = Slot(family: family, shard: Int(try r.u32("shard")))
-            guard known.contains(slot) else { throw BinaryDecodingError("series of slot \(slot), which this daemon does not run") }
+            guard known.contains(slot) else {
+                throw BinaryDecodingError("series of slot \(slot), which this daemon does not run")
+            }
             table[topic] = Entry(payload: payload, slot: slot)
         }
         guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the published state") }

@@ -21,7 +21,8 @@ final class Publisher {
     private(set) var rounds = 0
 
     /// Binds the updates and snapshot endpoints.
-    init(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger, metrics: DaemonMetrics? = nil) throws {
+    init(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger, metrics: DaemonMetrics? = nil) throws
+    {
         self.logger = logger
         self.metrics = metrics
         updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)
@@ -56,9 +57,12 @@ final class Publisher {
             let saved = try PublishedState(encoded: bytes, slots: slots)
             guard saved.logSeq <= logSeq else { return }
             state = saved
-            logger.info("Published state restored", metadata: [
-                "published.log_seq": "\(saved.logSeq)", "published.series": "\(saved.table.count)",
-            ])
+            logger.info(
+                "Published state restored",
+                metadata: [
+                    "published.log_seq": "\(saved.logSeq)", "published.series": "\(saved.table.count)",
+                ]
+            )
         } catch {
             logger.info("Saved published state not used; workers rebuild it", metadata: ["reason": "\(error)"])
         }
@@ -124,7 +128,8 @@ final class Publisher {
             }
             try snapshots.send(
                 envelope + [IngestProtocol.end, Topics.position(seq: state.seq, logSeq: state.logSeq)],
-                blocking: false)
+                blocking: false
+            )
         }
     }
 }

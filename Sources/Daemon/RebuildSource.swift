@@ -23,9 +23,13 @@ final class RebuildSource {
         let end = min(start + count, facts.count)
         let projected = facts[start..<end].compactMap(projection.project)
         let header = WorkerLink.FactBatch.encodeHeader(
-            logSeq: logSeq, wantsResult: end == facts.count,
+            logSeq: logSeq,
+            wantsResult: end == facts.count,
             firstStringID: start == 0 ? 0 : UInt32(strings.count),
-            strings: start == 0 ? strings[...] : strings[strings.count...])
-        return ([Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(projected)], end)
+            strings: start == 0 ? strings[...] : strings[strings.count...]
+        )
+        return (
+            [Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(projected)], end
+        )
     }
 }

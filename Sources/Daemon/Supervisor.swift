@@ -48,9 +48,18 @@ final class Supervisor: Service {
     private let events = Mutex<[Event]>([])
     private let wake = DispatchSemaphore(value: 0)
 
-    init(executable: String, endpoint: String, shards: Int, extraArguments: [String], slots: [Slot],
-         logger: Logger, deadWorkers: DeadWorkerInbox, spawnedWorkers: SpawnedWorkers, loopStart: LoopStart,
-         restarted: @escaping @Sendable (Slot) -> Void = { _ in }) {
+    init(
+        executable: String,
+        endpoint: String,
+        shards: Int,
+        extraArguments: [String],
+        slots: [Slot],
+        logger: Logger,
+        deadWorkers: DeadWorkerInbox,
+        spawnedWorkers: SpawnedWorkers,
+        loopStart: LoopStart,
+        restarted: @escaping @Sendable (Slot) -> Void = { _ in }
+    ) {
         self.restarted = restarted
         self.executable = executable
         self.endpoint = endpoint
@@ -95,7 +104,10 @@ final class Supervisor: Service {
             restarts.removeAll { $0.at <= now }
             let next = restarts.map(\.at).min()
             _ = wake.wait(timeout: next.map { .now() + max(0, $0.timeIntervalSinceNow) } ?? .distantFuture)
-            for event in events.withLock({ e in defer { e.removeAll() }; return e }) {
+            for event in events.withLock({ e in
+                defer { e.removeAll() }
+                return e
+            }) {
                 switch event {
                 case .stop:
                     stopAll(children)
@@ -104,10 +116,13 @@ final class Supervisor: Service {
                     guard let child = children.removeValue(forKey: pid) else { continue }
                     spawnedWorkers.remove(pid)
                     deadWorkers.post(pid)
-                    logger.warning("Worker exited, restarting", metadata: [
-                        "worker.slot": "\(child.slot)", "worker.pid": "\(pid)",
-                        signaled ? "worker.signal" : "worker.status": "\(status)",
-                    ])
+                    logger.warning(
+                        "Worker exited, restarting",
+                        metadata: [
+                            "worker.slot": "\(child.slot)", "worker.pid": "\(pid)",
+                            signaled ? "worker.signal" : "worker.status": "\(status)",
+                        ]
+                    )
                     // A worker that ran a while restarts at once; one that keeps dying backs off.
                     let backoff = Date().timeIntervalSince(child.started) > 10 ? 0.1 : min(child.backoff * 2, 5)
                     restarted(child.slot)
@@ -117,23 +132,36 @@ final class Supervisor: Service {
         }
     }
 
-    private func spawn(_ slot: Slot, backoff: Double, into children: inout [Int32: Child],
-                       restarts: inout [(at: Date, slot: Slot, backoff: Double)]) {
+    private func spawn(
+        _ slot: Slot,
+        backoff: Double,
+        into children: inout [Int32: Child],
+        restarts: inout [(at: Date, slot: Slot, backoff: Double)]
+    ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
-            "worker", "--family", slot.family.rawValue, "--shard", "\(slot.shard)", "--shards", "\(shards)",
-            "--connect", endpoint, "--parent-pid", "\(getpid())",
-        ] + extraArguments
+        process.arguments =
+            [
+                "worker", "--family", slot.family.rawValue, "--shard", "\(slot.shard)", "--shards", "\(shards)",
+                "--connect", endpoint, "--parent-pid", "\(getpid())",
+            ] + extraArguments
         process.terminationHandler = { [weak self] p in
-            self?.post(.exited(pid: p.processIdentifier, status: p.terminationStatus,
-                               signaled: p.terminationReason == .uncaughtSignal))
+            self?.post(
+                .exited(
+                    pid: p.processIdentifier,
+                    status: p.terminationStatus,
+                    signaled: p.terminationReason == .uncaughtSignal
+                )
+            )
         }
         do {
             try process.run()
             children[process.processIdentifier] = Child(slot: slot, process: process, started: Date(), backoff: backoff)
             spawnedWorkers.insert(process.processIdentifier)
-            logger.info("Worker started", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(process.processIdentifier)"])
+            logger.info(
+                "Worker started",
+                metadata: ["worker.slot": "\(slot)", "worker.pid": "\(process.processIdentifier)"]
+            )
         } catch {
             logger.error("Worker could not be started", metadata: ["worker.slot": "\(slot)", "error": "\(error)"])
             restarts.append((Date().addingTimeInterval(backoff), slot, backoff))

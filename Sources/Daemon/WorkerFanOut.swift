@@ -28,8 +28,11 @@ extension WorkerLinkServer {
                 continue
             }
             let header = WorkerLink.FactBatch.encodeHeader(
-                logSeq: position, wantsResult: true, firstStringID: UInt32(session.stringsSent),
-                strings: strings[session.stringsSent...])
+                logSeq: position,
+                wantsResult: true,
+                firstStringID: UInt32(session.stringsSent),
+                strings: strings[session.stringsSent...]
+            )
             let message = [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]
             if session.rebuildCursor != nil {
                 // Behind a rebuild still being sent: keep the order, send it afterwards.

@@ -35,8 +35,16 @@ final class WorkerLinkServer {
     var factsSent = 0
 
     /// Binds the worker endpoint.
-    init(configuration: DaemonConfiguration, model: Model, modelBytes: [UInt8], context: ZMQContext,
-         committer: IngestCommitter, spawnedWorkers: SpawnedWorkers, logger: Logger, metrics: DaemonMetrics? = nil) throws {
+    init(
+        configuration: DaemonConfiguration,
+        model: Model,
+        modelBytes: [UInt8],
+        context: ZMQContext,
+        committer: IngestCommitter,
+        spawnedWorkers: SpawnedWorkers,
+        logger: Logger,
+        metrics: DaemonMetrics? = nil
+    ) throws {
         self.metrics = metrics
         self.configuration = configuration
         self.modelBytes = modelBytes
@@ -44,7 +52,8 @@ final class WorkerLinkServer {
         self.spawnedWorkers = spawnedWorkers
         self.committer = committer
         projections = Dictionary(
-            uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) })
+            uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) }
+        )
         registry = WorkerRegistry(families: configuration.families, shards: configuration.shards)
         dispatchedLogSeq = committer.logSeq
         socket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
@@ -85,7 +94,8 @@ final class WorkerLinkServer {
                 else {
                     logger.warning(
                         "Malformed or unexpected RESULT from a worker",
-                        metadata: ["worker.slot": "\(slot.map { "\($0)" } ?? "none")"])
+                        metadata: ["worker.slot": "\(slot.map { "\($0)" } ?? "none")"]
+                    )
                     continue
                 }
                 receiveResult(frames, header: header, slot: slot)
@@ -95,7 +105,8 @@ final class WorkerLinkServer {
             default:
                 logger.warning(
                     "Unknown command from a worker",
-                    metadata: ["command": "\(String(decoding: frames[1].prefix(32), as: UTF8.self))"])
+                    metadata: ["command": "\(String(decoding: frames[1].prefix(32), as: UTF8.self))"]
+                )
             }
         }
     }
@@ -118,8 +129,10 @@ final class WorkerLinkServer {
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {
-        _ = try? socket.send([identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)],
-                             blocking: false)
+        _ = try? socket.send(
+            [identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)],
+            blocking: false
+        )
     }
 
     func send(_ session: WorkerRegistry.Session, _ frames: [[UInt8]]) throws -> Bool {
@@ -135,7 +148,10 @@ final class WorkerLinkServer {
     private func currentRebuildSource() -> RebuildSource {
         if let source = rebuildSource, source.logSeq == dispatchedLogSeq { return source }
         let source = RebuildSource(
-            logSeq: dispatchedLogSeq, strings: committer.store.strings.strings, facts: committer.store.allFacts())
+            logSeq: dispatchedLogSeq,
+            strings: committer.store.strings.strings,
+            facts: committer.store.allFacts()
+        )
         rebuildSource = source
         return source
     }
@@ -149,10 +165,13 @@ final class WorkerLinkServer {
         case .admitted(let slot):
             metrics?.workerAdmitted(slot, pid: Int(ready.pid))
             let source = currentRebuildSource()
-            logger.info("Worker joined, rebuilding", metadata: [
-                "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.records": "\(source.facts.count)",
-                "rebuild.log_seq": "\(source.logSeq)",
-            ])
+            logger.info(
+                "Worker joined, rebuilding",
+                metadata: [
+                    "worker.slot": "\(slot)", "worker.pid": "\(ready.pid)", "rebuild.records": "\(source.facts.count)",
+                    "rebuild.log_seq": "\(source.logSeq)",
+                ]
+            )
             guard let session = registry.sessions[slot] else { return }
             if try send(session, [Array(WorkerLink.Command.reset.rawValue.utf8), modelBytes]) {
                 registry.update(slot) {
@@ -180,7 +199,11 @@ final class WorkerLinkServer {
             var finished = false
             var ok = true
             for _ in 0..<rebuildChunksPerIteration where ok && !finished {
-                let (message, end) = source.message(from: next, count: rebuildChunk, projection: projections[slot.family]!)
+                let (message, end) = source.message(
+                    from: next,
+                    count: rebuildChunk,
+                    projection: projections[slot.family]!
+                )
                 ok = try send(session, message)
                 next = end
                 finished = end == source.facts.count
@@ -223,7 +246,9 @@ final class WorkerLinkServer {
     /// The results a round at the common position takes, and that position; nothing while
     /// a slot has not reported or the common position is behind what is published (a
     /// restored published state ahead of the workers being rebuilt).
-    func takeRoundResults(notBefore publishedLogSeq: UInt64)
+    func takeRoundResults(
+        notBefore publishedLogSeq: UInt64
+    )
         -> (results: [(Slot, [WorkerRegistry.Result])], position: UInt64?)
     {
         guard let position = registry.commonPosition, position >= publishedLogSeq else { return ([], nil) }

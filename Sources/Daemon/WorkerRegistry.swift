@@ -30,8 +30,10 @@ struct WorkerRegistry {
                 }
             }
             return Result(
-                logSeq: results.last!.logSeq, isFull: results.contains(where: \.isFull),
-                series: order.map { ($0, latest[$0]!) })
+                logSeq: results.last!.logSeq,
+                isFull: results.contains(where: \.isFull),
+                series: order.map { ($0, latest[$0]!) }
+            )
         }
     }
 
@@ -87,13 +89,20 @@ struct WorkerRegistry {
 
     func slot(of identity: [UInt8]) -> Slot? { slotByIdentity[identity] }
 
-    enum Admission { case admitted(Slot), refused(String) }
+    enum Admission {
+        case admitted(Slot)
+        case refused(String)
+    }
 
     /// Decides whether a `READY` may take its slot. A slot whose session has gone silent
     /// for `expiry` nanoseconds is taken over.
     mutating func admit(_ ready: WorkerLink.Ready, identity: [UInt8], expiry: UInt64) -> Admission {
-        guard let family = MetricFamily(rawValue: ready.family) else { return .refused("unknown metric family \(ready.family)") }
-        guard ready.shards == shards else { return .refused("daemon runs \(shards) shard(s) per family, worker asked for \(ready.shards)") }
+        guard let family = MetricFamily(rawValue: ready.family) else {
+            return .refused("unknown metric family \(ready.family)")
+        }
+        guard ready.shards == shards else {
+            return .refused("daemon runs \(shards) shard(s) per family, worker asked for \(ready.shards)")
+        }
         let slot = Slot(family: family, shard: ready.shard)
         guard slots.contains(slot) else { return .refused("daemon does not serve \(slot)") }
         let now = WorkerRegistry.now()

@@ -39,7 +39,10 @@ extension WorkerLinkServer {
                 // A spawned worker that stopped answering is hung: kill it so the
                 // supervisor starts a fresh one. (A remote worker is only dropped.)
                 if spawnedWorkers.contains(Int32(s.pid)) {
-                    logger.warning("Killing hung worker", metadata: ["worker.slot": "\(slot)", "worker.pid": "\(s.pid)"])
+                    logger.warning(
+                        "Killing hung worker",
+                        metadata: ["worker.slot": "\(slot)", "worker.pid": "\(s.pid)"]
+                    )
                     kill(Int32(s.pid), SIGKILL)
                 }
                 continue

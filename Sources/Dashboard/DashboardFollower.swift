@@ -65,9 +65,12 @@ public struct DashboardFollower: Service {
             } catch {
                 hub.disconnected()
                 if failures % 30 == 0 {
-                    logger.warning("Daemon unreachable", metadata: [
-                        "daemon.snapshot": "\(snapshotEndpoint)", "error": "\(error)",
-                    ])
+                    logger.warning(
+                        "Daemon unreachable",
+                        metadata: [
+                            "daemon.snapshot": "\(snapshotEndpoint)", "error": "\(error)",
+                        ]
+                    )
                 }
                 failures += 1
                 for _ in 0..<10 where !stop.isSet { Thread.sleep(forTimeInterval: 0.1) }
@@ -76,16 +79,23 @@ public struct DashboardFollower: Service {
     }
 
     private func followOnce(context: ZMQContext, stop: StopFlag) throws {
-        let follower = try UpdatesFollower(context: context, updatesEndpoint: updatesEndpoint,
-                                           snapshotEndpoint: snapshotEndpoint, prefix: "",
-                                           timeoutMilliseconds: snapshotTimeoutMilliseconds)
+        let follower = try UpdatesFollower(
+            context: context,
+            updatesEndpoint: updatesEndpoint,
+            snapshotEndpoint: snapshotEndpoint,
+            prefix: "",
+            timeoutMilliseconds: snapshotTimeoutMilliseconds
+        )
         Thread.sleep(forTimeInterval: 0.2)  // let the subscription reach the daemon before the snapshot
         if case .snapshot(_, _, let count) = try follower.takeSnapshot() {
             publishSnapshot(follower)
-            logger.info("Snapshot taken", metadata: [
-                "snapshot.series": "\(count)", "snapshot.seq": "\(follower.seq)",
-                "snapshot.log_seq": "\(follower.logSeq)",
-            ])
+            logger.info(
+                "Snapshot taken",
+                metadata: [
+                    "snapshot.series": "\(count)", "snapshot.seq": "\(follower.seq)",
+                    "snapshot.log_seq": "\(follower.logSeq)",
+                ]
+            )
         }
         var pending: [String: [UInt8]?] = [:]
         var behindSince: Date?
@@ -115,8 +125,10 @@ public struct DashboardFollower: Service {
                         }
                         if Date().timeIntervalSince(since) > 3 {
                             behindSince = nil
-                            logger.notice("Daemon position went back; taking a snapshot",
-                                          metadata: ["daemon.seq": "\(seq)", "dashboard.seq": "\(follower.seq)"])
+                            logger.notice(
+                                "Daemon position went back; taking a snapshot",
+                                metadata: ["daemon.seq": "\(seq)", "dashboard.seq": "\(follower.seq)"]
+                            )
                             pending = [:]
                             _ = try follower.takeSnapshot()
                             publishSnapshot(follower)

@@ -107,8 +107,12 @@ public final class DashboardHub: Sendable {
     /// had not seen them starts over from the full state); at least twice the series count.
     let journalLimit: Int
 
-    public init(seriesPerMessage: Int = 500, slowClientSeconds: Double = 5, heartbeatSeconds: Double = 1,
-                journalLimit: Int = 500_000) {
+    public init(
+        seriesPerMessage: Int = 500,
+        slowClientSeconds: Double = 5,
+        heartbeatSeconds: Double = 1,
+        journalLimit: Int = 500_000
+    ) {
         self.journalLimit = journalLimit
         self.seriesPerMessage = seriesPerMessage
         self.slowClientSeconds = slowClientSeconds
@@ -182,8 +186,14 @@ public final class DashboardHub: Sendable {
 
     public var statistics: Statistics {
         state.withLock {
-            Statistics(series: $0.series.count, clients: $0.clients.count, clientsDropped: $0.dropped,
-                       snapshots: $0.snapshots, rounds: $0.rounds, position: $0.position)
+            Statistics(
+                series: $0.series.count,
+                clients: $0.clients.count,
+                clientsDropped: $0.dropped,
+                snapshots: $0.snapshots,
+                rounds: $0.rounds,
+                position: $0.position
+            )
         }
     }
 
@@ -192,7 +202,10 @@ public final class DashboardHub: Sendable {
     /// Registers a browser; `close` ends its connection (used when it is dropped); `congested`
     /// tells whether its connection has stopped taking data (the channel is not writable), so
     /// that a server merely short of CPU does not mistake its readers for slow ones.
-    public func register(close: @escaping @Sendable () -> Void, congested: @escaping @Sendable () -> Bool = { true })
+    public func register(
+        close: @escaping @Sendable () -> Void,
+        congested: @escaping @Sendable () -> Bool = { true }
+    )
         -> (id: UInt64, wakes: AsyncStream<Void>)
     {
         let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -291,8 +304,9 @@ public final class DashboardHub: Sendable {
             }
             let complete = client.dirty.isEmpty
             var position: Position?
-            if complete && (reset || !series.isEmpty || client.sentLogSeq != s.position.logSeq
-                || now - client.sentAt >= heartbeatSeconds)
+            if complete
+                && (reset || !series.isEmpty || client.sentLogSeq != s.position.logSeq
+                    || now - client.sentAt >= heartbeatSeconds)
             {
                 position = s.position
                 client.sentLogSeq = s.position.logSeq
@@ -331,9 +345,13 @@ public final class DashboardHub: Sendable {
         }
         if let p = taken.position {
             let age = p.lastRoundAt == 0 ? -1 : Int(((now - p.lastRoundAt) * 1000).rounded())
-            out.append(contentsOf: Array(("event: position\ndata: {\"seq\":\(p.seq),\"log_seq\":\(p.logSeq),"
-                + "\"last_round_ms\":\(Int((p.lastRoundAt * 1000).rounded())),\"round_age_ms\":\(age),"
-                + "\"connected\":\(p.connected)}\n\n").utf8))
+            out.append(
+                contentsOf: Array(
+                    ("event: position\ndata: {\"seq\":\(p.seq),\"log_seq\":\(p.logSeq),"
+                        + "\"last_round_ms\":\(Int((p.lastRoundAt * 1000).rounded())),\"round_age_ms\":\(age),"
+                        + "\"connected\":\(p.connected)}\n\n").utf8
+                )
+            )
         }
         return Drained(bytes: out, complete: taken.complete)
     }
@@ -358,9 +376,12 @@ public struct DashboardSweeper: Service {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 for id in hub.sweep() {
-                    logger.notice("Slow browser dropped", metadata: [
-                        "client.id": "\(id)", "client.limit_s": "\(hub.slowClientSeconds)",
-                    ])
+                    logger.notice(
+                        "Slow browser dropped",
+                        metadata: [
+                            "client.id": "\(id)", "client.limit_s": "\(hub.slowClientSeconds)",
+                        ]
+                    )
                 }
             }
         }

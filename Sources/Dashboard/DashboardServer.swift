@@ -71,9 +71,16 @@ public enum DashboardServer {
     ]
 
     /// The application; `onRunning` gets the bound port (useful with port 0).
-    public static func application(hub: DashboardHub, settings: PageSettings, credentials: BasicAuthCredentials?,
-                                   host: String, port: Int, options: StreamOptions = .init(), logger: Logger,
-                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+    public static func application(
+        hub: DashboardHub,
+        settings: PageSettings,
+        credentials: BasicAuthCredentials?,
+        host: String,
+        port: Int,
+        options: StreamOptions = .init(),
+        logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    )
         -> some ApplicationProtocol
     {
         let router = Router(context: DashboardRequestContext.self)
@@ -94,7 +101,8 @@ public enum DashboardServer {
         }
         router.get("/health") { _, _ -> Response in
             let s = hub.statistics
-            let body = "{\"series\":\(s.series),\"clients\":\(s.clients),\"clients_dropped\":\(s.clientsDropped),"
+            let body =
+                "{\"series\":\(s.series),\"clients\":\(s.clients),\"clients_dropped\":\(s.clientsDropped),"
                 + "\"snapshots\":\(s.snapshots),\"rounds\":\(s.rounds),\"seq\":\(s.position.seq),"
                 + "\"log_seq\":\(s.position.logSeq),\"connected\":\(s.position.connected)}\n"
             var headers = HTTPFields()
@@ -106,21 +114,30 @@ public enum DashboardServer {
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-store"
-            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                try await stream(hub: hub, channel: channel, options: options, to: &writer)
-            })
+            return Response(
+                status: .ok,
+                headers: headers,
+                body: ResponseBody { writer in
+                    try await stream(hub: hub, channel: channel, options: options, to: &writer)
+                }
+            )
         }
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "dealstream-web"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
-            logger: logger)
+            logger: logger
+        )
     }
 
     /// One browser's event stream: the full state, then every round's changes, coalesced
     /// per series while the browser is being written to.
-    static func stream(hub: DashboardHub, channel: any Channel, options: StreamOptions,
-                       to writer: inout any ResponseBodyWriter) async throws {
+    static func stream(
+        hub: DashboardHub,
+        channel: any Channel,
+        options: StreamOptions,
+        to writer: inout any ResponseBodyWriter
+    ) async throws {
         let (id, wakes) = hub.register(close: { channel.close(promise: nil) }, congested: { !channel.isWritable })
         defer { hub.unregister(id) }
         try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
@@ -149,17 +166,25 @@ struct GuardMiddleware: RouterMiddleware {
     typealias Context = DashboardRequestContext
     let credentials: BasicAuthCredentials?
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws
         -> Response
     {
         var response: Response
         if let credentials, !credentials.admits(request.headers[.authorization]) {
-            response = Response(status: .unauthorized,
-                                body: ResponseBody(byteBuffer: ByteBuffer(string: "authentication required\n")))
+            response = Response(
+                status: .unauthorized,
+                body: ResponseBody(byteBuffer: ByteBuffer(string: "authentication required\n"))
+            )
             response.headers[.wwwAuthenticate] = "Basic realm=\"dealstream\", charset=\"UTF-8\""
         } else if request.method != .get && request.method != .head {
-            response = Response(status: .methodNotAllowed,
-                                body: ResponseBody(byteBuffer: ByteBuffer(string: "read-only\n")))
+            response = Response(
+                status: .methodNotAllowed,
+                body: ResponseBody(byteBuffer: ByteBuffer(string: "read-only\n"))
+            )
             response.headers[.allow] = "GET, HEAD"
         } else {
             response = try await next(request, context)

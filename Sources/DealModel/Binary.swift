@@ -70,7 +70,9 @@ public struct BinaryReader {
         let high = try u64(what)
         return Int128(Int64(bitPattern: high)) << 64 | Int128(low)
     }
-    public mutating func f64(_ what: String = "f64") throws(BinaryDecodingError) -> Double { Double(bitPattern: try u64(what)) }
+    public mutating func f64(_ what: String = "f64") throws(BinaryDecodingError) -> Double {
+        Double(bitPattern: try u64(what))
+    }
     public mutating func bytes(_ what: String = "bytes") throws(BinaryDecodingError) -> [UInt8] {
         let n = Int(try u32(what))
         let o = try take(n, what)
@@ -79,7 +81,9 @@ public struct BinaryReader {
     public mutating func string(_ what: String = "string") throws(BinaryDecodingError) -> String {
         let n = Int(try u32(what))
         let o = try take(n, what)
-        guard let s = String(validating: bytes[o..<o + n], as: UTF8.self) else { throw BinaryDecodingError("\(what) is not UTF-8") }
+        guard let s = String(validating: bytes[o..<o + n], as: UTF8.self) else {
+            throw BinaryDecodingError("\(what) is not UTF-8")
+        }
         return s
     }
 }

@@ -1,6 +1,9 @@
 /// What a record is (PROTOCOL.md §1). `deal` and `dealDeleted` share the family `deal`.
 public enum EventKind: UInt8, Sendable {
-    case deal = 0, dealDeleted = 1, spend = 2, account = 3
+    case deal = 0
+    case dealDeleted = 1
+    case spend = 2
+    case account = 3
 
     public var family: RecordFamily {
         switch self {
@@ -13,12 +16,16 @@ public enum EventKind: UInt8, Sendable {
 
 /// The families records are keyed by, with `(source, id)`.
 public enum RecordFamily: UInt8, Sendable, Hashable {
-    case deal = 0, spend = 1, account = 2
+    case deal = 0
+    case spend = 1
+    case account = 2
 }
 
 /// A deal's `status`: open, or closed won or lost (the closed cohort).
 public enum DealStatus: UInt8, Sendable {
-    case open = 0, won = 1, lost = 2
+    case open = 0
+    case won = 1
+    case lost = 2
 }
 
 /// A validated deal payload, already in model terms: pipeline and stage as indexes,

@@ -55,8 +55,14 @@ public struct EventDecoder: Sendable {
         case .spend: body = .spend(try spend(ev["spend"]))
         case .account: body = .account(try account(ev["account"]))
         }
-        return Event(kind: kind, source: source, id: id, version: version, body: body,
-                     digest: ev.digest())
+        return Event(
+            kind: kind,
+            source: source,
+            id: id,
+            version: version,
+            body: body,
+            digest: ev.digest()
+        )
     }
 
     private func identifier(_ value: JSONValue?, _ field: String) throws(EventRejection) -> String {
@@ -101,7 +107,8 @@ public struct EventDecoder: Sendable {
 
     private func deal(_ value: JSONValue?) throws(EventRejection) -> DealPayload {
         guard let d = value, case .object = d else { throw EventRejection("deal", "missing or not an object") }
-        guard let pipelineName = d["pipeline"]?.stringValue, let pipeline = model.pipelineIndex(named: pipelineName) else {
+        guard let pipelineName = d["pipeline"]?.stringValue, let pipeline = model.pipelineIndex(named: pipelineName)
+        else {
             throw EventRejection("deal.pipeline", "not a configured pipeline")
         }
         let p = model.pipelines[pipeline]
@@ -138,10 +145,17 @@ public struct EventDecoder: Sendable {
         let leadSource = try key(d["lead_source"], "deal.lead_source")
         let account = try key(d["account"], "deal.account")
         return DealPayload(
-            pipeline: pipeline, stage: stage, status: status, amount: raw * fx,
-            owner: owner.isEmpty ? "unknown" : owner, team: team.isEmpty ? "unknown" : team,
-            leadSource: leadSource.isEmpty ? "unknown" : leadSource, account: account,
-            createdAt: created, closedAt: closed)
+            pipeline: pipeline,
+            stage: stage,
+            status: status,
+            amount: raw * fx,
+            owner: owner.isEmpty ? "unknown" : owner,
+            team: team.isEmpty ? "unknown" : team,
+            leadSource: leadSource.isEmpty ? "unknown" : leadSource,
+            account: account,
+            createdAt: created,
+            closedAt: closed
+        )
     }
 
     private func spend(_ value: JSONValue?) throws(EventRejection) -> SpendPayload {

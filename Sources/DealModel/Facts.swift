@@ -23,8 +23,17 @@ public struct DealFacts: Sendable, Equatable {
     public static let noAccount = UInt32.max
 
     public init(
-        source: UInt32, pipeline: UInt32, owner: UInt32, team: UInt32, leadSource: UInt32, account: UInt32,
-        status: DealStatus, pipelineIndex: UInt16, furthest: Int16, amount: Double, createdAt: Instant,
+        source: UInt32,
+        pipeline: UInt32,
+        owner: UInt32,
+        team: UInt32,
+        leadSource: UInt32,
+        account: UInt32,
+        status: DealStatus,
+        pipelineIndex: UInt16,
+        furthest: Int16,
+        amount: Double,
+        createdAt: Instant,
         closedAt: Instant?
     ) {
         self.source = source
@@ -78,7 +87,8 @@ public enum FactChange: Sendable, Equatable {
 
 /// The dimensions of METRICS.md §2, in topic spelling.
 public enum Dimension: UInt8, Sendable, CaseIterable {
-    case all = 0, pipeline, team, owner, leadSource, source
+    case all = 0
+    case pipeline, team, owner, leadSource, source
 
     public var name: String {
         switch self {

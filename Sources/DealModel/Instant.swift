@@ -95,7 +95,8 @@ public enum Timestamp {
             let s = String(v)
             return String(repeating: "0", count: max(0, n - s.count)) + s
         }
-        var text = "\(pad(d.year, 4))-\(pad(d.month, 2))-\(pad(d.day, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2))"
+        var text =
+            "\(pad(d.year, 4))-\(pad(d.month, 2))-\(pad(d.day, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2))"
         if millis != 0 { text += "." + pad(millis, 3) }
         return text + "Z"
     }
@@ -177,7 +178,9 @@ public enum Timestamp {
         guard let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2), year >= 1,
             (1...12).contains(month), day >= 1, day <= CivilCalendar.daysInMonth(year: year, month: month)
         else { return nil }
-        return Instant(nanoseconds: Int128(CivilCalendar.days(fromYear: year, month: month, day: day)) * 86_400 * 1_000_000_000)
+        return Instant(
+            nanoseconds: Int128(CivilCalendar.days(fromYear: year, month: month, day: day)) * 86_400 * 1_000_000_000
+        )
     }
 }
 

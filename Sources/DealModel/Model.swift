@@ -32,13 +32,18 @@ public struct Model: Sendable, Equatable {
     /// Parses and checks a model file's bytes.
     public static func parse(_ bytes: [UInt8]) throws(ModelError) -> Model {
         let root: JSONValue
-        do { root = try JSONParser.parse(bytes) } catch { throw ModelError(field: "(file)", reason: "not JSON: \(error)") }
+        do { root = try JSONParser.parse(bytes) } catch {
+            throw ModelError(field: "(file)", reason: "not JSON: \(error)")
+        }
         guard case .object = root else { throw ModelError(field: "(file)", reason: "not a JSON object") }
         let currency = root["reporting_currency"]?.stringValue ?? "USD"
-        guard case .object(let fxMembers)? = root["fx"] else { throw ModelError(field: "fx", reason: "missing or not an object") }
+        guard case .object(let fxMembers)? = root["fx"] else {
+            throw ModelError(field: "fx", reason: "missing or not an object")
+        }
         var fx: [String: Double] = [:]
         for (code, value) in fxMembers {
-            guard case .some = value.numberValue, !isBool(value), let rate = value.numberValue, rate.isFinite, rate >= 0 else {
+            guard case .some = value.numberValue, !isBool(value), let rate = value.numberValue, rate.isFinite, rate >= 0
+            else {
                 throw ModelError(field: "fx.\(code)", reason: "not a finite non-negative number")
             }
             fx[code] = rate
@@ -55,7 +60,10 @@ public struct Model: Sendable, Equatable {
             var stages: [String] = []
             for s in stageValues {
                 guard let stage = s.stringValue, !stage.isEmpty else {
-                    throw ModelError(field: "pipelines.\(name).stages", reason: "every stage must be a non-empty string")
+                    throw ModelError(
+                        field: "pipelines.\(name).stages",
+                        reason: "every stage must be a non-empty string"
+                    )
                 }
                 guard !stages.contains(stage) else {
                     throw ModelError(field: "pipelines.\(name).stages", reason: "stage \(stage) appears twice")
@@ -63,7 +71,10 @@ public struct Model: Sendable, Equatable {
                 stages.append(stage)
             }
             guard let qualified = spec["qualified_stage"]?.stringValue, stages.contains(qualified) else {
-                throw ModelError(field: "pipelines.\(name).qualified_stage", reason: "missing or not one of the pipeline's stages")
+                throw ModelError(
+                    field: "pipelines.\(name).qualified_stage",
+                    reason: "missing or not one of the pipeline's stages"
+                )
             }
             pipelines.append(Pipeline(name: name, stages: stages, qualifiedStage: qualified))
         }

@@ -81,17 +81,27 @@ public struct RecordStore: Sendable {
         switch event.body {
         case .deal, .dealDeleted: return applyDeal(event, key: key)
         case .spend(let payload):
-            let facts = SpendFacts(leadSource: strings.intern(payload.leadSource), amount: payload.amount, date: payload.date)
+            let facts = SpendFacts(
+                leadSource: strings.intern(payload.leadSource),
+                amount: payload.amount,
+                date: payload.date
+            )
             return applySimple(event, key: key, facts: facts, table: &spends) { .spend(old: $0, new: $1) }
         case .account(let payload):
-            let facts = AccountFacts(source: strings.intern(event.source), account: strings.intern(event.id),
-                                     churnedAt: payload.churned ? payload.changedAt : nil)
+            let facts = AccountFacts(
+                source: strings.intern(event.source),
+                account: strings.intern(event.id),
+                churnedAt: payload.churned ? payload.changedAt : nil
+            )
             return applySimple(event, key: key, facts: facts, table: &accounts) { .account(old: $0, new: $1) }
         }
     }
 
     private func applySimple<Facts: Equatable>(
-        _ event: Event, key: RecordKey, facts: Facts, table: inout [RecordKey: SimpleRecord<Facts>],
+        _ event: Event,
+        key: RecordKey,
+        facts: Facts,
+        table: inout [RecordKey: SimpleRecord<Facts>],
         change: (Facts?, Facts?) -> FactChange
     ) -> Resolution {
         guard let current = table[key] else {
@@ -99,9 +109,15 @@ public struct RecordStore: Sendable {
             return Resolution(outcome: .applied, changedState: true, change: change(nil, facts))
         }
         if current.digest == event.digest { return Resolution(outcome: .duplicate, changedState: false, change: nil) }
-        guard event.version > current.version else { return Resolution(outcome: .stale, changedState: false, change: nil) }
+        guard event.version > current.version else {
+            return Resolution(outcome: .stale, changedState: false, change: nil)
+        }
         table[key] = SimpleRecord(version: event.version, digest: event.digest, facts: facts)
-        return Resolution(outcome: .applied, changedState: true, change: current.facts == facts ? nil : change(current.facts, facts))
+        return Resolution(
+            outcome: .applied,
+            changedState: true,
+            change: current.facts == facts ? nil : change(current.facts, facts)
+        )
     }
 
     private mutating func applyDeal(_ event: Event, key: RecordKey) -> Resolution {
@@ -111,16 +127,27 @@ public struct RecordStore: Sendable {
 
         guard var record = deals[key] else {
             var record = DealRecord(
-                version: event.version, deleted: isDeletion, digest: event.digest,
-                boundary: isDeletion ? event.version : -1, history: [], payload: payload, facts: nil)
+                version: event.version,
+                deleted: isDeletion,
+                digest: event.digest,
+                boundary: isDeletion ? event.version : -1,
+                history: [],
+                payload: payload,
+                facts: nil
+            )
             if let payload { insertHistory(&record, version: event.version, payload: payload) }
             record.facts = facts(of: record, source: event.source)
             deals[key] = record
-            return Resolution(outcome: .applied, changedState: true, change: record.facts.map { .deal(old: nil, new: $0) })
+            return Resolution(
+                outcome: .applied,
+                changedState: true,
+                change: record.facts.map { .deal(old: nil, new: $0) }
+            )
         }
         if record.digest == event.digest { return Resolution(outcome: .duplicate, changedState: false, change: nil) }
 
-        let becomesCurrent = event.version > record.version || (event.version == record.version && isDeletion && !record.deleted)
+        let becomesCurrent =
+            event.version > record.version || (event.version == record.version && isDeletion && !record.deleted)
         var changed = becomesCurrent
         if isDeletion {
             if event.version > record.boundary {
@@ -154,12 +181,19 @@ public struct RecordStore: Sendable {
     /// dominates. Returns whether the frontier changed.
     @discardableResult
     private func insertHistory(_ record: inout DealRecord, version: Int64, payload: DealPayload) -> Bool {
-        let entry = HistoryEntry(version: version, pipeline: UInt16(payload.pipeline),
-                                 reached: Int16(payload.reachedIndex(in: model)))
-        if record.history.contains(where: { $0.pipeline == entry.pipeline && $0.version >= entry.version && $0.reached >= entry.reached }) {
+        let entry = HistoryEntry(
+            version: version,
+            pipeline: UInt16(payload.pipeline),
+            reached: Int16(payload.reachedIndex(in: model))
+        )
+        if record.history.contains(where: {
+            $0.pipeline == entry.pipeline && $0.version >= entry.version && $0.reached >= entry.reached
+        }) {
             return false
         }
-        record.history.removeAll { $0.pipeline == entry.pipeline && $0.version <= entry.version && $0.reached <= entry.reached }
+        record.history.removeAll {
+            $0.pipeline == entry.pipeline && $0.version <= entry.version && $0.reached <= entry.reached
+        }
         record.history.append(entry)
         return true
     }
@@ -171,11 +205,19 @@ public struct RecordStore: Sendable {
             furthest = h.reached
         }
         return DealFacts(
-            source: strings.intern(source), pipeline: strings.intern(model.pipelines[p.pipeline].name),
-            owner: strings.intern(p.owner), team: strings.intern(p.team), leadSource: strings.intern(p.leadSource),
+            source: strings.intern(source),
+            pipeline: strings.intern(model.pipelines[p.pipeline].name),
+            owner: strings.intern(p.owner),
+            team: strings.intern(p.team),
+            leadSource: strings.intern(p.leadSource),
             account: p.account.isEmpty ? DealFacts.noAccount : strings.intern(p.account),
-            status: p.status, pipelineIndex: UInt16(p.pipeline), furthest: furthest, amount: p.amount,
-            createdAt: p.createdAt, closedAt: p.closedAt)
+            status: p.status,
+            pipelineIndex: UInt16(p.pipeline),
+            furthest: furthest,
+            amount: p.amount,
+            createdAt: p.createdAt,
+            closedAt: p.closedAt
+        )
     }
 
     /// Every current fact, as additions: what a (re)started worker is rebuilt from.
@@ -260,7 +302,9 @@ extension RecordStore {
         self.init(model: model)
         var r = BinaryReader(bytes)
         let format = try r.u32("checkpoint format")
-        guard format == RecordStore.checkpointFormat else { throw BinaryDecodingError("checkpoint format \(format) is not \(RecordStore.checkpointFormat)") }
+        guard format == RecordStore.checkpointFormat else {
+            throw BinaryDecodingError("checkpoint format \(format) is not \(RecordStore.checkpointFormat)")
+        }
         let dealCount = try r.u64("deal count")
         deals.reserveCapacity(Int(min(dealCount, 1 << 26)))
         for _ in 0..<dealCount {
@@ -272,27 +316,52 @@ extension RecordStore {
             let boundary = Int64(bitPattern: try r.u64("boundary"))
             var history: [HistoryEntry] = []
             for _ in 0..<(try r.u32("history count")) {
-                history.append(HistoryEntry(version: Int64(bitPattern: try r.u64("history version")), pipeline: try r.u16("pipeline"),
-                                            reached: Int16(bitPattern: try r.u16("reached"))))
+                history.append(
+                    HistoryEntry(
+                        version: Int64(bitPattern: try r.u64("history version")),
+                        pipeline: try r.u16("pipeline"),
+                        reached: Int16(bitPattern: try r.u16("reached"))
+                    )
+                )
             }
             var payload: DealPayload?
             if try r.u8("has payload") != 0 {
                 let pipeline = Int(try r.u16("pipeline"))
                 let stage = Int(try r.u16("stage"))
                 guard pipeline < model.pipelines.count, stage < model.pipelines[pipeline].stages.count,
-                      let status = DealStatus(rawValue: try r.u8("status")) else {
+                    let status = DealStatus(rawValue: try r.u8("status"))
+                else {
                     throw BinaryDecodingError("checkpoint does not match the model (deal \(source)/\(id))")
                 }
                 let amount = try r.f64("amount")
-                let owner = try r.string("owner"), team = try r.string("team")
-                let lead = try r.string("lead_source"), account = try r.string("account")
+                let owner = try r.string("owner")
+                let team = try r.string("team")
+                let lead = try r.string("lead_source")
+                let account = try r.string("account")
                 let created = Instant(nanoseconds: try r.i128("created_at"))
                 let closed = try r.u8("has closed_at") != 0 ? Instant(nanoseconds: try r.i128("closed_at")) : nil
-                payload = DealPayload(pipeline: pipeline, stage: stage, status: status, amount: amount, owner: owner, team: team,
-                                      leadSource: lead, account: account, createdAt: created, closedAt: closed)
+                payload = DealPayload(
+                    pipeline: pipeline,
+                    stage: stage,
+                    status: status,
+                    amount: amount,
+                    owner: owner,
+                    team: team,
+                    leadSource: lead,
+                    account: account,
+                    createdAt: created,
+                    closedAt: closed
+                )
             }
-            var record = DealRecord(version: version, deleted: deleted, digest: digest, boundary: boundary, history: history,
-                                    payload: payload, facts: nil)
+            var record = DealRecord(
+                version: version,
+                deleted: deleted,
+                digest: digest,
+                boundary: boundary,
+                history: history,
+                payload: payload,
+                facts: nil
+            )
             record.facts = facts(of: record, source: source)
             deals[RecordKey(source: source, id: id)] = record
         }
@@ -300,8 +369,11 @@ extension RecordStore {
             let key = RecordKey(source: try r.string("source"), id: try r.string("id"))
             let version = Int64(bitPattern: try r.u64("version"))
             let digest = Digest128(high: try r.u64("digest"), low: try r.u64("digest"))
-            let facts = SpendFacts(leadSource: strings.intern(try r.string("lead_source")), amount: try r.f64("amount"),
-                                   date: Instant(nanoseconds: try r.i128("date")))
+            let facts = SpendFacts(
+                leadSource: strings.intern(try r.string("lead_source")),
+                amount: try r.f64("amount"),
+                date: Instant(nanoseconds: try r.i128("date"))
+            )
             spends[key] = SimpleRecord(version: version, digest: digest, facts: facts)
         }
         for _ in 0..<(try r.u64("account count")) {
@@ -309,7 +381,11 @@ extension RecordStore {
             let version = Int64(bitPattern: try r.u64("version"))
             let digest = Digest128(high: try r.u64("digest"), low: try r.u64("digest"))
             let churned = try r.u8("churned") != 0 ? Instant(nanoseconds: try r.i128("churned_at")) : nil
-            let facts = AccountFacts(source: strings.intern(key.source), account: strings.intern(key.id), churnedAt: churned)
+            let facts = AccountFacts(
+                source: strings.intern(key.source),
+                account: strings.intern(key.id),
+                churnedAt: churned
+            )
             accounts[key] = SimpleRecord(version: version, digest: digest, facts: facts)
         }
         guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the checkpoint") }

@@ -11,7 +11,9 @@ public enum StableHash {
     }
 
     public static func hash64<C: Collection>(_ bytes: C, seed: UInt64 = 0) -> UInt64 where C.Element == UInt8 {
-        if let h = bytes.withContiguousStorageIfAvailable({ hash64(UnsafeRawBufferPointer($0), seed: seed) }) { return h }
+        if let h = bytes.withContiguousStorageIfAvailable({ hash64(UnsafeRawBufferPointer($0), seed: seed) }) {
+            return h
+        }
         return Array(bytes).withUnsafeBytes { hash64($0, seed: seed) }
     }
 

@@ -126,7 +126,9 @@ public enum ProtobufEvent {
         if let s = try string(value["source"], "source") { e.source = s }
         if let s = try string(value["id"], "id") { e.id = s }
         if let v = value["version"], v != .null {
-            guard case .int(let version) = v else { throw ConversionError(field: "version", reason: "not a 64-bit integer") }
+            guard case .int(let version) = v else {
+                throw ConversionError(field: "version", reason: "not a 64-bit integer")
+            }
             e.version = version
         }
         if let s = try string(value["occurred_at"], "occurred_at") { e.occurredAt = s }

@@ -43,13 +43,19 @@ public struct MavenCRMExport: Sendable {
             throw EventFileError(origin: path, reason: "cannot read the file")
         }
         let text = String(decoding: data, as: UTF8.self)
-        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+        var lines = text.split(
+            omittingEmptySubsequences: true,
+            whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
+        )
         guard !lines.isEmpty else { throw EventFileError(origin: path, reason: "empty file") }
         let header = lines.removeFirst().split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         return try lines.enumerated().map { (i, line) in
             let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             guard fields.count == header.count else {
-                throw EventFileError(origin: "\(path):\(i + 2)", reason: "\(fields.count) fields, header has \(header.count)")
+                throw EventFileError(
+                    origin: "\(path):\(i + 2)",
+                    reason: "\(fields.count) fields, header has \(header.count)"
+                )
             }
             return Dictionary(uniqueKeysWithValues: zip(header, fields))
         }
@@ -60,7 +66,10 @@ public struct MavenCRMExport: Sendable {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         let pipeline = try MavenCRMExport.rows(path)
         guard let first = pipeline.first, first["opportunity_id"] != nil, first["deal_stage"] != nil else {
-            throw EventFileError(origin: path, reason: "not the Maven CRM export (no opportunity_id/deal_stage columns)")
+            throw EventFileError(
+                origin: path,
+                reason: "not the Maven CRM export (no opportunity_id/deal_stage columns)"
+            )
         }
         var managers: [String: String] = [:]
         let teamsPath = folder.appendingPathComponent("sales_teams.csv").path
@@ -70,15 +79,25 @@ public struct MavenCRMExport: Sendable {
         var prices: [String: Double] = [:]
         let productsPath = folder.appendingPathComponent("products.csv").path
         if FileManager.default.fileExists(atPath: productsPath) {
-            for r in try MavenCRMExport.rows(productsPath) { prices[r["product"] ?? ""] = Double(r["sales_price"] ?? "") }
+            for r in try MavenCRMExport.rows(productsPath) {
+                prices[r["product"] ?? ""] = Double(r["sales_price"] ?? "")
+            }
         }
         return try pipeline.enumerated().map { (i, row) in
             let origin = "\(path):\(i + 2)"
-            return SourcedEvent(json: try event(row, managers: managers, prices: prices, origin: origin), origin: origin)
+            return SourcedEvent(
+                json: try event(row, managers: managers, prices: prices, origin: origin),
+                origin: origin
+            )
         }
     }
 
-    func event(_ row: [String: String], managers: [String: String], prices: [String: Double], origin: String) throws -> [UInt8] {
+    func event(
+        _ row: [String: String],
+        managers: [String: String],
+        prices: [String: Double],
+        origin: String
+    ) throws -> [UInt8] {
         let stageField = row["deal_stage"] ?? ""
         let engage = row["engage_date"] ?? ""
         let status: String

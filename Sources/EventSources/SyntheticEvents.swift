@@ -68,8 +68,10 @@ public struct SyntheticEvents: Sequence, IteratorProtocol {
         JSONWriter.appendString(pipeline.name, to: &bytes)
         bytes.append(contentsOf: Array(#","stage":"#.utf8))
         JSONWriter.appendString(pipeline.stages[stage], to: &bytes)
-        out = #","status":"\#(status)","amount":\#(100 + random(50_000)),"currency":"\#(currencies[d % currencies.count])","#
-        out += #""owner":"rep-\#(d % 200)","team":"team-\#(d % 20)","lead_source":"\#(["web", "seo", "events", "partner", "outbound", "referral", "ads", ""][d % 8])","#
+        out =
+            #","status":"\#(status)","amount":\#(100 + random(50_000)),"currency":"\#(currencies[d % currencies.count])","#
+        out +=
+            #""owner":"rep-\#(d % 200)","team":"team-\#(d % 20)","lead_source":"\#(["web", "seo", "events", "partner", "outbound", "referral", "ads", ""][d % 8])","#
         out += #""account":"acct-\#(d % Swift.max(1, options.deals / 5))","created_at":"\#(created)""#
         if status != "open" {
             let closedMonth = Swift.min(12, createdMonth + random(3))
@@ -84,11 +86,17 @@ public struct SyntheticEvents: Sequence, IteratorProtocol {
         if random(2) == 0 {
             let channel = ["web", "seo", "events", "partner", "outbound", "referral", "ads", "podcast"][random(8)]
             let month = 1 + random(12)
-            return Array(#"{"kind":"spend","source":"marketing","id":"\#(channel)-\#(month)","version":\#(extra),"spend":{"lead_source":"\#(channel)","amount":\#(random(20_000)),"currency":"\#(currencies[0])","date":"2026-\#(pad(month))-15"}}"#.utf8)
+            return Array(
+                #"{"kind":"spend","source":"marketing","id":"\#(channel)-\#(month)","version":\#(extra),"spend":{"lead_source":"\#(channel)","amount":\#(random(20_000)),"currency":"\#(currencies[0])","date":"2026-\#(pad(month))-15"}}"#
+                    .utf8
+            )
         }
         let account = random(Swift.max(1, options.deals / 5))
         let status = random(3) == 0 ? "churned" : "active"
-        return Array(#"{"kind":"account","source":"\#(options.sources[account % options.sources.count])","id":"acct-\#(account)","version":\#(extra),"account":{"status":"\#(status)","changed_at":"2026-\#(pad(1 + random(12)))-01T00:00:00Z"}}"#.utf8)
+        return Array(
+            #"{"kind":"account","source":"\#(options.sources[account % options.sources.count])","id":"acct-\#(account)","version":\#(extra),"account":{"status":"\#(status)","changed_at":"2026-\#(pad(1 + random(12)))-01T00:00:00Z"}}"#
+                .utf8
+        )
     }
 
     private func pad(_ v: Int) -> String { v < 10 ? "0\(v)" : String(v) }

@@ -47,7 +47,8 @@ public final class RecordLog {
         /// refused (a log that must not have a torn tail, see `init`).
         public var nextValidOffset: Int?
         public var description: String {
-            let after = nextValidOffset.map { "valid records follow (the next at byte \($0))" }
+            let after =
+                nextValidOffset.map { "valid records follow (the next at byte \($0))" }
                 ?? "this log is followed by later ones, so it cannot have a torn tail"
             return "\(path): corrupt record at byte \(offset) (\(reason)), and \(after); "
                 + "not opened, nothing changed on disk. Recover with `dealstream repair --data-dir <its directory>` "
@@ -247,8 +248,15 @@ public final class RecordLog {
             throw Failure(operation: "ftruncate", path: path, code: errno)
         }
         guard fsync(fd) == 0 else { throw Failure(operation: "fsync", path: path, code: errno) }
-        return Repair(path: path, offset: scan.validEnd, bytes: scan.fileSize - scan.validEnd,
-                      recordsKept: scan.records, copyPath: copyPath, reason: bad, cutValidRecords: valid)
+        return Repair(
+            path: path,
+            offset: scan.validEnd,
+            bytes: scan.fileSize - scan.validEnd,
+            recordsKept: scan.records,
+            copyPath: copyPath,
+            reason: bad,
+            cutValidRecords: valid
+        )
     }
 
     private static func syncDirectory(of path: String) throws {
@@ -344,12 +352,21 @@ public enum CRC32 {
                 var c: UInt32 = 0xFFFF_FFFF
                 var i = 0
                 let n = raw.count
-                let t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6], t7 = t[7]
+                let t0 = t[0]
+                let t1 = t[1]
+                let t2 = t[2]
+                let t3 = t[3]
+                let t4 = t[4]
+                let t5 = t[5]
+                let t6 = t[6]
+                let t7 = t[7]
                 while i + 8 <= n {
                     let lo = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self)) ^ c
                     let hi = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
-                    c = t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
-                        ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)] ^ t1[Int((hi >> 16) & 0xFF)] ^ t0[Int(hi >> 24)]
+                    c =
+                        t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
+                        ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)] ^ t1[Int((hi >> 16) & 0xFF)]
+                        ^ t0[Int(hi >> 24)]
                     i += 8
                 }
                 while i < n {

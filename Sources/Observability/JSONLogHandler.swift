@@ -59,13 +59,25 @@ public struct JSONLogHandler: LogHandler {
         var fields = metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { _, new in new } }
         if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
-        sink.emit(Self.line(time: Date(), level: event.level, label: label, message: "\(event.message)",
-                            metadata: fields))
+        sink.emit(
+            Self.line(
+                time: Date(),
+                level: event.level,
+                label: label,
+                message: "\(event.message)",
+                metadata: fields
+            )
+        )
     }
 
     /// The JSON line (with its `\n`) for one log event; metadata keys in sorted order.
-    public static func line(time: Date, level: Logger.Level, label: String, message: String,
-                            metadata: Logger.Metadata) -> [UInt8] {
+    public static func line(
+        time: Date,
+        level: Logger.Level,
+        label: String,
+        message: String,
+        metadata: Logger.Metadata
+    ) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(128 + message.utf8.count)
         let nanoseconds = Int128((time.timeIntervalSince1970 * 1000).rounded(.down)) * 1_000_000

@@ -51,7 +51,12 @@ public final class MetricsExposition: Sendable {
     }
 
     /// A histogram of durations, exposed in seconds.
-    public func durations(_ name: String, _ help: String, buckets: [Duration], labels: [(String, String)] = [])
+    public func durations(
+        _ name: String,
+        _ help: String,
+        buckets: [Duration],
+        labels: [(String, String)] = []
+    )
         -> DurationHistogram
     {
         registry.makeDurationHistogram(descriptor: descriptor(name, help), labels: labels, buckets: buckets)

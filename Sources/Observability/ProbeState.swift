@@ -67,7 +67,8 @@ public final class ProbeState: Sendable {
     /// The probe answer's body: each signal by name.
     public var summary: String {
         let silence = loopSilence.map { String(format: "%.3f", $0) } ?? "null"
-        return "{\"ready\":\(isReady),\"live\":\(isLive),\"restored\":\(isRestored),\"workers_caught_up\":\(isCaughtUp),"
+        return
+            "{\"ready\":\(isReady),\"live\":\(isLive),\"restored\":\(isRestored),\"workers_caught_up\":\(isCaughtUp),"
             + "\"loop_silent_seconds\":\(silence),\"stopping\":\(stopping.load(ordering: .relaxed))}"
     }
 }

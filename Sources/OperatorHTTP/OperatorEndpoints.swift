@@ -14,13 +14,21 @@ public import Observability
 public enum OperatorEndpoints {
     /// `health: false` leaves `/health` to the caller (connect has its own); `beforeProbe`
     /// runs before `/live` and `/ready` answer.
-    public static func add<Context: RequestContext>(to router: Router<Context>, exposition: MetricsExposition,
-                                                    probe: ProbeState, health: Bool = true,
-                                                    beforeProbe: @escaping @Sendable () -> Void = {}) {
+    public static func add<Context: RequestContext>(
+        to router: Router<Context>,
+        exposition: MetricsExposition,
+        probe: ProbeState,
+        health: Bool = true,
+        beforeProbe: @escaping @Sendable () -> Void = {}
+    ) {
         router.get("/metrics") { _, _ -> Response in
             var headers = HTTPFields()
             headers[.contentType] = MetricsExposition.contentType
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: exposition.render())))
+            return Response(
+                status: .ok,
+                headers: headers,
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: exposition.render()))
+            )
         }
         if health { router.get("/health") { _, _ in json(.ok, probe.summary) } }
         router.get("/live") { _, _ in
@@ -36,7 +44,11 @@ public enum OperatorEndpoints {
     static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body + "\n")))
+        return Response(
+            status: status,
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body + "\n"))
+        )
     }
 }
 
@@ -44,14 +56,23 @@ public enum OperatorEndpoints {
 /// one more Service in the daemon's ServiceGroup, serving `OperatorEndpoints` only.
 public enum OperatorHTTP {
     /// `onRunning` gets the bound port (useful with port 0).
-    public static func application(host: String, port: Int, exposition: MetricsExposition, probe: ProbeState,
-                                   logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+    public static func application(
+        host: String,
+        port: Int,
+        exposition: MetricsExposition,
+        probe: ProbeState,
+        logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    )
         -> some ApplicationProtocol
     {
         let router = Router()
         OperatorEndpoints.add(to: router, exposition: exposition, probe: probe)
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "dealstream"),
-                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
-                           logger: logger)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "dealstream"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
     }
 }

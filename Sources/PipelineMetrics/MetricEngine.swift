@@ -63,7 +63,9 @@ public struct MetricEngine: Sendable {
         var period: Period
 
         /// The cell as one word: key, dimension, period (period ids stay below 2^24).
-        var packed: UInt64 { UInt64(key) << 32 | UInt64(dimension.rawValue) << 24 | UInt64(UInt32(bitPattern: period.raw) & 0xFF_FFFF) }
+        var packed: UInt64 {
+            UInt64(key) << 32 | UInt64(dimension.rawValue) << 24 | UInt64(UInt32(bitPattern: period.raw) & 0xFF_FFFF)
+        }
     }
 
     public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {
@@ -187,7 +189,8 @@ public struct MetricEngine: Sendable {
     }
 
     private mutating func applySpend(_ s: SpendFacts, sign: Int32, strings: StringTable, allKey: UInt32) {
-        for (dimension, key) in [(Dimension.all, allKey), (.leadSource, s.leadSource)] where owns(dimension, key, strings: strings) {
+        for (dimension, key) in [(Dimension.all, allKey), (.leadSource, s.leadSource)]
+        where owns(dimension, key, strings: strings) {
             for p in 0..<3 {
                 let i = cell(CellKey(dimension: dimension, key: key, period: Period.nth(p, month: s.date.monthIndex)))
                 cells[i].spendRecords += sign
@@ -248,7 +251,14 @@ public struct MetricEngine: Sendable {
     /// Every series of one cell for this family; `nil` fields mean "does not exist".
     private func render(_ c: CellAggregates, _ key: CellKey) -> [(SeriesID, [(String, FieldValue)]?)] {
         func id(_ m: MetricName, pipeline: UInt16 = 0, from: UInt16 = 0) -> SeriesID {
-            SeriesID(metric: m, dimension: key.dimension, key: key.key, period: key.period, pipeline: pipeline, fromStage: from)
+            SeriesID(
+                metric: m,
+                dimension: key.dimension,
+                key: key.key,
+                period: key.period,
+                pipeline: pipeline,
+                fromStage: from
+            )
         }
         let hasCreated = c.created > 0
         let closed = c.won + c.lost
@@ -264,13 +274,24 @@ public struct MetricEngine: Sendable {
         case .qualifiedLeads:
             return [
                 (id(.qualifiedLeads), hasCreated ? [("value", .count(Int(c.qualified)))] : nil),
-                (id(.qualificationRate), hasCreated
-                    ? [("value", ratio(c.qualified, c.created)), ("numerator", .count(Int(c.qualified))),
-                       ("denominator", .count(Int(c.created)))] : nil),
+                (
+                    id(.qualificationRate),
+                    hasCreated
+                        ? [
+                            ("value", ratio(c.qualified, c.created)), ("numerator", .count(Int(c.qualified))),
+                            ("denominator", .count(Int(c.created))),
+                        ] : nil
+                ),
             ]
         case .winRate:
-            return [(id(.winRate), hasClosed
-                ? [("value", .number(winRate)), ("numerator", .count(w)), ("denominator", .count(Int(closed)))] : nil)]
+            return [
+                (
+                    id(.winRate),
+                    hasClosed
+                        ? [("value", .number(winRate)), ("numerator", .count(w)), ("denominator", .count(Int(closed)))]
+                        : nil
+                )
+            ]
         case .stageConversion:
             var out: [(SeriesID, [(String, FieldValue)]?)] = []
             for (p, pipeline) in model.pipelines.enumerated() where pipeline.stages.count > 1 {
@@ -279,9 +300,17 @@ public struct MetricEngine: Sendable {
                 for s in 0..<(pipeline.stages.count - 1) {
                     let den = c.reached[base + s]
                     let num = c.reached[base + s + 1]
-                    out.append((id(.stageConversion, pipeline: UInt16(p), from: UInt16(s)), exists
-                        ? [("value", ratio(num, den)), ("numerator", .count(Int(num))), ("denominator", .count(Int(den)))]
-                        : nil))
+                    out.append(
+                        (
+                            id(.stageConversion, pipeline: UInt16(p), from: UInt16(s)),
+                            exists
+                                ? [
+                                    ("value", ratio(num, den)), ("numerator", .count(Int(num))),
+                                    ("denominator", .count(Int(den))),
+                                ]
+                                : nil
+                        )
+                    )
                 }
             }
             return out
@@ -290,32 +319,64 @@ public struct MetricEngine: Sendable {
             let total = c.createdAmount.value
             return [
                 (id(.revenue), hasClosed ? [("value", .number(revenue)), ("count", .count(w))] : nil),
-                (id(.dealSize), hasCreated
-                    ? [("value", .number(total / Double(n))), ("count", .count(n)), ("sum", .number(total)),
-                       ("p50", .number(c.amountSketch.percentile(50))), ("p90", .number(c.amountSketch.percentile(90)))]
-                    : nil),
+                (
+                    id(.dealSize),
+                    hasCreated
+                        ? [
+                            ("value", .number(total / Double(n))), ("count", .count(n)), ("sum", .number(total)),
+                            ("p50", .number(c.amountSketch.percentile(50))),
+                            ("p90", .number(c.amountSketch.percentile(90))),
+                        ]
+                        : nil
+                ),
             ]
         case .averageOrderValue:
-            return [(id(.averageOrderValue), hasClosed
-                ? [("value", .number(aov)), ("count", .count(w)), ("sum", .number(revenue))] : nil)]
+            return [
+                (
+                    id(.averageOrderValue),
+                    hasClosed
+                        ? [("value", .number(aov)), ("count", .count(w)), ("sum", .number(revenue))] : nil
+                )
+            ]
         case .salesCycleLength:
-            return [(id(.salesCycleLength), hasClosed
-                ? [("value", .number(cycle)), ("count", .count(w)), ("p50", .number(c.durationSketch.percentile(50))),
-                   ("p90", .number(c.durationSketch.percentile(90)))] : nil)]
+            return [
+                (
+                    id(.salesCycleLength),
+                    hasClosed
+                        ? [
+                            ("value", .number(cycle)), ("count", .count(w)),
+                            ("p50", .number(c.durationSketch.percentile(50))),
+                            ("p90", .number(c.durationSketch.percentile(90))),
+                        ] : nil
+                )
+            ]
         case .salesVelocity:
             let opportunities = Int(c.created)
             var velocity: Double?
             if let winRate, let aov, let cycle, cycle != 0 {
                 velocity = Double(opportunities) * winRate * aov / cycle
             }
-            return [(id(.salesVelocity), hasCreated || hasClosed
-                ? [("value", .number(velocity)), ("opportunities", .count(opportunities)), ("win_rate", .number(winRate)),
-                   ("average_order_value", .number(aov)), ("sales_cycle_length", .number(cycle))] : nil)]
+            return [
+                (
+                    id(.salesVelocity),
+                    hasCreated || hasClosed
+                        ? [
+                            ("value", .number(velocity)), ("opportunities", .count(opportunities)),
+                            ("win_rate", .number(winRate)),
+                            ("average_order_value", .number(aov)), ("sales_cycle_length", .number(cycle)),
+                        ] : nil
+                )
+            ]
         case .roi:
             let spend = c.spend.value
             let value: Double? = spend == 0 ? nil : c.wonAmount.difference(c.spend) / spend
-            return [(id(.roi), hasClosed || c.spendRecords > 0
-                ? [("value", .number(value)), ("revenue", .number(revenue)), ("spend", .number(spend))] : nil)]
+            return [
+                (
+                    id(.roi),
+                    hasClosed || c.spendRecords > 0
+                        ? [("value", .number(value)), ("revenue", .number(revenue)), ("spend", .number(spend))] : nil
+                )
+            ]
         case .customerRetentionRate:
             return []
         }

@@ -49,7 +49,13 @@ public enum MetricFamily: String, Sendable, CaseIterable {
         case .stageConversion: FamilyReads(createdCohort: true, stages: .all)
         case .winRate: FamilyReads(closedCohort: true)
         case .revenue:
-            FamilyReads(createdCohort: true, closedCohort: true, createdAmount: true, wonAmount: true, amountSketch: true)
+            FamilyReads(
+                createdCohort: true,
+                closedCohort: true,
+                createdAmount: true,
+                wonAmount: true,
+                amountSketch: true
+            )
         case .averageOrderValue: FamilyReads(closedCohort: true, wonAmount: true)
         case .salesCycleLength: FamilyReads(closedCohort: true, wonDuration: true, durationSketch: true)
         case .salesVelocity: FamilyReads(createdCohort: true, closedCohort: true, wonAmount: true, wonDuration: true)
@@ -94,9 +100,18 @@ public struct FamilyReads: Sendable, Equatable {
     /// Won deals with an account, and account status changes (retention).
     public var accounts = false
 
-    public init(createdCohort: Bool = false, closedCohort: Bool = false, createdAmount: Bool = false,
-                wonAmount: Bool = false, wonDuration: Bool = false, amountSketch: Bool = false,
-                durationSketch: Bool = false, stages: Stages = .none, spend: Bool = false, accounts: Bool = false) {
+    public init(
+        createdCohort: Bool = false,
+        closedCohort: Bool = false,
+        createdAmount: Bool = false,
+        wonAmount: Bool = false,
+        wonDuration: Bool = false,
+        amountSketch: Bool = false,
+        durationSketch: Bool = false,
+        stages: Stages = .none,
+        spend: Bool = false,
+        accounts: Bool = false
+    ) {
         self.createdCohort = createdCohort
         self.closedCohort = closedCohort
         self.createdAmount = createdAmount

@@ -63,7 +63,11 @@ struct RetentionEngine: Sendable {
         guard let s, let since = s.customerSince else { return nil }
         let sinceMonth = since.monthIndex
         let churnMonth = s.churnedAt?.monthIndex
-        return Contribution(sinceMonth: sinceMonth, churnMonth: churnMonth, extentMonth: max(sinceMonth, churnMonth ?? sinceMonth))
+        return Contribution(
+            sinceMonth: sinceMonth,
+            churnMonth: churnMonth,
+            extentMonth: max(sinceMonth, churnMonth ?? sinceMonth)
+        )
     }
 
     private mutating func update(_ key: AccountKey, _ body: (inout AccountState) -> Void) {
@@ -111,8 +115,12 @@ struct RetentionEngine: Sendable {
         var out: [(SeriesID, [(String, FieldValue)]?)] = []
         func emit(_ period: Period, start: Int, end: Int, new: Int) {
             let value: Double? = start == 0 ? nil : Double(end - new) / Double(start)
-            out.append((SeriesID(metric: .customerRetentionRate, dimension: .all, key: allKey, period: period),
-                        [("value", .number(value)), ("start", .count(start)), ("end", .count(end)), ("new", .count(new))]))
+            out.append(
+                (
+                    SeriesID(metric: .customerRetentionRate, dimension: .all, key: allKey, period: period),
+                    [("value", .number(value)), ("start", .count(start)), ("end", .count(end)), ("new", .count(new))]
+                )
+            )
         }
         var boundary: [Int32: Int] = [:]
         let firstQuarter = first.quotientFloor3

@@ -34,7 +34,14 @@ public struct SeriesID: Hashable, Sendable {
     public var pipeline: UInt16
     public var fromStage: UInt16
 
-    public init(metric: MetricName, dimension: Dimension, key: UInt32, period: Period, pipeline: UInt16 = 0, fromStage: UInt16 = 0) {
+    public init(
+        metric: MetricName,
+        dimension: Dimension,
+        key: UInt32,
+        period: Period,
+        pipeline: UInt16 = 0,
+        fromStage: UInt16 = 0
+    ) {
         self.metric = metric
         self.dimension = dimension
         self.key = key

@@ -35,12 +35,21 @@ public final class ConnectMetrics: Sendable {
         self.vendor = vendor
         self.spool = spool
         let labels = [("vendor", vendor)]
-        let depth = exposition.gauge("dealstream_connect_spool_events",
-                                     "Events in the spool, not yet acknowledged by the daemon.", labels: labels)
-        let lag = exposition.gauge("dealstream_connect_forward_lag_seconds",
-                                   "Seconds since the spool was last empty (0 while the forwarder keeps up).", labels: labels)
-        let forwarded = exposition.counter("dealstream_connect_forwarded_events_total",
-                                           "Events the daemon acknowledged.", labels: labels)
+        let depth = exposition.gauge(
+            "dealstream_connect_spool_events",
+            "Events in the spool, not yet acknowledged by the daemon.",
+            labels: labels
+        )
+        let lag = exposition.gauge(
+            "dealstream_connect_forward_lag_seconds",
+            "Seconds since the spool was last empty (0 while the forwarder keeps up).",
+            labels: labels
+        )
+        let forwarded = exposition.counter(
+            "dealstream_connect_forwarded_events_total",
+            "Events the daemon acknowledged.",
+            labels: labels
+        )
         exposition.onScrape { [weak self] in
             guard let self else { return }
             let pending = spool.pendingCount
@@ -59,8 +68,11 @@ public final class ConnectMetrics: Sendable {
     private func counter(_ code: Int) -> Prometheus.Counter {
         webhooks.withLock { counters in
             if let c = counters[code] { return c }
-            let c = exposition.counter("dealstream_connect_webhooks_total", "Webhook requests answered, by HTTP status code.",
-                                       labels: [("vendor", vendor), ("code", "\(code)")])
+            let c = exposition.counter(
+                "dealstream_connect_webhooks_total",
+                "Webhook requests answered, by HTTP status code.",
+                labels: [("vendor", vendor), ("code", "\(code)")]
+            )
             counters[code] = c
             return c
         }

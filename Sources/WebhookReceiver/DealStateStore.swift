@@ -1,7 +1,7 @@
 public import CRMWebhooks
 import DealModel
-import FramedLog
 public import Foundation
+import FramedLog
 
 /// The durable `DealState` of every deal a connector has seen.
 ///

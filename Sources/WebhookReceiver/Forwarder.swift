@@ -1,9 +1,9 @@
 import Clients
 import DealModel
 import Foundation
+public import Logging
 public import ServiceLifecycle
 import Synchronization
-public import Logging
 import Wire
 public import ZeroMQ
 
@@ -96,11 +96,15 @@ public final class Forwarder: Service {
             } catch is IngestClient.Cancelled {
                 return  // stopping: what was in flight stays in the spool
             } catch let refused as IngestClient.Refused {
-                logger.critical("Daemon refused this connector; events stay in the spool, retrying in 10 s",
-                                metadata: ["forwarder.reason": "\(refused)", "spool.pending": "\(spool.pendingCount)"])
+                logger.critical(
+                    "Daemon refused this connector; events stay in the spool, retrying in 10 s",
+                    metadata: ["forwarder.reason": "\(refused)", "spool.pending": "\(spool.pendingCount)"]
+                )
             } catch {
-                logger.critical("Forwarder failed; events stay in the spool, retrying in 10 s",
-                                metadata: ["forwarder.error": "\(error)", "spool.pending": "\(spool.pendingCount)"])
+                logger.critical(
+                    "Forwarder failed; events stay in the spool, retrying in 10 s",
+                    metadata: ["forwarder.error": "\(error)", "spool.pending": "\(spool.pendingCount)"]
+                )
             }
             for _ in 0..<50 where !shouldStop { Thread.sleep(forTimeInterval: 0.2) }
         }
@@ -108,8 +112,14 @@ public final class Forwarder: Service {
 
     private func forward() throws {
         let context = try ZMQContext()
-        let client = try IngestClient(context: context, endpoint: options.endpoint, curve: options.curve, window: 1,
-                                      timeoutMilliseconds: options.timeoutMilliseconds, retries: options.retries)
+        let client = try IngestClient(
+            context: context,
+            endpoint: options.endpoint,
+            curve: options.curve,
+            window: 1,
+            timeoutMilliseconds: options.timeoutMilliseconds,
+            retries: options.retries
+        )
         client.isCancelled = { [self] in shouldStop }
         var daemonDown = false
         // After an `ERR` (a request the daemon refuses whole, e.g. an event over its frame
@@ -121,7 +131,10 @@ public final class Forwarder: Service {
             guard !batch.isEmpty else { continue }
             if daemonDown {
                 guard try client.ping() else { continue }
-                logger.notice("Daemon answers again; draining the spool", metadata: ["spool.pending": "\(spool.pendingCount)"])
+                logger.notice(
+                    "Daemon answers again; draining the spool",
+                    metadata: ["spool.pending": "\(spool.pendingCount)"]
+                )
                 daemonDown = false
             }
             do {
@@ -131,10 +144,13 @@ public final class Forwarder: Service {
                     for rejection in ack.body.rejected {
                         // The index comes from the daemon: never trusted to be in range.
                         let event = batch[max(0, min(rejection.index, batch.count - 1))]
-                        self.logger.error("Daemon rejected an event", metadata: [
-                            "event.reason": "\(rejection.error)",
-                            "event.json": "\(String(decoding: event, as: UTF8.self))",
-                        ])
+                        self.logger.error(
+                            "Daemon rejected an event",
+                            metadata: [
+                                "event.reason": "\(rejection.error)",
+                                "event.json": "\(String(decoding: event, as: UTF8.self))",
+                            ]
+                        )
                     }
                 }
                 // Progress first: whoever sees the spool empty also sees its log_seq.
@@ -148,15 +164,21 @@ public final class Forwarder: Service {
                 if batch.count > 1 {
                     singlyUntil = batch.count
                 } else {
-                    logger.error("Daemon refused an event; dropped", metadata: [
-                        "forwarder.reason": "\(failure.reason)", "event.json": "\(String(decoding: batch[0].prefix(2000), as: UTF8.self))",
-                    ])
+                    logger.error(
+                        "Daemon refused an event; dropped",
+                        metadata: [
+                            "forwarder.reason": "\(failure.reason)",
+                            "event.json": "\(String(decoding: batch[0].prefix(2000), as: UTF8.self))",
+                        ]
+                    )
                     try spool.acknowledge(1)
                     singlyUntil = max(0, singlyUntil - 1)
                 }
             } catch let failure as IngestClient.RequestFailure {
-                logger.warning("Daemon unreachable; events stay in the spool",
-                               metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"])
+                logger.warning(
+                    "Daemon unreachable; events stay in the spool",
+                    metadata: ["forwarder.reason": "\(failure)", "spool.pending": "\(spool.pendingCount)"]
+                )
                 daemonDown = true
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -30,7 +31,8 @@ public struct HubSpotFetcher: Sendable {
     public func fetchDeal(id: String) async throws -> [UInt8] {
         let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? id
         let query = properties.joined(separator: ",")
-        guard let url = URL(string: "\(baseURL)/crm/v3/objects/deals/\(escaped)?properties=\(query)&archived=false") else {
+        guard let url = URL(string: "\(baseURL)/crm/v3/objects/deals/\(escaped)?properties=\(query)&archived=false")
+        else {
             throw Failure(description: "api_base_url: not a URL: \(baseURL)")
         }
         var request = URLRequest(url: url, timeoutInterval: timeout)

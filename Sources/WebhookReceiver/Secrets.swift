@@ -17,7 +17,11 @@ public struct Secrets: Sendable {
     }
 
     /// `secretsFile` is resolved against the mapping file's folder when relative.
-    public init(mappingFile: String, secretsFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public init(
+        mappingFile: String,
+        secretsFile: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
         self.environment = environment
         file = [:]
         guard let secretsFile else { return }
@@ -37,7 +41,8 @@ public struct Secrets: Sendable {
 
     public subscript(name: String) -> String? {
         if let v = environment[name], !v.isEmpty { return v }
-        if let path = environment[name + "_FILE"], !path.isEmpty, let bytes = FileManager.default.contents(atPath: path) {
+        if let path = environment[name + "_FILE"], !path.isEmpty, let bytes = FileManager.default.contents(atPath: path)
+        {
             // The file's content less its trailing newline (as `echo … > file` leaves it).
             var text = String(decoding: bytes, as: UTF8.self)
             while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }

@@ -1,5 +1,5 @@
-import FramedLog
 public import Foundation
+import FramedLog
 
 /// The connector's durable queue of dealstream events not yet acknowledged by the daemon.
 ///
@@ -35,7 +35,8 @@ public final class Spool: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var records: [[UInt8]] = []
         log = try RecordLog(path: directory.appendingPathComponent("spool.log").path) { records.append($0) }
-        let cursorText = (try? String(contentsOf: directory.appendingPathComponent("spool.cursor"), encoding: .utf8)) ?? "0"
+        let cursorText =
+            (try? String(contentsOf: directory.appendingPathComponent("spool.cursor"), encoding: .utf8)) ?? "0"
         let cursor = min(UInt64(cursorText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, UInt64(records.count))
         forwarded = cursor
         pending = Array(records[Int(cursor)...])

@@ -23,8 +23,15 @@ public struct WebhookRequest: Sendable {
     /// `http://` and the request's authority, its `Host` header, or the listen address)
     /// plus the request target; header names are made lower case (the last of repeated
     /// names wins). The route and the fuzz target both build requests this way.
-    public init(method: String, authority: String?, path: String, headers: [(name: String, value: String)],
-                body: [UInt8], publicURL: String?, listenAddress: String) {
+    public init(
+        method: String,
+        authority: String?,
+        path: String,
+        headers: [(name: String, value: String)],
+        body: [UInt8],
+        publicURL: String?,
+        listenAddress: String
+    ) {
         var byName: [String: String] = [:]
         for (name, value) in headers { byName[name.lowercased()] = value }
         let base = publicURL ?? "http://\(authority ?? byName["host"] ?? listenAddress)"
@@ -65,8 +72,16 @@ public final class WebhookProcessor: @unchecked Sendable {
     /// Clock for the HubSpot timestamp check (injectable for tests).
     let now: @Sendable () -> Int64
 
-    public init(vendor: Vendor, mapping: Mapping, secret: String?, dataDirectory: URL, fetcher: HubSpotFetcher?,
-                logger: Logger, spoolCapacity: Int = 1_000_000, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) throws {
+    public init(
+        vendor: Vendor,
+        mapping: Mapping,
+        secret: String?,
+        dataDirectory: URL,
+        fetcher: HubSpotFetcher?,
+        logger: Logger,
+        spoolCapacity: Int = 1_000_000,
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) throws {
         self.vendor = vendor
         self.mapping = mapping
         self.assembler = DealAssembler(mapping: mapping)
@@ -92,11 +107,20 @@ public final class WebhookProcessor: @unchecked Sendable {
         do {
             translation = try vendor.translate(request.body, mapping: mapping)
         } catch {
-            logger.warning("Webhook payload refused", metadata: ["webhook.vendor": "\(vendor)", "webhook.reason": "\(error)"])
-            return WebhookResponse(status: error.field == "body" ? 400 : 422, body: Self.json(["error": .string(error.description)]))
+            logger.warning(
+                "Webhook payload refused",
+                metadata: ["webhook.vendor": "\(vendor)", "webhook.reason": "\(error)"]
+            )
+            return WebhookResponse(
+                status: error.field == "body" ? 400 : 422,
+                body: Self.json(["error": .string(error.description)])
+            )
         }
         for warning in translation.warnings {
-            logger.warning("Change events were lost upstream", metadata: ["webhook.vendor": "\(vendor)", "webhook.hint": "\(warning)"])
+            logger.warning(
+                "Change events were lost upstream",
+                metadata: ["webhook.vendor": "\(vendor)", "webhook.hint": "\(warning)"]
+            )
         }
         var result: Applied
         do {
@@ -115,24 +139,39 @@ public final class WebhookProcessor: @unchecked Sendable {
                     result.events += more.events
                     result.heldBack[id] = more.heldBack[id]
                 } catch {
-                    logger.warning("Deal properties not fetched", metadata: ["deal.id": "\(id)", "webhook.error": "\(error)"])
+                    logger.warning(
+                        "Deal properties not fetched",
+                        metadata: ["deal.id": "\(id)", "webhook.error": "\(error)"]
+                    )
                 }
             }
         }
-        let held = result.heldBack.sorted { $0.key < $1.key }.map { JSONValue.string("\($0.key): missing \($0.value.joined(separator: ", "))") }
-        return WebhookResponse(status: 200, body: Self.json([
-            "events": .int(Int64(result.events)), "held_back": .array(held), "ignored": .int(Int64(translation.ignored)),
-            "warnings": .array(translation.warnings.map { .string($0) }),
-        ]))
+        let held = result.heldBack.sorted { $0.key < $1.key }.map {
+            JSONValue.string("\($0.key): missing \($0.value.joined(separator: ", "))")
+        }
+        return WebhookResponse(
+            status: 200,
+            body: Self.json([
+                "events": .int(Int64(result.events)), "held_back": .array(held),
+                "ignored": .int(Int64(translation.ignored)),
+                "warnings": .array(translation.warnings.map { .string($0) }),
+            ])
+        )
     }
 
     func authenticate(_ request: WebhookRequest) throws(AuthenticationError) {
         guard let secret else { return }
         switch vendor {
         case .hubspot:
-            try HubSpotSignature.verify(secret: secret, method: request.method, uri: request.url, body: request.body,
-                                        timestamp: request.headers["x-hubspot-request-timestamp"],
-                                        signature: request.headers["x-hubspot-signature-v3"], nowMilliseconds: now())
+            try HubSpotSignature.verify(
+                secret: secret,
+                method: request.method,
+                uri: request.url,
+                body: request.body,
+                timestamp: request.headers["x-hubspot-request-timestamp"],
+                signature: request.headers["x-hubspot-signature-v3"],
+                nowMilliseconds: now()
+            )
         case .pipedrive:
             try SharedSecret.verifyBasic(authorization: request.headers["authorization"], credentials: secret)
         case .salesforce:

@@ -33,20 +33,34 @@ public enum WebhookServer {
 
     /// The application; `onRunning` gets the bound port (useful with port 0). `GET /health`
     /// answers `{"spool_pending":…,"forwarded":…,"log_seq":…}` from `forwarder`.
-    public static func application(processor: WebhookProcessor, forwarder: Forwarder, host: String, port: Int, publicURL: String?,
-                                   limits: Limits = Limits(), logger: Logger, metrics: ConnectMetrics? = nil,
-                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+    public static func application(
+        processor: WebhookProcessor,
+        forwarder: Forwarder,
+        host: String,
+        port: Int,
+        publicURL: String?,
+        limits: Limits = Limits(),
+        logger: Logger,
+        metrics: ConnectMetrics? = nil,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    )
         -> some ApplicationProtocol
     {
         let router = Router()
         if let metrics {
-            OperatorEndpoints.add(to: router, exposition: metrics.exposition, probe: metrics.probe, health: false,
-                                  beforeProbe: metrics.refresh)
+            OperatorEndpoints.add(
+                to: router,
+                exposition: metrics.exposition,
+                probe: metrics.probe,
+                health: false,
+                beforeProbe: metrics.refresh
+            )
         }
         let path = "/webhooks/\(processor.vendor.rawValue)"
         router.get("/health") { _, _ in
             let progress = forwarder.progress
-            return "{\"spool_pending\":\(processor.spool.pendingCount),\"forwarded\":\(progress.forwarded),\"log_seq\":\(progress.lastLogSeq)}"
+            return
+                "{\"spool_pending\":\(processor.spool.pendingCount),\"forwarded\":\(progress.forwarded),\"log_seq\":\(progress.lastLogSeq)}"
         }
         router.post(RouterPath(path)) { request, _ -> Response in
             var responseHeaders = HTTPFields()
@@ -60,24 +74,45 @@ public enum WebhookServer {
                 let reason = WebhookProcessor.json([
                     "error": .string("request body not received within \(limits.bodyTimeout)")
                 ])
-                return Response(status: .requestTimeout, headers: responseHeaders,
-                                body: ResponseBody(byteBuffer: ByteBuffer(string: reason + "\n")))
+                return Response(
+                    status: .requestTimeout,
+                    headers: responseHeaders,
+                    body: ResponseBody(byteBuffer: ByteBuffer(string: reason + "\n"))
+                )
             }
             var headers: [(name: String, value: String)] = []
             for field in request.headers { headers.append((field.name.canonicalName, field.value)) }
-            let answer = await processor.handle(WebhookRequest(
-                method: request.method.rawValue, authority: request.head.authority, path: request.uri.string,
-                headers: headers, body: body, publicURL: publicURL, listenAddress: "\(host):\(port)"))
+            let answer = await processor.handle(
+                WebhookRequest(
+                    method: request.method.rawValue,
+                    authority: request.head.authority,
+                    path: request.uri.string,
+                    headers: headers,
+                    body: body,
+                    publicURL: publicURL,
+                    listenAddress: "\(host):\(port)"
+                )
+            )
             metrics?.answered(answer.status)
-            return Response(status: HTTPResponse.Status(code: answer.status), headers: responseHeaders,
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body + "\n")))
+            return Response(
+                status: HTTPResponse.Status(code: answer.status),
+                headers: responseHeaders,
+                body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body + "\n"))
+            )
         }
         let configuration = ApplicationConfiguration(
-            address: .hostname(host, port: port), serverName: "dealstream-connect",
-            availableConnectionsDelegate: .maximum(limits.maximumConnections, logger: logger))
-        return Application(router: router, server: .http1(configuration: .init(idleTimeout: TimeAmount(limits.headerTimeout))),
-                           configuration: configuration, services: [forwarder],
-                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+            address: .hostname(host, port: port),
+            serverName: "dealstream-connect",
+            availableConnectionsDelegate: .maximum(limits.maximumConnections, logger: logger)
+        )
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(limits.headerTimeout))),
+            configuration: configuration,
+            services: [forwarder],
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
     }
 
     struct BodyTimeout: Error {}

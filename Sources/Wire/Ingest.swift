@@ -30,7 +30,9 @@ public enum IngestProtocol {
         public init() {}
 
         public func encode() -> [UInt8] {
-            var out: [UInt8] = Array("{\"applied\":\(applied),\"duplicate\":\(duplicate),\"stale\":\(stale),\"rejected\":[".utf8)
+            var out: [UInt8] = Array(
+                "{\"applied\":\(applied),\"duplicate\":\(duplicate),\"stale\":\(stale),\"rejected\":[".utf8
+            )
             for (i, r) in rejected.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 out.append(contentsOf: Array("{\"index\":\(r.index),\"error\":".utf8))
@@ -99,8 +101,12 @@ public struct IngestRequestError: Error, Equatable {
 extension IngestProtocol {
     /// Checks the frames of a request (after the routing envelope): command, request id,
     /// content type, number and size of event frames.
-    public static func parse(_ frames: [[UInt8]], maxBatchEvents: Int, maxFrameBytes: Int,
-                             contentTypes: Set<String> = [jsonContentType]) -> Result<IngestRequest, IngestRequestError> {
+    public static func parse(
+        _ frames: [[UInt8]],
+        maxBatchEvents: Int,
+        maxFrameBytes: Int,
+        contentTypes: Set<String> = [jsonContentType]
+    ) -> Result<IngestRequest, IngestRequestError> {
         func fail(_ id: [UInt8], _ reason: String) -> Result<IngestRequest, IngestRequestError> {
             .failure(IngestRequestError(requestID: id, reason: reason))
         }
@@ -114,15 +120,22 @@ extension IngestProtocol {
             }
             return .success(.ping(requestID: requestID))
         case events:
-            guard frames.count >= 2 else { return fail([], "EVENTS needs a request id, a content type and at least one event") }
+            guard frames.count >= 2 else {
+                return fail([], "EVENTS needs a request id, a content type and at least one event")
+            }
             guard requestID.count <= maximumRequestIDBytes else {
                 return fail([], "request id longer than \(maximumRequestIDBytes) bytes")
             }
-            guard frames.count >= 3 else { return fail(requestID, "EVENTS needs a content type and at least one event") }
+            guard frames.count >= 3 else {
+                return fail(requestID, "EVENTS needs a content type and at least one event")
+            }
             let contentType = String(decoding: frames[2], as: UTF8.self)
             guard contentTypes.contains(contentType) else {
                 let shown = String(contentType.prefix(64)).filter { !$0.isNewline }
-                return fail(requestID, "unknown content type \"\(shown)\" (expected \(contentTypes.sorted().joined(separator: " or ")))")
+                return fail(
+                    requestID,
+                    "unknown content type \"\(shown)\" (expected \(contentTypes.sorted().joined(separator: " or ")))"
+                )
             }
             let eventCount = frames.count - 3
             guard eventCount >= 1 else { return fail(requestID, "EVENTS carries no event") }
@@ -130,11 +143,16 @@ extension IngestProtocol {
                 return fail(requestID, "\(eventCount) events exceed the batch limit of \(maxBatchEvents)")
             }
             if let big = frames[3...].firstIndex(where: { $0.count > maxFrameBytes }) {
-                return fail(requestID, "event \(big - 3) is \(frames[big].count) bytes, over the limit of \(maxFrameBytes)")
+                return fail(
+                    requestID,
+                    "event \(big - 3) is \(frames[big].count) bytes, over the limit of \(maxFrameBytes)"
+                )
             }
             return .success(.events(requestID: requestID, contentType: contentType, events: frames[3...]))
         default:
-            let shown = String(decoding: command.prefix(32), as: UTF8.self).filter { !$0.isNewline && !$0.isASCIIControl }
+            let shown = String(decoding: command.prefix(32), as: UTF8.self).filter {
+                !$0.isNewline && !$0.isASCIIControl
+            }
             return fail(readableID, "unknown command \"\(shown)\" (expected EVENTS or PING)")
         }
     }

@@ -53,7 +53,12 @@ public enum Topics {
 
     /// The payload object without `seq` and `log_seq` (the daemon adds those when it
     /// publishes): labels first, then the metric's fields.
-    public static func payload(_ id: SeriesID, fields: [(String, FieldValue)], strings: StringTable, model: Model) -> [UInt8] {
+    public static func payload(
+        _ id: SeriesID,
+        fields: [(String, FieldValue)],
+        strings: StringTable,
+        model: Model
+    ) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(192)
         func raw(_ s: String) { out.append(contentsOf: s.utf8) }
@@ -94,7 +99,11 @@ public enum Topics {
         // On every published update: one allocation, digits written in place.
         var out: [UInt8] = []
         out.reserveCapacity(payload.count + 56)
-        if payload.last == UInt8(ascii: "}") { out.append(contentsOf: payload[..<(payload.count - 1)]) } else { out.append(contentsOf: payload) }
+        if payload.last == UInt8(ascii: "}") {
+            out.append(contentsOf: payload[..<(payload.count - 1)])
+        } else {
+            out.append(contentsOf: payload)
+        }
         out.append(contentsOf: Topics.seqKey)
         appendDecimal(seq, to: &out)
         out.append(contentsOf: Topics.logSeqKey)

@@ -48,14 +48,18 @@ public enum WorkerLink {
         public static func decode(_ bytes: [UInt8]) throws(BinaryDecodingError) -> Ready {
             var r = BinaryReader(bytes)
             let version = try r.u32("protocol version")
-            guard version == UInt32(WorkerLink.protocolVersion) else { throw BinaryDecodingError("worker protocol \(version) is not \(WorkerLink.protocolVersion)") }
+            guard version == UInt32(WorkerLink.protocolVersion) else {
+                throw BinaryDecodingError("worker protocol \(version) is not \(WorkerLink.protocolVersion)")
+            }
             let family = try r.string("family")
             let shard = Int(try r.u32("shard"))
             let shards = Int(try r.u32("shards"))
             let pid = try r.u64("pid")
             // Found by fuzzing: a pid above Int.max used to trap the daemon.
             guard pid <= UInt64(Int32.max) else { throw BinaryDecodingError("pid \(pid) out of range") }
-            guard shards >= 1, shard < shards else { throw BinaryDecodingError("shard \(shard) of \(shards) out of range") }
+            guard shards >= 1, shard < shards else {
+                throw BinaryDecodingError("shard \(shard) of \(shards) out of range")
+            }
             return Ready(family: family, shard: shard, shards: shards, pid: Int(pid))
         }
     }
@@ -73,7 +77,8 @@ public enum WorkerLink {
         public var strings: [String]
         public var changes: [FactChange]
 
-        public init(logSeq: UInt64, wantsResult: Bool, firstStringID: UInt32, strings: [String], changes: [FactChange]) {
+        public init(logSeq: UInt64, wantsResult: Bool, firstStringID: UInt32, strings: [String], changes: [FactChange])
+        {
             self.logSeq = logSeq
             self.wantsResult = wantsResult
             self.firstStringID = firstStringID
@@ -81,7 +86,12 @@ public enum WorkerLink {
             self.changes = changes
         }
 
-        public static func encodeHeader(logSeq: UInt64, wantsResult: Bool, firstStringID: UInt32, strings: ArraySlice<String>) -> [UInt8] {
+        public static func encodeHeader(
+            logSeq: UInt64,
+            wantsResult: Bool,
+            firstStringID: UInt32,
+            strings: ArraySlice<String>
+        ) -> [UInt8] {
             var w = BinaryWriter(capacity: 32 + strings.count * 16)
             w.u64(logSeq)
             w.u8(wantsResult ? 1 : 0)
@@ -100,11 +110,21 @@ public enum WorkerLink {
 
         /// The two frames of a `FACTS` message.
         public func encode() -> [[UInt8]] {
-            [FactBatch.encodeHeader(logSeq: logSeq, wantsResult: wantsResult, firstStringID: firstStringID, strings: strings[...]),
-             FactBatch.encodeChanges(changes)]
+            [
+                FactBatch.encodeHeader(
+                    logSeq: logSeq,
+                    wantsResult: wantsResult,
+                    firstStringID: firstStringID,
+                    strings: strings[...]
+                ),
+                FactBatch.encodeChanges(changes),
+            ]
         }
 
-        public static func decode(header: [UInt8], changes changeBytes: [UInt8]) throws(BinaryDecodingError) -> FactBatch {
+        public static func decode(
+            header: [UInt8],
+            changes changeBytes: [UInt8]
+        ) throws(BinaryDecodingError) -> FactBatch {
             var r = BinaryReader(header)
             let logSeq = try r.u64("log_seq")
             let wants = try r.u8("wants_result") != 0
@@ -120,7 +140,13 @@ public enum WorkerLink {
             changes.reserveCapacity(min(changeCount, 1 << 16))
             for _ in 0..<changeCount { changes.append(try FactCoding.read(&c)) }
             guard c.isAtEnd else { throw BinaryDecodingError("trailing bytes after fact changes") }
-            return FactBatch(logSeq: logSeq, wantsResult: wants, firstStringID: first, strings: strings, changes: changes)
+            return FactBatch(
+                logSeq: logSeq,
+                wantsResult: wants,
+                firstStringID: first,
+                strings: strings,
+                changes: changes
+            )
         }
     }
 
@@ -206,17 +232,34 @@ public enum FactCoding {
     }
 
     static func readDeal(_ r: inout BinaryReader) throws(BinaryDecodingError) -> DealFacts {
-        let source = try r.u32(), pipeline = try r.u32(), owner = try r.u32(), team = try r.u32()
-        let leadSource = try r.u32(), account = try r.u32()
-        guard let status = DealStatus(rawValue: try r.u8("status")) else { throw BinaryDecodingError("bad deal status") }
+        let source = try r.u32()
+        let pipeline = try r.u32()
+        let owner = try r.u32()
+        let team = try r.u32()
+        let leadSource = try r.u32()
+        let account = try r.u32()
+        guard let status = DealStatus(rawValue: try r.u8("status")) else {
+            throw BinaryDecodingError("bad deal status")
+        }
         let pipelineIndex = try r.u16()
         let furthest = Int16(bitPattern: try r.u16())
         let amount = try r.f64()
         let created = Instant(nanoseconds: try r.i128())
         let closed = try r.u8() == 0 ? nil : Instant(nanoseconds: try r.i128())
-        return DealFacts(source: source, pipeline: pipeline, owner: owner, team: team, leadSource: leadSource,
-                         account: account, status: status, pipelineIndex: pipelineIndex, furthest: furthest,
-                         amount: amount, createdAt: created, closedAt: closed)
+        return DealFacts(
+            source: source,
+            pipeline: pipeline,
+            owner: owner,
+            team: team,
+            leadSource: leadSource,
+            account: account,
+            status: status,
+            pipelineIndex: pipelineIndex,
+            furthest: furthest,
+            amount: amount,
+            createdAt: created,
+            closedAt: closed
+        )
     }
 
     static func readSpend(_ r: inout BinaryReader) throws(BinaryDecodingError) -> SpendFacts {
@@ -224,7 +267,8 @@ public enum FactCoding {
     }
 
     static func readAccount(_ r: inout BinaryReader) throws(BinaryDecodingError) -> AccountFacts {
-        let source = try r.u32(), account = try r.u32()
+        let source = try r.u32()
+        let account = try r.u32()
         let churned = try r.u8() == 0 ? nil : Instant(nanoseconds: try r.i128())
         return AccountFacts(source: source, account: account, churnedAt: churned)
     }

@@ -30,7 +30,8 @@ public struct MetricShard {
     public mutating func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) {
         guard Int(batch.firstStringID) == strings.count else {
             throw BinaryDecodingError(
-                "string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)")
+                "string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)"
+            )
         }
         for s in batch.strings { strings.append(s) }
         let allKey: UInt32 = 0  // the daemon interns "*" first
@@ -44,7 +45,10 @@ public struct MetricShard {
         return engine.flush().map { update in
             let topic = Topics.topic(update.id, strings: strings, model: model)
             guard let fields = update.fields else { return Rendered(topic: topic, payload: []) }
-            return Rendered(topic: topic, payload: Topics.payload(update.id, fields: fields, strings: strings, model: model))
+            return Rendered(
+                topic: topic,
+                payload: Topics.payload(update.id, fields: fields, strings: strings, model: model)
+            )
         }
     }
 }

@@ -3,8 +3,8 @@ import DealModel
 import Dispatch
 import Foundation
 public import Logging
-public import ServiceLifecycle
 public import PipelineMetrics
+public import ServiceLifecycle
 import Synchronization
 import Wire
 import ZeroMQ
@@ -96,7 +96,10 @@ struct WorkerLoop {
                 logger.warning("Daemon silent, reconnecting", metadata: ["worker.backoff_ms": "\(backoff)"])
             }
             if case .refused(let reason) = outcome {
-                logger.info("Slot refused by daemon, retrying", metadata: ["reason": "\(reason)", "worker.backoff_ms": "\(backoff)"])
+                logger.info(
+                    "Slot refused by daemon, retrying",
+                    metadata: ["reason": "\(reason)", "worker.backoff_ms": "\(backoff)"]
+                )
             }
             if let parent = options.parentPID, getppid() != parent { return }
             Thread.sleep(forTimeInterval: Double(backoff) / 1000)
@@ -104,12 +107,18 @@ struct WorkerLoop {
         }
     }
 
-    enum SessionEnd { case daemonSilent, refused(String), stopped }
+    enum SessionEnd {
+        case daemonSilent
+        case refused(String)
+        case stopped
+    }
 
     /// Renders what changed since the last result and sends it, at position `logSeq`.
     func sendResult(_ socket: ZMQSocket, _ shard: inout MetricShard, _ logSeq: UInt64) throws {
         let rendered = shard.flush()
-        var reply: [[UInt8]] = [Array(WorkerLink.Command.result.rawValue.utf8), WorkerLink.ResultHeader(logSeq: logSeq).encode()]
+        var reply: [[UInt8]] = [
+            Array(WorkerLink.Command.result.rawValue.utf8), WorkerLink.ResultHeader(logSeq: logSeq).encode(),
+        ]
         reply.reserveCapacity(2 + rendered.count * 2)
         for r in rendered {
             reply.append(r.topic)
@@ -125,8 +134,12 @@ struct WorkerLoop {
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.sendHighWaterMark, 0)
         try socket.connect(options.endpoint)
-        let ready = WorkerLink.Ready(family: options.family.rawValue, shard: options.shard, shards: options.shards,
-                                     pid: Int(getpid()))
+        let ready = WorkerLink.Ready(
+            family: options.family.rawValue,
+            shard: options.shard,
+            shards: options.shards,
+            pid: Int(getpid())
+        )
         try socket.send([Array(WorkerLink.Command.ready.rawValue.utf8), ready.encode()])
         var poller = ZMQPoller()
         poller.add(socket)
@@ -183,10 +196,17 @@ struct WorkerLoop {
                         guard frames.count == 2 else { throw BinaryDecodingError("RESET needs the model frame") }
                         let model = try Model.parse(frames[1])
                         shard = MetricShard(
-                            family: options.family, model: model,
-                            assignment: ShardAssignment(shard: options.shard, shards: options.shards))
-                        logger.info("Session started", metadata: ["worker.family": "\(options.family.rawValue)",
-                                                                  "worker.shard": "\(options.shard)/\(options.shards)"])
+                            family: options.family,
+                            model: model,
+                            assignment: ShardAssignment(shard: options.shard, shards: options.shards)
+                        )
+                        logger.info(
+                            "Session started",
+                            metadata: [
+                                "worker.family": "\(options.family.rawValue)",
+                                "worker.shard": "\(options.shard)/\(options.shards)",
+                            ]
+                        )
                     case .facts:
                         guard shard != nil, frames.count == 3 else {
                             throw BinaryDecodingError("FACTS before RESET or malformed")
@@ -199,7 +219,10 @@ struct WorkerLoop {
                     case .refused:
                         return .refused(frames.count > 1 ? String(decoding: frames[1], as: UTF8.self) : "")
                     default:
-                        logger.warning("Unknown command from daemon", metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"])
+                        logger.warning(
+                            "Unknown command from daemon",
+                            metadata: ["command": "\(String(decoding: frames[0].prefix(32), as: UTF8.self))"]
+                        )
                     }
                     // Batches that keep coming do not hold a due result back; a long rebuild
                     // is many messages: keep the heartbeat going between them.

@@ -20,7 +20,10 @@ public struct CurveKey: Hashable, Sendable, CustomStringConvertible {
             throw CurveKeyError(reason: "not a 40-character Z85 key (\(trimmed.utf8.count) characters)")
         }
         if let bad = trimmed.first(where: { !CurveKey.alphabet.contains($0) }) {
-            throw CurveKeyError(reason: "not a 40-character Z85 key (\"\(bad.isASCII && !bad.isWhitespace ? String(bad) : "?")\" is not a Z85 character)")
+            throw CurveKeyError(
+                reason:
+                    "not a 40-character Z85 key (\"\(bad.isASCII && !bad.isWhitespace ? String(bad) : "?")\" is not a Z85 character)"
+            )
         }
         var bytes = [UInt8](repeating: 0, count: 32)
         guard zmq_z85_decode(&bytes, trimmed) != nil else {
@@ -68,7 +71,10 @@ public struct CurveKeyPair: Sendable, CustomStringConvertible, CustomDebugString
         guard zmq_curve_keypair(&publicText, &secretText) == 0 else {
             throw CurveKeyError(reason: "zmq_curve_keypair failed: \(ZMQError.last("zmq_curve_keypair"))")
         }
-        return CurveKeyPair(publicKey: try CurveKey(z85: text(publicText)), secretKey: try CurveKey(z85: text(secretText)))
+        return CurveKeyPair(
+            publicKey: try CurveKey(z85: text(publicText)),
+            secretKey: try CurveKey(z85: text(secretText))
+        )
     }
 
     /// The pair of `secretKey`, its public key derived (`zmq_curve_public`).
@@ -138,7 +144,10 @@ public enum Curve {
     /// Throws when the linked libzmq has no CURVE support.
     public static func requireAvailable() throws(CurveKeyError) {
         guard isAvailable else {
-            throw CurveKeyError(reason: "this libzmq has no CURVE support (zmq_has(\"curve\") is 0); install a libzmq built with libsodium")
+            throw CurveKeyError(
+                reason:
+                    "this libzmq has no CURVE support (zmq_has(\"curve\") is 0); install a libzmq built with libsodium"
+            )
         }
     }
 }

@@ -90,7 +90,8 @@ public final class ZMQConnectionMonitor {
     private static let counter = Atomic<Int>(0)
 
     init(monitoring socket: ZMQSocket) throws(ZMQError) {
-        let endpoint = "inproc://dealstream-connections-\(ZMQConnectionMonitor.counter.add(1, ordering: .relaxed).newValue)"
+        let endpoint =
+            "inproc://dealstream-connections-\(ZMQConnectionMonitor.counter.add(1, ordering: .relaxed).newValue)"
         if zmq_socket_monitor(socket.handle, endpoint, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0 {
             throw ZMQError.last("zmq_socket_monitor", context: endpoint)
         }

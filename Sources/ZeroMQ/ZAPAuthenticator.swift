@@ -46,8 +46,11 @@ public final class ZAPAuthenticator: Sendable {
     /// - Parameters:
     ///   - allowed: client public key → the name given as `User-Id`.
     ///   - onDecision: called on the handler's thread for every handshake answered.
-    public init(context: ZMQContext, allowed: [CurveKey: String],
-                onDecision: @escaping @Sendable (Decision) -> Void) throws(ZMQError) {
+    public init(
+        context: ZMQContext,
+        allowed: [CurveKey: String],
+        onDecision: @escaping @Sendable (Decision) -> Void
+    ) throws(ZMQError) {
         let started = DispatchSemaphore(value: 0)
         let failure = Mutex<ZMQError?>(nil)
         let stop = self.stop
@@ -78,13 +81,18 @@ public final class ZAPAuthenticator: Sendable {
         thread.join()
     }
 
-    private static func serve(_ socket: ZMQSocket, allowed: [CurveKey: String], stop: StopFlag,
-                              onDecision: (Decision) -> Void) {
+    private static func serve(
+        _ socket: ZMQSocket,
+        allowed: [CurveKey: String],
+        stop: StopFlag,
+        onDecision: (Decision) -> Void
+    ) {
         var poller = ZMQPoller()
         poller.add(socket)
         while !stop.isSet {
             do {
-                guard try poller.poll(timeoutMilliseconds: 100)[0], let request = try socket.receive(blocking: false) else { continue }
+                guard try poller.poll(timeoutMilliseconds: 100)[0], let request = try socket.receive(blocking: false)
+                else { continue }
                 let (reply, decision) = answer(request, allowed: allowed)
                 try socket.send(reply)
                 if let decision { onDecision(decision) }

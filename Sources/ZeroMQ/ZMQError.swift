@@ -32,6 +32,7 @@ public struct ZMQError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         let text = String(cString: zmq_strerror(code))
-        return context.isEmpty ? "\(function): \(text) (errno \(code))" : "\(function)(\(context)): \(text) (errno \(code))"
+        return context.isEmpty
+            ? "\(function): \(text) (errno \(code))" : "\(function)(\(context)): \(text) (errno \(code))"
     }
 }

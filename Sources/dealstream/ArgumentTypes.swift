@@ -1,8 +1,8 @@
 public import ArgumentParser
 import CRMWebhooks
 import Logging
-import PipelineMetrics
 import Observability
+import PipelineMetrics
 
 // Typed choices, so `--help` and the completion scripts list the values and a wrong one
 // is refused (exit 64) naming them.
@@ -17,12 +17,19 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "Log level (default info).")
     var level: Logger.Level?
 
-    @Option(name: .customLong("log-format"),
-            help: "Log line format: text (default) or json (one JSON object per line: time, level, label, message, metadata).")
+    @Option(
+        name: .customLong("log-format"),
+        help:
+            "Log line format: text (default) or json (one JSON object per line: time, level, label, message, metadata)."
+    )
     var format: LogFormat?
 
     /// A logger for `label` at the chosen level and format (or the given defaults).
-    func logger(_ label: String, level defaultLevel: Logger.Level = .info, format defaultFormat: LogFormat = .text) -> Logger {
+    func logger(
+        _ label: String,
+        level defaultLevel: Logger.Level = .info,
+        format defaultFormat: LogFormat = .text
+    ) -> Logger {
         ProcessLogging.logger(label, level: level ?? defaultLevel, format: format ?? defaultFormat)
     }
 }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import CRMWebhooks
 import DealModel
-import FramedLog
 import Foundation
+import FramedLog
 import Logging
 import Observability
 import ServiceLifecycle
@@ -72,13 +72,22 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(help: "Ingest endpoint of the daemon.")
     var ingest = "tcp://127.0.0.1:7701"
 
-    @Option(name: .customLong("data-dir"), help: "Directory of the spool and the deal states (default: ./connect-<vendor>).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Directory of the spool and the deal states (default: ./connect-<vendor>)."
+    )
     var dataDirectory: String?
 
-    @Option(help: "The daemon's model file: when given, every pipeline, stage and currency of the mapping is checked against it.")
+    @Option(
+        help:
+            "The daemon's model file: when given, every pipeline, stage and currency of the mapping is checked against it."
+    )
     var model: String?
 
-    @Option(name: .customLong("api-base-url"), help: "HubSpot: base URL of the CRM API for fetching missing properties (overrides the mapping's api_base_url).")
+    @Option(
+        name: .customLong("api-base-url"),
+        help: "HubSpot: base URL of the CRM API for fetching missing properties (overrides the mapping's api_base_url)."
+    )
     var apiBaseURL: String?
 
     @Option(name: .customLong("batch"), help: "Events per request to the daemon.")
@@ -87,19 +96,32 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(name: .customLong("timeout-ms"), help: "Milliseconds to wait for the daemon's ACK before resending.")
     var timeout = 5000
 
-    @Option(name: .customLong("spool-capacity"), help: "Events the spool holds while the daemon is unreachable; beyond it webhooks get 503 and the vendor retries later.")
+    @Option(
+        name: .customLong("spool-capacity"),
+        help:
+            "Events the spool holds while the daemon is unreachable; beyond it webhooks get 503 and the vendor retries later."
+    )
     var spoolCapacity = 1_000_000
 
-    @Option(name: .customLong("header-timeout"),
-            help: ArgumentHelp("Seconds a client has to send a request's headers (from connecting or the last answer); "
-                + "then the connection is closed. Also the keep-alive idle time."))
+    @Option(
+        name: .customLong("header-timeout"),
+        help: ArgumentHelp(
+            "Seconds a client has to send a request's headers (from connecting or the last answer); "
+                + "then the connection is closed. Also the keep-alive idle time."
+        )
+    )
     var headerTimeout = 10.0
 
-    @Option(name: .customLong("body-timeout"),
-            help: "Seconds a client has to send a request's whole body; then it gets 408 and the connection is closed.")
+    @Option(
+        name: .customLong("body-timeout"),
+        help: "Seconds a client has to send a request's whole body; then it gets 408 and the connection is closed."
+    )
     var bodyTimeout = 5.0
 
-    @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most; more wait in the listen backlog.")
+    @Option(
+        name: .customLong("max-connections"),
+        help: "Open HTTP connections at most; more wait in the listen backlog."
+    )
     var maxConnections = 256
 
     @OptionGroup(title: "CURVE (when the daemon has ingest.curve on)")
@@ -117,12 +139,16 @@ struct ConnectCommand: AsyncParsableCommand {
         guard headerTimeout > 0 && headerTimeout <= 3600 else {
             throw ValidationError("--header-timeout must be in (0, 3600] seconds")
         }
-        guard bodyTimeout > 0 && bodyTimeout <= 3600 else { throw ValidationError("--body-timeout must be in (0, 3600] seconds") }
+        guard bodyTimeout > 0 && bodyTimeout <= 3600 else {
+            throw ValidationError("--body-timeout must be in (0, 3600] seconds")
+        }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
     }
 
     var listenAddress: (host: String, port: Int)? {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
         return (String(listen[..<colon]), port)
     }
 
@@ -132,41 +158,65 @@ struct ConnectCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             return ExitCode(1)
         }
-        guard let bytes = FileManager.default.contents(atPath: mapping) else { throw fail("--mapping: cannot read \(mapping)") }
+        guard let bytes = FileManager.default.contents(atPath: mapping) else {
+            throw fail("--mapping: cannot read \(mapping)")
+        }
         var map: Mapping
         do { map = try Mapping.parse(Array(bytes)) } catch { throw fail("\(mapping): \(error)") }
         if let apiBaseURL { map.apiBaseURL = apiBaseURL }
         if let model {
-            guard let modelBytes = FileManager.default.contents(atPath: model) else { throw fail("--model: cannot read \(model)") }
-            do { try map.validate(against: try Model.parse(Array(modelBytes))) } catch { throw fail("\(mapping): \(error)") }
+            guard let modelBytes = FileManager.default.contents(atPath: model) else {
+                throw fail("--model: cannot read \(model)")
+            }
+            do { try map.validate(against: try Model.parse(Array(modelBytes))) } catch {
+                throw fail("\(mapping): \(error)")
+            }
         }
         let secrets = try Secrets(mappingFile: mapping, secretsFile: map.secretsFile)
         if let unreadable = secrets.unreadableFiles([vendor.secretName]).first { throw fail(unreadable) }
         let secret = secrets[vendor.secretName]
         if secret == nil && !insecure {
-            throw fail("\(vendor.secretName) is not set (environment or the mapping's secrets_file); refusing to start without it (--insecure to accept unauthenticated requests)")
+            throw fail(
+                "\(vendor.secretName) is not set (environment or the mapping's secrets_file); refusing to start without it (--insecure to accept unauthenticated requests)"
+            )
         }
         if insecure { logger.warning("Requests are not authenticated (--insecure)") }
-        let fetcher = vendor == .hubspot ? map.apiBaseURL.map {
-            HubSpotFetcher(baseURL: $0, accessToken: secrets["DEALSTREAM_HUBSPOT_ACCESS_TOKEN"],
-                           properties: HubSpotWebhook.requestedProperties(map))
-        } : nil
+        let fetcher =
+            vendor == .hubspot
+            ? map.apiBaseURL.map {
+                HubSpotFetcher(
+                    baseURL: $0,
+                    accessToken: secrets["DEALSTREAM_HUBSPOT_ACCESS_TOKEN"],
+                    properties: HubSpotWebhook.requestedProperties(map)
+                )
+            } : nil
         let directory = URL(fileURLWithPath: dataDirectory ?? "connect-\(vendor.rawValue)")
         // One spool, one connector: held until this process exits (see DataDirectoryLock).
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let lock: DataDirectoryLock
         do { lock = try DataDirectoryLock(directory: directory.path) } catch { throw fail("--data-dir: \(error)") }
         defer { withExtendedLifetime(lock) {} }
-        let processor = try WebhookProcessor(vendor: vendor, mapping: map, secret: insecure ? nil : secret,
-                                             dataDirectory: directory, fetcher: fetcher, logger: logger,
-                                             spoolCapacity: spoolCapacity)
+        let processor = try WebhookProcessor(
+            vendor: vendor,
+            mapping: map,
+            secret: insecure ? nil : secret,
+            dataDirectory: directory,
+            fetcher: fetcher,
+            logger: logger,
+            spoolCapacity: spoolCapacity
+        )
         var options = ForwarderOptions(endpoint: ingest)
         options.batchSize = batchSize
         options.timeoutMilliseconds = timeout
         options.curve = try curve.keys()
         let forwarder = Forwarder(spool: processor.spool, options: options, logger: logger)
         let notifier = SystemdNotifier.fromEnvironment()
-        let metrics = ConnectMetrics(vendor: vendor.rawValue, spool: processor.spool, forwarder: forwarder, notifier: notifier)
+        let metrics = ConnectMetrics(
+            vendor: vendor.rawValue,
+            spool: processor.spool,
+            forwarder: forwarder,
+            notifier: notifier
+        )
         metrics.exposition.bootstrapSwiftMetrics()
         forwarder.onTurn = { metrics.forwarderTurn(spoolEmpty: $0) }
         metrics.probe.markRestored()
@@ -177,16 +227,33 @@ struct ConnectCommand: AsyncParsableCommand {
         limits.headerTimeout = .milliseconds(Int64(headerTimeout * 1000))
         limits.bodyTimeout = .milliseconds(Int64(bodyTimeout * 1000))
         limits.maximumConnections = maxConnections
-        let app = WebhookServer.application(processor: processor, forwarder: forwarder, host: address.host, port: address.port,
-                                            publicURL: map.publicURL, limits: limits, logger: logger, metrics: metrics) { port in
+        let app = WebhookServer.application(
+            processor: processor,
+            forwarder: forwarder,
+            host: address.host,
+            port: address.port,
+            publicURL: map.publicURL,
+            limits: limits,
+            logger: logger,
+            metrics: metrics
+        ) { port in
             notifier.ready(status: "listening on port \(port)")
-            logger.notice("Connector listening", metadata: [
-                "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)", "connect.source": "\(source)",
-                "spool.pending": "\(processor.spool.pendingCount)",
-            ])
+            logger.notice(
+                "Connector listening",
+                metadata: [
+                    "connect.url": "http://\(address.host):\(port)/webhooks/\(vendor.rawValue)",
+                    "connect.source": "\(source)",
+                    "spool.pending": "\(processor.spool.pendingCount)",
+                ]
+            )
         }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
-                                                      logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
         stopping.cancel()
     }

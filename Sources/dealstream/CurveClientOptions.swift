@@ -7,14 +7,22 @@ import ZeroMQ
 /// One option group so every command that makes an `IngestClient` (`send`, and later
 /// ones) takes the same flags and passes the same `CurveClientKeys` through.
 struct CurveClientOptions: ParsableArguments {
-    @Option(name: .customLong("curve-server-key"),
-            help: ArgumentHelp("The daemon's ingest public key (Z85, as in its keygen .pub file): connect with CURVE.",
-                               valueName: "key"))
+    @Option(
+        name: .customLong("curve-server-key"),
+        help: ArgumentHelp(
+            "The daemon's ingest public key (Z85, as in its keygen .pub file): connect with CURVE.",
+            valueName: "key"
+        )
+    )
     var serverKey: String?
 
-    @Option(name: .customLong("curve-key-file"),
-            help: ArgumentHelp("This connector's secret key file (dealstream keygen --out PREFIX writes PREFIX.key); its public key must be in the daemon's ingest.curve.connectors.",
-                               valueName: "file"))
+    @Option(
+        name: .customLong("curve-key-file"),
+        help: ArgumentHelp(
+            "This connector's secret key file (dealstream keygen --out PREFIX writes PREFIX.key); its public key must be in the daemon's ingest.curve.connectors.",
+            valueName: "file"
+        )
+    )
     var keyFile: String?
 
     func validate() throws {

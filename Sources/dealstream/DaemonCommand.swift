@@ -1,7 +1,7 @@
 import ArgumentParser
 import Daemon
-import FramedLog
 import Foundation
+import FramedLog
 import Logging
 import Observability
 import OperatorHTTP
@@ -34,7 +34,10 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "The model file: currencies and pipelines (METRICS.md §5).")
     var model: String?
 
-    @Option(name: .customLong("data-dir"), help: "Directory of the checkpoint, the event logs and the worker socket (default ./data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Directory of the checkpoint, the event logs and the worker socket (default ./data)."
+    )
     var dataDirectory: String?
 
     @Option(help: "A JSON config file (see config/dealstream.json).")
@@ -55,27 +58,44 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "Endpoint workers connect to (default ipc://<data-dir>/workers.sock).")
     var workers: String?
 
-    @Option(name: .customLong("publish-interval-ms"), help: "At most one publication round per this many milliseconds; a round runs as soon as every worker has reported (default 2).")
+    @Option(
+        name: .customLong("publish-interval-ms"),
+        help:
+            "At most one publication round per this many milliseconds; a round runs as soon as every worker has reported (default 2)."
+    )
     var publishInterval: Int?
 
     @Flag(name: .customLong("no-spawn"), help: "Do not start workers; wait for workers started by hand.")
     var noSpawn = false
 
-    @Option(help: ArgumentHelp("HOST:PORT of the HTTP listener for /metrics, /health and /ready (default 127.0.0.1:7780).",
-                               valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "HOST:PORT of the HTTP listener for /metrics, /health and /ready (default 127.0.0.1:7780).",
+            valueName: "host:port"
+        )
+    )
     var http: String?
 
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
-    @Option(name: .customLong("debug-freeze-signal"),
-            help: ArgumentHelp("Test hook: this signal number freezes the daemon loop, the next one thaws it.", visibility: .hidden))
+    @Option(
+        name: .customLong("debug-freeze-signal"),
+        help: ArgumentHelp(
+            "Test hook: this signal number freezes the daemon loop, the next one thaws it.",
+            visibility: .hidden
+        )
+    )
     var debugFreezeSignal: Int32?
 
     func validate() throws {
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
-        if let publishInterval, publishInterval < 1 { throw ValidationError("--publish-interval-ms must be at least 1") }
-        if let http, HTTPListenAddress(http) == nil { throw ValidationError("--http: expected HOST:PORT, got \"\(http)\"") }
+        if let publishInterval, publishInterval < 1 {
+            throw ValidationError("--publish-interval-ms must be at least 1")
+        }
+        if let http, HTTPListenAddress(http) == nil {
+            throw ValidationError("--http: expected HOST:PORT, got \"\(http)\"")
+        }
     }
 
     /// The flags given, as config keys (they win over the environment and the file).
@@ -98,8 +118,11 @@ struct DaemonCommand: AsyncParsableCommand {
 
     func run() async throws {
         let c = try DaemonConfiguration.resolve(file: config, flags: flagValues)
-        let logger = ProcessLogging.logger("dealstream.daemon", level: Logger.Level(rawValue: c.logLevel) ?? .info,
-                                           format: LogFormat(rawValue: c.logFormat) ?? .text)
+        let logger = ProcessLogging.logger(
+            "dealstream.daemon",
+            level: Logger.Level(rawValue: c.logLevel) ?? .info,
+            format: LogFormat(rawValue: c.logFormat) ?? .text
+        )
         // One data directory, one daemon: held until this process exits (see DataDirectoryLock).
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
         let lock: DataDirectoryLock
@@ -114,19 +137,31 @@ struct DaemonCommand: AsyncParsableCommand {
         let metrics = DaemonMetrics(
             exposition: MetricsExposition(),
             probe: ProbeState(liveTimeout: .milliseconds(c.heartbeatMilliseconds * c.liveness)),
-            notifier: .fromEnvironment(), families: c.families, shards: c.shards)
+            notifier: .fromEnvironment(),
+            families: c.families,
+            shards: c.shards
+        )
         metrics.exposition.bootstrapSwiftMetrics()
         if let signal = debugFreezeSignal { DebugFreeze.arm(signal: signal, probe: metrics.probe, logger: logger) }
         let service = DaemonService(configuration: c, logger: logger, metrics: metrics)
         let address = HTTPListenAddress(c.httpListen)!
-        let http = OperatorHTTP.application(host: address.host, port: address.port, exposition: metrics.exposition,
-                                            probe: metrics.probe, logger: logger) { port in
+        let http = OperatorHTTP.application(
+            host: address.host,
+            port: address.port,
+            exposition: metrics.exposition,
+            probe: metrics.probe,
+            logger: logger
+        ) { port in
             logger.notice("HTTP listening", metadata: ["http.url": "http://\(address.host):\(port)"])
         }
         // The listener first, so /health and /metrics answer during the replay; it stops last.
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: http), .init(service: service)],
-                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [.init(service: http), .init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
     }
 }

@@ -15,7 +15,8 @@ struct DealstreamCommand: AsyncParsableCommand {
             """,
         version: DealstreamVersion.description,
         subcommands: [
-            DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self, BenchCommand.self,
+            DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self,
+            BenchCommand.self,
             ConnectCommand.self, KeygenCommand.self, RepairCommand.self, WebCommand.self,
         ]
     )

@@ -1,6 +1,6 @@
 import ArgumentParser
-import EventSources
 import DealModel
+import EventSources
 import Foundation
 
 /// `dealstream generate`: synthetic events for load tests.
@@ -32,7 +32,9 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: model) else { throw ValidationError("--model: cannot read \(model)") }
+        guard let data = FileManager.default.contents(atPath: model) else {
+            throw ValidationError("--model: cannot read \(model)")
+        }
         var options = SyntheticEvents.Options()
         options.deals = deals
         options.updatesPerDeal = updates

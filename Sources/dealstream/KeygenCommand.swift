@@ -21,7 +21,12 @@ struct KeygenCommand: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Write PREFIX.key (secret) and PREFIX.pub (public) instead of printing both.", valueName: "prefix"))
+    @Option(
+        help: ArgumentHelp(
+            "Write PREFIX.key (secret) and PREFIX.pub (public) instead of printing both.",
+            valueName: "prefix"
+        )
+    )
     var out: String?
 
     func run() throws {

@@ -1,6 +1,6 @@
 import ArgumentParser
-import FramedLog
 import Foundation
+import FramedLog
 
 /// `dealstream repair`: cuts the framed logs of a data directory at their first bad record.
 ///

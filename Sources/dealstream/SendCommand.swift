@@ -1,9 +1,9 @@
 import ArgumentParser
 import Clients
-import EventSources
 import DealModel
-import EventEncoding
 import Dispatch
+import EventEncoding
+import EventSources
 import Foundation
 import Synchronization
 import Wire
@@ -57,10 +57,16 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "Send at most this many events per second (default: as fast as the daemon takes them).")
     var rate: Double?
 
-    @Option(help: "After the last ACK, wait until the published state (asked at this snapshot endpoint) reflects it, and report the end-to-end rate.")
+    @Option(
+        help:
+            "After the last ACK, wait until the published state (asked at this snapshot endpoint) reflects it, and report the end-to-end rate."
+    )
     var wait: String?
 
-    @Option(help: "Content type of the event frames: json (application/json) or protobuf (application/x-protobuf, proto/dealstream/v1/event.proto; events are converted from JSON here).")
+    @Option(
+        help:
+            "Content type of the event frames: json (application/json) or protobuf (application/x-protobuf, proto/dealstream/v1/event.proto; events are converted from JSON here)."
+    )
     var encoding: EncodingChoice = .json
 
     @Flag(help: "Print the report as one JSON object.")
@@ -98,29 +104,41 @@ struct SendCommand: AsyncParsableCommand {
             do {
                 let stream = EventStream(paths: files, options: csvOptions)
                 let context = try ZMQContext()
-                let client = try IngestClient(context: context, endpoint: settings.0, curve: curveKeys, window: settings.1,
-                                              timeoutMilliseconds: settings.2, retries: settings.3)
+                let client = try IngestClient(
+                    context: context,
+                    endpoint: settings.0,
+                    curve: curveKeys,
+                    window: settings.1,
+                    timeoutMilliseconds: settings.2,
+                    retries: settings.3
+                )
                 // Origins of the events in flight, to report rejections by file and line.
                 var origins: [Int: [String]] = [:]
                 var number = 0
-                try client.send(nextBatch: {
-                    guard let batch = try stream.next(settings.6) else { return nil }
-                    origins[number] = batch.map(\.origin)
-                    number += 1
-                    report.read += batch.count
-                    guard encoding == .protobuf else { return batch.map(\.json) }
-                    // A line with no protobuf form (not JSON, or a value the schema cannot
-                    // hold) stops the send, naming the line and the field.
-                    return try batch.map { event in
-                        do {
-                            return try ProtobufEvent.encode(json: try JSONParser.parse(event.json))
-                        } catch {
-                            throw ValidationError("\(event.origin): no protobuf form: \(error)")
+                try client.send(
+                    nextBatch: {
+                        guard let batch = try stream.next(settings.6) else { return nil }
+                        origins[number] = batch.map(\.origin)
+                        number += 1
+                        report.read += batch.count
+                        guard encoding == .protobuf else { return batch.map(\.json) }
+                        // A line with no protobuf form (not JSON, or a value the schema cannot
+                        // hold) stops the send, naming the line and the field.
+                        return try batch.map { event in
+                            do {
+                                return try ProtobufEvent.encode(json: try JSONParser.parse(event.json))
+                            } catch {
+                                throw ValidationError("\(event.origin): no protobuf form: \(error)")
+                            }
                         }
-                    }
-                }, contentType: encoding.contentType, eventsPerSecond: settings.4, onAck: { ack in
-                    report.record(ack.body, origins: origins.removeValue(forKey: ack.requestNumber) ?? [])
-                }, onTick: { report.showProgress() })
+                    },
+                    contentType: encoding.contentType,
+                    eventsPerSecond: settings.4,
+                    onAck: { ack in
+                        report.record(ack.body, origins: origins.removeValue(forKey: ack.requestNumber) ?? [])
+                    },
+                    onTick: { report.showProgress() }
+                )
                 report.ackedSeconds = report.seconds
                 if let snapshotEndpoint = settings.5 {
                     let probe = try SnapshotProbe(context: context, endpoint: snapshotEndpoint)
@@ -186,24 +204,32 @@ struct SendReport {
         let rate = Double(acked) / max(seconds, 0.001)
         if json {
             var out = "{\"events\":\(read),\"acknowledged\":\(acked),\"applied\":\(applied),\"duplicate\":\(duplicate),"
-            out += "\"stale\":\(stale),\"rejected\":\(rejected),\"log_seq\":\(lastLogSeq),\"seconds\":\(String(format: "%.3f", seconds)),"
+            out +=
+                "\"stale\":\(stale),\"rejected\":\(rejected),\"log_seq\":\(lastLogSeq),\"seconds\":\(String(format: "%.3f", seconds)),"
             out += "\"events_per_second\":\(Int(rate))"
             if let failure { out += ",\"error\":\(jsonString(failure))" }
             if let publishedSeconds {
-                out += ",\"published_seconds\":\(String(format: "%.3f", publishedSeconds)),\"end_to_end_events_per_second\":\(Int(Double(acked) / publishedSeconds))"
+                out +=
+                    ",\"published_seconds\":\(String(format: "%.3f", publishedSeconds)),\"end_to_end_events_per_second\":\(Int(Double(acked) / publishedSeconds))"
             }
-            out += ",\"reasons\":{" + reasons.sorted { $0.value.count > $1.value.count }.map { "\(jsonString($0.key)):\($0.value.count)" }
+            out +=
+                ",\"reasons\":{"
+                + reasons.sorted { $0.value.count > $1.value.count }.map { "\(jsonString($0.key)):\($0.value.count)" }
                 .joined(separator: ",") + "}}"
             print(out)
             return
         }
-        print("sent \(acked) of \(read) events in \(String(format: "%.2f", seconds)) s (\(Int(rate)) events/s), log_seq \(lastLogSeq)")
+        print(
+            "sent \(acked) of \(read) events in \(String(format: "%.2f", seconds)) s (\(Int(rate)) events/s), log_seq \(lastLogSeq)"
+        )
         print("applied \(applied) · duplicate \(duplicate) · stale \(stale) · rejected \(rejected)")
         for (reason, entry) in reasons.sorted(by: { $0.value.count > $1.value.count }).prefix(20) {
             print("  \(entry.count) × \(reason)  (first at \(entry.example))")
         }
         if let publishedSeconds {
-            print("published state reached log_seq \(lastLogSeq) after \(String(format: "%.2f", publishedSeconds)) s: \(Int(Double(acked) / publishedSeconds)) events/s end to end")
+            print(
+                "published state reached log_seq \(lastLogSeq) after \(String(format: "%.2f", publishedSeconds)) s: \(Int(Double(acked) / publishedSeconds)) events/s end to end"
+            )
         }
         if let failure { print("error: \(failure)") }
     }

@@ -51,8 +51,16 @@ struct TailCommand: AsyncParsableCommand {
         interrupt.resume()
         let thread = ZMQThread(name: "ds-tail") {
             do {
-                try Tail(prefix: settings.0, updates: settings.1, snapshot: settings.2, seconds: settings.3,
-                         rows: settings.4, lines: settings.5, banner: settings.6, stop: stop).run()
+                try Tail(
+                    prefix: settings.0,
+                    updates: settings.1,
+                    snapshot: settings.2,
+                    seconds: settings.3,
+                    rows: settings.4,
+                    lines: settings.5,
+                    banner: settings.6,
+                    stop: stop
+                ).run()
             } catch {
                 failure.set("\(error)")
             }
@@ -86,7 +94,12 @@ struct Tail {
 
     func run() throws {
         let context = try ZMQContext()
-        let follower = try UpdatesFollower(context: context, updatesEndpoint: updates, snapshotEndpoint: snapshot, prefix: prefix)
+        let follower = try UpdatesFollower(
+            context: context,
+            updatesEndpoint: updates,
+            snapshotEndpoint: snapshot,
+            prefix: prefix
+        )
         Thread.sleep(forTimeInterval: 0.2)  // let the subscription reach the daemon before the snapshot
         _ = try follower.takeSnapshot()
         let deadline = seconds.map { Date().addingTimeInterval($0) }
@@ -107,7 +120,9 @@ struct Tail {
                 case .gap:
                     gaps += 1
                 case .snapshot:
-                    if lines { for topic in follower.state.keys.sorted() { emit(follower.state[topic]!.raw, topic: topic) } }
+                    if lines {
+                        for topic in follower.state.keys.sorted() { emit(follower.state[topic]!.raw, topic: topic) }
+                    }
                 case .progress:
                     break
                 }
@@ -143,7 +158,9 @@ struct Tail {
         if let banner { out += banner + "\n" }
         out += "dealstream · \(follower.state.count) series · seq \(follower.seq) · log_seq \(follower.logSeq)"
         out += gaps > 0 ? " · \(gaps) gap(s) repaired\n" : "\n"
-        let header = pad("metric", 34) + pad("dimension", 12) + pad("key", 22) + pad("period", 9) + pad("value", 14) + "details\n"
+        let header =
+            pad("metric", 34) + pad("dimension", 12) + pad("key", 22) + pad("period", 9) + pad("value", 14)
+            + "details\n"
         out += "\n\u{1B}[1mall deals, all time\u{1B}[0m\n" + header
         for s in headline { out += row(s) }
         out += "\n\u{1B}[1mlatest changes\u{1B}[0m\n" + header
@@ -158,11 +175,15 @@ struct Tail {
             metric = "conversion \(p["from"]?.stringValue ?? "")→\(p["to"]?.stringValue ?? "")"
         }
         var details: [String] = []
-        for name in ["numerator", "denominator", "count", "sum", "p50", "p90", "opportunities", "revenue", "spend", "start", "end", "new"] {
+        for name in [
+            "numerator", "denominator", "count", "sum", "p50", "p90", "opportunities", "revenue", "spend", "start",
+            "end", "new",
+        ] {
             if let v = p[name], v != .null { details.append("\(name)=\(format(v))") }
         }
         return pad(metric, 34) + pad(p["dimension"]?.stringValue ?? "", 12) + pad(p["key"]?.stringValue ?? "", 22)
-            + pad(p["period"]?.stringValue ?? "", 9) + pad(format(p["value"] ?? .null), 14) + details.joined(separator: " ") + "\n"
+            + pad(p["period"]?.stringValue ?? "", 9) + pad(format(p["value"] ?? .null), 14)
+            + details.joined(separator: " ") + "\n"
     }
 
     private func pad(_ s: String, _ n: Int) -> String {

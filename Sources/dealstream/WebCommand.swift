@@ -43,16 +43,22 @@ struct WebCommand: AsyncParsableCommand {
     @Option(help: "A JSON config file: model, endpoints.updates, endpoints.snapshot and web.listen, web.basic_auth.")
     var config: String?
 
-    @Option(name: .customLong("basic-auth-file"),
-            help: "Secret file with one user:password line; every request must carry them (HTTP Basic).")
+    @Option(
+        name: .customLong("basic-auth-file"),
+        help: "Secret file with one user:password line; every request must carry them (HTTP Basic)."
+    )
     var basicAuthFile: String?
 
-    @Option(name: .customLong("push-interval-ms"),
-            help: "A browser is written to at most once per this many milliseconds; changes in between coalesce.")
+    @Option(
+        name: .customLong("push-interval-ms"),
+        help: "A browser is written to at most once per this many milliseconds; changes in between coalesce."
+    )
     var pushInterval = 50
 
-    @Option(name: .customLong("slow-client-seconds"),
-            help: "A browser whose write is pending this long while its connection takes no data is dropped.")
+    @Option(
+        name: .customLong("slow-client-seconds"),
+        help: "A browser whose write is pending this long while its connection takes no data is dropped."
+    )
     var slowClientSeconds = 5.0
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -102,33 +108,51 @@ struct WebCommand: AsyncParsableCommand {
             }
         }
         if !WebConfiguration.isLoopback(address.host) && credentials == nil {
-            logger.warning("Dashboard is not on loopback and has no basic auth", metadata: [
-                "web.listen": "\(settings.listen)",
-                "web.hint": "give --basic-auth-file or put it behind a reverse proxy that authenticates",
-            ])
+            logger.warning(
+                "Dashboard is not on loopback and has no basic auth",
+                metadata: [
+                    "web.listen": "\(settings.listen)",
+                    "web.hint": "give --basic-auth-file or put it behind a reverse proxy that authenticates",
+                ]
+            )
         }
 
         let hub = DashboardHub(slowClientSeconds: slowClientSeconds)
-        let follower = DashboardFollower(updatesEndpoint: settings.updatesEndpoint,
-                                         snapshotEndpoint: settings.snapshotEndpoint,
-                                         hub: hub, logger: logger)
+        let follower = DashboardFollower(
+            updatesEndpoint: settings.updatesEndpoint,
+            snapshotEndpoint: settings.snapshotEndpoint,
+            hub: hub,
+            logger: logger
+        )
         var options = DashboardServer.StreamOptions()
         options.pushIntervalMilliseconds = pushInterval
         let display = address.host.contains(":") ? "[\(address.host)]" : address.host
         let updatesEndpoint = settings.updatesEndpoint
         let auth = credentials == nil ? "none" : "basic"
         let app = DashboardServer.application(
-            hub: hub, settings: DashboardServer.PageSettings(model: pageModel), credentials: credentials,
-            host: address.host, port: address.port, options: options, logger: logger
+            hub: hub,
+            settings: DashboardServer.PageSettings(model: pageModel),
+            credentials: credentials,
+            host: address.host,
+            port: address.port,
+            options: options,
+            logger: logger
         ) { port in
-            logger.notice("Dashboard listening", metadata: [
-                "web.url": "http://\(display):\(port)/", "web.updates": "\(updatesEndpoint)", "web.auth": "\(auth)",
-            ])
+            logger.notice(
+                "Dashboard listening",
+                metadata: [
+                    "web.url": "http://\(display):\(port)/", "web.updates": "\(updatesEndpoint)", "web.auth": "\(auth)",
+                ]
+            )
         }
         let sweeper = DashboardSweeper(hub: hub, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: follower), .init(service: app), .init(service: sweeper)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: follower), .init(service: app), .init(service: sweeper)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
     }
 }

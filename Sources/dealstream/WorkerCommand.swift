@@ -34,7 +34,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("parent-pid"), help: "Exit when this process (the spawning daemon) is gone.")
     var parentPID: Int32?
 
-    @Option(name: .customLong("heartbeat-ms"), help: "Milliseconds between heartbeats (match the daemon's workers.heartbeat_ms).")
+    @Option(
+        name: .customLong("heartbeat-ms"),
+        help: "Milliseconds between heartbeats (match the daemon's workers.heartbeat_ms)."
+    )
     var heartbeat = 500
 
     @Option(help: "Silent heartbeats before reconnecting to the daemon (match the daemon's workers.liveness).")
@@ -51,15 +54,24 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.logger("dealstream.worker")
-        var options = MetricWorker.Options(family: family, shard: shard, shards: shards,
-                                           endpoint: connect, parentPID: parentPID)
+        var options = MetricWorker.Options(
+            family: family,
+            shard: shard,
+            shards: shards,
+            endpoint: connect,
+            parentPID: parentPID
+        )
         options.heartbeatMilliseconds = heartbeat
         options.liveness = liveness
         let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [.init(service: worker)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
     }
 }

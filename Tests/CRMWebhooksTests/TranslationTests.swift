@@ -18,7 +18,9 @@ struct TranslationTests {
             try #require(environment["CI"] == nil, "RECORD_EXPECTED is refused in CI")
             try Data((events.joined(separator: "\n") + "\n").utf8)
                 .write(to: FixtureFiles.fixtures.appendingPathComponent("\(vendor.rawValue)/expected.ndjson"))
-            Issue.record("expected.ndjson of \(vendor.rawValue) rewritten: review the diff, then run without RECORD_EXPECTED")
+            Issue.record(
+                "expected.ndjson of \(vendor.rawValue) rewritten: review the diff, then run without RECORD_EXPECTED"
+            )
             return
         }
         #expect(events == (try FixtureFiles.expected(vendor)))

@@ -21,8 +21,11 @@ struct ClientsTests {
             try? FileManager.default.removeItem(at: daemon.directory)
         }
         let follower = try UpdatesFollower(
-            context: daemon.context, updatesEndpoint: daemon.updatesEndpoint,
-            snapshotEndpoint: daemon.snapshotEndpoint, prefix: "")
+            context: daemon.context,
+            updatesEndpoint: daemon.updatesEndpoint,
+            snapshotEndpoint: daemon.snapshotEndpoint,
+            prefix: ""
+        )
         _ = try follower.takeSnapshot()
 
         let events = Scenario.events(seed: 7, deals: 150)
@@ -59,7 +62,12 @@ struct ClientsTests {
         let context = try ZMQContext()
         let endpoint = "ipc://" + temporaryDirectory("no-daemon").path + ".sock"
         let client = try IngestClient(
-            context: context, endpoint: endpoint, window: 1, timeoutMilliseconds: 200, retries: 1)
+            context: context,
+            endpoint: endpoint,
+            window: 1,
+            timeoutMilliseconds: 200,
+            retries: 1
+        )
         #expect(throws: IngestClient.RequestFailure.self) {
             try client.send(batches: [[Array("{}".utf8)]]) { _ in }
         }

@@ -1,12 +1,12 @@
 import DealModel
-import EventEncoding
 import DealstreamTestSupport
+import EventEncoding
 import Foundation
+import FramedLog
 import Logging
 import Testing
 
 @testable import Daemon
-import FramedLog
 
 /// Checkpoints and log generations on real files: a restart loads the checkpoint and
 /// replays only what came after it, and every crash point in between loses nothing.
@@ -22,7 +22,9 @@ struct DurableStoreTests {
         let decoder = EventDecoder(model: harnessModel)
         for (n, text) in zip(events.indices, events) {
             let encoding: EventEncoding = n % 2 == 0 ? .json : .protobuf
-            let frame = encoding == .json ? Array(text.utf8) : try ProtobufEvent.encode(json: try JSONParser.parse(Array(text.utf8)))
+            let frame =
+                encoding == .json
+                ? Array(text.utf8) : try ProtobufEvent.encode(json: try JSONParser.parse(Array(text.utf8)))
             guard case .success(let event) = encoding.decode(frame, with: decoder) else { continue }
             if store.apply(event).changedState { store.append(frame, encoding: encoding) }
         }
@@ -102,6 +104,8 @@ struct DurableStoreTests {
         var data = try Data(contentsOf: URL(fileURLWithPath: DurableStore.checkpointPath(dir)))
         data[data.count / 2] ^= 0x55
         try data.write(to: URL(fileURLWithPath: DurableStore.checkpointPath(dir)))
-        #expect(throws: RecordLog.Failure.self) { try DurableStore(directory: dir, model: harnessModel, logger: logger) }
+        #expect(throws: RecordLog.Failure.self) {
+            try DurableStore(directory: dir, model: harnessModel, logger: logger)
+        }
     }
 }

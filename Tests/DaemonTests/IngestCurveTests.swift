@@ -27,7 +27,10 @@ struct IngestCurveTests {
         /// Loads a config file whose `ingest.curve` is `curveJSON`.
         func load(curve curveJSON: String) throws(ConfigurationError) -> DaemonConfiguration {
             let path = url.appendingPathComponent("dealstream.json").path
-            _ = FileManager.default.createFile(atPath: path, contents: Data("{\"ingest\": {\"curve\": \(curveJSON)}}".utf8))
+            _ = FileManager.default.createFile(
+                atPath: path,
+                contents: Data("{\"ingest\": {\"curve\": \(curveJSON)}}".utf8)
+            )
             return try DaemonConfiguration.load(file: path)
         }
 
@@ -49,7 +52,9 @@ struct IngestCurveTests {
         let folder = try Folder()
         defer { folder.cleanUp() }
         try folder.write("plain.json", "{\"endpoints\": {\"ingest\": \"tcp://0.0.0.0:7701\"}}")
-        #expect(try DaemonConfiguration.load(file: folder.url.appendingPathComponent("plain.json").path).ingestCurve == nil)
+        #expect(
+            try DaemonConfiguration.load(file: folder.url.appendingPathComponent("plain.json").path).ingestCurve == nil
+        )
     }
 
     @Test func readsTheSecretKeyFileRelativeToTheConfigAndTheConnectorKeys() throws {
@@ -57,9 +62,11 @@ struct IngestCurveTests {
         defer { folder.cleanUp() }
         let eu = try CurveKeyPair.generate()
         let us = try CurveKeyPair.generate()
-        let c = try folder.load(curve: """
-            {"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": "\(eu.publicKey)", "salesforce_us.2": "\(us.publicKey)"}}
-            """)
+        let c = try folder.load(
+            curve: """
+                {"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": "\(eu.publicKey)", "salesforce_us.2": "\(us.publicKey)"}}
+                """
+        )
         let curve = try #require(c.ingestCurve)
         #expect(curve.keyPair.publicKey == folder.daemonKeys.publicKey)
         #expect(curve.secretKeyFile == folder.url.appendingPathComponent("ingest.key").path)
@@ -70,27 +77,48 @@ struct IngestCurveTests {
         let folder = try Folder()
         defer { folder.cleanUp() }
         let key = try CurveKeyPair.generate().publicKey
-        #expect(error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": "abc"}}"#)
-            == "config: ingest.curve.connectors.hubspot-eu: not a 40-character Z85 key (3 characters)")
-        #expect(error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": 7}}"#)
-            == "config: ingest.curve.connectors.hubspot-eu: not a string (a Z85 public key)")
-        #expect(error(folder, curve: #"{"connectors": {"a": "\#(key)"}}"#)
-            == "config: ingest.curve.secret_key_file: missing: the daemon's secret key file (make one with dealstream keygen --out)")
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": "abc"}}"#)
+                == "config: ingest.curve.connectors.hubspot-eu: not a 40-character Z85 key (3 characters)"
+        )
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": 7}}"#)
+                == "config: ingest.curve.connectors.hubspot-eu: not a string (a Z85 public key)"
+        )
+        #expect(
+            error(folder, curve: #"{"connectors": {"a": "\#(key)"}}"#)
+                == "config: ingest.curve.secret_key_file: missing: the daemon's secret key file (make one with dealstream keygen --out)"
+        )
         let missing = folder.url.appendingPathComponent("nope.key").path
-        #expect(error(folder, curve: #"{"secret_key_file": "nope.key", "connectors": {"a": "\#(key)"}}"#)
-            == "config: ingest.curve.secret_key_file: cannot read \(missing)")
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "nope.key", "connectors": {"a": "\#(key)"}}"#)
+                == "config: ingest.curve.secret_key_file: cannot read \(missing)"
+        )
         try folder.write("bad.key", "secret\n")
         let bad = folder.url.appendingPathComponent("bad.key").path
-        #expect(error(folder, curve: #"{"secret_key_file": "bad.key", "connectors": {"a": "\#(key)"}}"#)
-            == "config: ingest.curve.secret_key_file: \(bad): not a 40-character Z85 key (6 characters)")
-        #expect(error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {}}"#)
-            == "config: ingest.curve.connectors: missing or empty: list each connector's public key, or no connector can send")
-        #expect(error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"a": "\#(key)", "b": "\#(key)"}}"#)
-            == "config: ingest.curve.connectors.b: same public key as ingest.curve.connectors.a")
-        #expect(error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"a b": "\#(key)"}}"#)
-            == "config: ingest.curve.connectors.a b: a connector name is 1 to 64 letters, digits, '.', '_' or '-'")
-        #expect(error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"a": "\#(folder.daemonKeys.secretKey)"}}"#)
-            == "config: ingest.curve.connectors.a: this is the daemon's secret key, not a connector's public key")
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "bad.key", "connectors": {"a": "\#(key)"}}"#)
+                == "config: ingest.curve.secret_key_file: \(bad): not a 40-character Z85 key (6 characters)"
+        )
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {}}"#)
+                == "config: ingest.curve.connectors: missing or empty: list each connector's public key, or no connector can send"
+        )
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"a": "\#(key)", "b": "\#(key)"}}"#)
+                == "config: ingest.curve.connectors.b: same public key as ingest.curve.connectors.a"
+        )
+        #expect(
+            error(folder, curve: #"{"secret_key_file": "ingest.key", "connectors": {"a b": "\#(key)"}}"#)
+                == "config: ingest.curve.connectors.a b: a connector name is 1 to 64 letters, digits, '.', '_' or '-'"
+        )
+        #expect(
+            error(
+                folder,
+                curve: #"{"secret_key_file": "ingest.key", "connectors": {"a": "\#(folder.daemonKeys.secretKey)"}}"#
+            )
+                == "config: ingest.curve.connectors.a: this is the daemon's secret key, not a connector's public key"
+        )
         #expect(error(folder, curve: #"{"secret_key": "x"}"#) == "config: ingest.curve.secret_key: unknown key")
         #expect(error(folder, curve: #""on""#) == "config: ingest.curve: not an object")
         try folder.write("other.json", #"{"ingest": {"cruve": {}}}"#)
@@ -100,12 +128,16 @@ struct IngestCurveTests {
     }
 
     @Test func onlyIpcInprocAndLoopbackTcpCountAsLocal() {
-        for local in ["ipc:///tmp/x.sock", "inproc://x", "tcp://127.0.0.1:7701", "tcp://127.1.2.3:1", "tcp://localhost:7701",
-                      "tcp://[::1]:7701", "tcp://lo:7701"] {
+        for local in [
+            "ipc:///tmp/x.sock", "inproc://x", "tcp://127.0.0.1:7701", "tcp://127.1.2.3:1", "tcp://localhost:7701",
+            "tcp://[::1]:7701", "tcp://lo:7701",
+        ] {
             #expect(IngestCurve.isLocal(endpoint: local), "\(local)")
         }
-        for exposed in ["tcp://*:7701", "tcp://0.0.0.0:7701", "tcp://10.0.0.5:7701", "tcp://eth0:7701", "tcp://[::]:7701",
-                        "tcp://128.0.0.1:7701", "ws://127.0.0.1:80", "pgm://eth0;239.192.1.1:5555"] {
+        for exposed in [
+            "tcp://*:7701", "tcp://0.0.0.0:7701", "tcp://10.0.0.5:7701", "tcp://eth0:7701", "tcp://[::]:7701",
+            "tcp://128.0.0.1:7701", "ws://127.0.0.1:80", "pgm://eth0;239.192.1.1:5555",
+        ] {
             #expect(!IngestCurve.isLocal(endpoint: exposed), "\(exposed)")
         }
     }
@@ -114,7 +146,12 @@ struct IngestCurveTests {
         let handler = InMemoryLogHandler()
         let log = ConnectorAuthenticationLog(logger: Logger(label: "test") { _ in handler })
         let stranger = try CurveKeyPair.generate().publicKey
-        let refused = ZAPAuthenticator.Decision(userID: nil, mechanism: "CURVE", clientKey: stranger, peerAddress: "10.1.2.3")
+        let refused = ZAPAuthenticator.Decision(
+            userID: nil,
+            mechanism: "CURVE",
+            clientKey: stranger,
+            peerAddress: "10.1.2.3"
+        )
         for _ in 0..<50 { log.record(refused) }
         var other = refused
         other.peerAddress = "10.9.9.9"
@@ -129,6 +166,9 @@ struct IngestCurveTests {
         #expect(first.level == .warning)
         #expect(first.metadata["connector.key"] == "\(stranger.z85)")
         #expect(first.metadata["peer.address"] == "10.1.2.3")
-        #expect(entries.filter { $0.message == "Connector authenticated" && $0.metadata["connector"] == "hubspot-eu" }.count == 2)
+        #expect(
+            entries.filter { $0.message == "Connector authenticated" && $0.metadata["connector"] == "hubspot-eu" }.count
+                == 2
+        )
     }
 }

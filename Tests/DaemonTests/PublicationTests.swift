@@ -41,7 +41,8 @@ struct PublicationTests {
                 // A removal of a series never published ("zzz") sends nothing.
                 ["a", #"{"metric":"revenue","value":null,"removed":true,"seq":3,"log_seq":6}"#],
                 ["_progress", #"{"seq":3,"log_seq":6}"#],
-            ])
+            ]
+        )
         #expect(state.snapshot(prefix: []).map(\.topic) == [Array("b".utf8)])
         #expect(state.topics(of: slot) == [topic("b")])
     }

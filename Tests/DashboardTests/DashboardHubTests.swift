@@ -12,7 +12,8 @@ struct SSEEvent: Equatable {
 
 func parseSSE(_ bytes: [UInt8]) -> [SSEEvent] {
     String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n\n").compactMap { block in
-        var name = "", data = ""
+        var name = ""
+        var data = ""
         for line in block.split(separator: "\n") {
             if line.hasPrefix("event: ") { name = String(line.dropFirst(7)) }
             if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
@@ -35,8 +36,10 @@ func seriesIn(_ events: [SSEEvent]) throws -> [String: JSONValue?] {
 }
 
 func payload(_ value: Int, key: String = "EMEA") -> [UInt8] {
-    Array(("{\"metric\":\"new_opportunities\",\"dimension\":\"team\",\"key\":\"\(key)\",\"period\":\"all\","
-        + "\"value\":\(value)}").utf8)
+    Array(
+        ("{\"metric\":\"new_opportunities\",\"dimension\":\"team\",\"key\":\"\(key)\",\"period\":\"all\","
+            + "\"value\":\(value)}").utf8
+    )
 }
 
 /// Drains a client completely, as its writer would.
@@ -122,12 +125,18 @@ struct DashboardHubTests {
 
     @Test func aGapRepairSnapshotSendsOnlyWhatDiffers() throws {
         let hub = DashboardHub()
-        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(2, key: "b"), "gone": payload(3)],
-                    seq: 3, logSeq: 3)
+        hub.replace(
+            series: ["a": payload(1, key: "a"), "b": payload(2, key: "b"), "gone": payload(3)],
+            seq: 3,
+            logSeq: 3
+        )
         let client = hub.register(close: {})
         _ = drainAll(hub, client.id)
-        hub.replace(series: ["a": payload(1, key: "a"), "b": payload(5, key: "b"), "new": payload(6)],
-                    seq: 9, logSeq: 9)
+        hub.replace(
+            series: ["a": payload(1, key: "a"), "b": payload(5, key: "b"), "new": payload(6)],
+            seq: 9,
+            logSeq: 9
+        )
         let events = drainAll(hub, client.id)
         #expect(!events.contains { $0.name == "reset" })
         let series = try seriesIn(events)
@@ -143,7 +152,8 @@ struct DashboardHubTests {
     @Test func aClientStuckInAWriteIsDroppedAndTheOthersAreNot() async throws {
         let hub = DashboardHub(slowClientSeconds: 0.05)
         hub.replace(series: ["a": payload(1)], seq: 1, logSeq: 1)
-        let slowClosed = CloseCounter(), fastClosed = CloseCounter()
+        let slowClosed = CloseCounter()
+        let fastClosed = CloseCounter()
         let slow = hub.register(close: { slowClosed.close() })
         let fast = hub.register(close: { fastClosed.close() })
         _ = drainAll(hub, slow.id)
@@ -202,13 +212,15 @@ struct WebConfigurationTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let file = folder.appendingPathComponent("dealstream.json")
-        try Data("""
+        try Data(
+            """
             {"model": "model.json", "data_dir": "/var/lib/dealstream",
              "endpoints": {"ingest": "tcp://127.0.0.1:7701", "updates": "tcp://10.0.0.5:7702",
                            "snapshot": "tcp://10.0.0.5:7703"},
              "workers": {"shards": 3},
              "web": {"listen": "0.0.0.0:8443", "basic_auth": "web-auth"}}
-            """.utf8).write(to: file)
+            """.utf8
+        ).write(to: file)
         let c = try WebConfiguration.load(file: file.path)
         #expect(c.listen == "0.0.0.0:8443")
         #expect(c.listenAddress?.host == "0.0.0.0" && c.listenAddress?.port == 8443)

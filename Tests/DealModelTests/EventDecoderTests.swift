@@ -17,7 +17,8 @@ struct EventDecoderTests {
     }
 
     @Test func missingOrEmptyKeysAreUnknownAndNoAccount() throws {
-        let text = #"{"kind":"deal","source":"s","id":"i","version":0,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":0,"currency":"USD","created_at":"2026-01-01T00:00:00Z","owner":"","team":null,"account":""}}"#
+        let text =
+            #"{"kind":"deal","source":"s","id":"i","version":0,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":0,"currency":"USD","created_at":"2026-01-01T00:00:00Z","owner":"","team":null,"account":""}}"#
         guard case .deal(let d) = try decode(text).get().body else {
             Issue.record("expected a deal")
             return
@@ -43,7 +44,12 @@ struct EventDecoderTests {
         (dealJSON().replacingOccurrences(of: "\"version\":1", with: "\"version\":5.0"), "version"),
         (dealJSON().replacingOccurrences(of: "\"version\":1", with: "\"version\":\"5\""), "version"),
         (dealJSON().replacingOccurrences(of: "\"version\":1", with: "\"version\":true"), "version"),
-        (dealJSON().replacingOccurrences(of: "\"occurred_at\":\"2026-06-01T09:00:00Z\"", with: "\"occurred_at\":\"yesterday\""), "occurred_at"),
+        (
+            dealJSON().replacingOccurrences(
+                of: "\"occurred_at\":\"2026-06-01T09:00:00Z\"",
+                with: "\"occurred_at\":\"yesterday\""
+            ), "occurred_at"
+        ),
         (dealJSON(pipeline: "partners"), "deal.pipeline"),
         (dealJSON(stage: "quote"), "deal.stage"),
         (dealJSON(status: "pending"), "deal.status"),
@@ -56,16 +62,34 @@ struct EventDecoderTests {
         (dealJSON(status: "won"), "deal.closed_at"),
         (dealJSON(status: "open", closed: "2026-06-02T00:00:00Z"), "deal.closed_at"),
         (dealJSON(status: "lost", closed: "2026-05-01T00:00:00Z"), "deal.closed_at"),
-        (dealJSON(status: "won", created: "2026-06-02T02:00:00-05:00", closed: "2026-06-02T03:00:00Z"), "deal.closed_at"),
+        (
+            dealJSON(status: "won", created: "2026-06-02T02:00:00-05:00", closed: "2026-06-02T03:00:00Z"),
+            "deal.closed_at"
+        ),
         (dealJSON(owner: "17"), "deal.owner"),
         (#"{"kind":"deal","source":"s","id":"i","version":1}"#, "deal"),
         (#"{"kind":"deal","source":"s","id":"i","version":1,"deal":"open"}"#, "deal"),
-        (#"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":-5,"currency":"USD","date":"2026-06-30"}}"#, "spend.amount"),
-        (#"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"XYZ","date":"2026-06-30"}}"#, "spend.currency"),
+        (
+            #"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":-5,"currency":"USD","date":"2026-06-30"}}"#,
+            "spend.amount"
+        ),
+        (
+            #"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"XYZ","date":"2026-06-30"}}"#,
+            "spend.currency"
+        ),
         (#"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"USD"}}"#, "spend.date"),
-        (#"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"USD","date":"2026-6-30"}}"#, "spend.date"),
-        (#"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"USD","date":"2026-06-30","lead_source":5}}"#, "spend.lead_source"),
-        (#"{"kind":"account","source":"s","id":"i","version":1,"account":{"status":"paused","changed_at":"2026-06-30T00:00:00Z"}}"#, "account.status"),
+        (
+            #"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"USD","date":"2026-6-30"}}"#,
+            "spend.date"
+        ),
+        (
+            #"{"kind":"spend","source":"s","id":"i","version":1,"spend":{"amount":5,"currency":"USD","date":"2026-06-30","lead_source":5}}"#,
+            "spend.lead_source"
+        ),
+        (
+            #"{"kind":"account","source":"s","id":"i","version":1,"account":{"status":"paused","changed_at":"2026-06-30T00:00:00Z"}}"#,
+            "account.status"
+        ),
         (#"{"kind":"account","source":"s","id":"i","version":1,"account":{"status":"churned"}}"#, "account.changed_at"),
     ])
     func rejectsNamingTheField(_ text: String, _ field: String) {
@@ -80,10 +104,12 @@ struct EventDecoderTests {
 
     @Test func acceptsTheEdgesOfTheRules() throws {
         _ = try decode(dealJSON(id: String(repeating: "€", count: 42) + "ok")).get()  // 128 bytes
-        _ = try decode(dealJSON().replacingOccurrences(of: "\"version\":1", with: "\"version\":9223372036854775807")).get()
+        _ = try decode(dealJSON().replacingOccurrences(of: "\"version\":1", with: "\"version\":9223372036854775807"))
+            .get()
         _ = try decode(dealJSON(extra: ",\"unknown_field\":{\"kept\":false}")).get()
         // closed_at's text sorts before created_at's, but its instant is later.
-        _ = try decode(dealJSON(status: "won", created: "2026-06-02T09:00:00Z", closed: "2026-06-02T08:30:00-01:00")).get()
+        _ = try decode(dealJSON(status: "won", created: "2026-06-02T09:00:00Z", closed: "2026-06-02T08:30:00-01:00"))
+            .get()
         _ = try decode(#"{"kind":"deal_deleted","source":"s","id":"never-seen","version":7}"#).get()
     }
 }

@@ -63,7 +63,10 @@ struct JSONParserTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(Array("{\(many),\"k3\":0}".utf8)) }
         #expect(throws: JSONParseError.self) { try JSONParser.parse(Array("{\(many),\"k20\":0}".utf8)) }
         // The same key in sibling objects is no repetition.
-        #expect(try JSONParser.parse(Array(#"[{"a":1},{"a":2}]"#.utf8)) == .array([.object([("a", .int(1))]), .object([("a", .int(2))])]))
+        #expect(
+            try JSONParser.parse(Array(#"[{"a":1},{"a":2}]"#.utf8))
+                == .array([.object([("a", .int(1))]), .object([("a", .int(2))])])
+        )
     }
 
     @Test func digestIgnoresKeyOrderWhitespaceAndNumberSpelling() throws {
@@ -99,6 +102,10 @@ struct StableHashTests {
         var out: [UInt8] = []
         JSONWriter.append(value, to: &out)
         #expect(try JSONParser.parse(out) == value)
-        #expect(String(decoding: out, as: UTF8.self).hasPrefix(#"{"a":[1,-2.5,"x\"y\n",true,false,null],"b":{"c":12345678901234567890123,"#))
+        #expect(
+            String(decoding: out, as: UTF8.self).hasPrefix(
+                #"{"a":[1,-2.5,"x\"y\n",true,false,null],"b":{"c":12345678901234567890123,"#
+            )
+        )
     }
 }

@@ -58,7 +58,10 @@ struct RecordStoreTests {
         #expect(cut.outcome == .stale)
         #expect(furthest(cut) == 0)
         // won counts as the last stage; another pipeline's history does not count
-        let won = try apply(&store, dealJSON(id: "E", version: 11, stage: "lead", status: "won", closed: "2026-07-01T00:00:00Z"))
+        let won = try apply(
+            &store,
+            dealJSON(id: "E", version: 11, stage: "lead", status: "won", closed: "2026-07-01T00:00:00Z")
+        )
         #expect(furthest(won) == 3)
         let moved = try apply(&store, dealJSON(id: "E", version: 12, pipeline: "renewals", stage: "review"))
         #expect(furthest(moved) == 0)
@@ -81,7 +84,8 @@ struct RecordStoreTests {
         var store = RecordStore(model: testModel)
         var logged: [String] = []
         let stream = [
-            dealJSON(id: "A", version: 2), dealJSON(id: "A", version: 1, stage: "proposal"), deleteJSON(id: "A", version: 1),
+            dealJSON(id: "A", version: 2), dealJSON(id: "A", version: 1, stage: "proposal"),
+            deleteJSON(id: "A", version: 1),
             dealJSON(id: "A", version: 2), dealJSON(id: "B", version: 1), deleteJSON(id: "B", version: 3),
             dealJSON(id: "C", version: 4, status: "lost", closed: "2026-06-05T00:00:00Z"),
         ]
@@ -115,7 +119,8 @@ struct RecordStoreCheckpointTests {
         var copy = restored
         #expect(copy.apply(try decode(stream[0]).get()).outcome == .duplicate)
         #expect(copy.apply(try decode(dealJSON(id: "B", version: 3)).get()).outcome == .stale)
-        #expect(throws: BinaryDecodingError.self) { try RecordStore(model: testModel, encoded: Array(store.encoded().dropLast(3))) }
+        #expect(throws: BinaryDecodingError.self) {
+            try RecordStore(model: testModel, encoded: Array(store.encoded().dropLast(3)))
+        }
     }
 }
-

@@ -42,8 +42,10 @@ struct TimestampTests {
         #expect(Period.periods(of: t).map(\.description) == ["all", "2026-04", "2026-Q2"])
         let d = try #require(Timestamp.parseRFC3339("2026-01-01T08:30:00+09:00"))
         #expect(Period.periods(of: d).map(\.description) == ["all", "2025-12", "2025-Q4"])
-        #expect(Instant.startOfMonth(try #require(Timestamp.parseRFC3339("2026-10-01T00:00:00Z")).monthIndex)
-            == Timestamp.parseRFC3339("2026-10-01T00:00:00Z"))
+        #expect(
+            Instant.startOfMonth(try #require(Timestamp.parseRFC3339("2026-10-01T00:00:00Z")).monthIndex)
+                == Timestamp.parseRFC3339("2026-10-01T00:00:00Z")
+        )
     }
 
     @Test func civilCalendarRoundTrips() {
@@ -54,9 +56,14 @@ struct TimestampTests {
     }
 
     @Test func formattingIsTheInverseOfParsingToTheMillisecond() throws {
-        for text in ["2026-11-02T09:00:00Z", "2026-11-02T09:00:00.123Z", "1969-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z"] {
+        for text in [
+            "2026-11-02T09:00:00Z", "2026-11-02T09:00:00.123Z", "1969-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z",
+        ] {
             #expect(Timestamp.formatRFC3339(try #require(Timestamp.parseRFC3339(text))) == text)
         }
-        #expect(Timestamp.formatRFC3339(try #require(Timestamp.parseRFC3339("2026-11-02T10:00:00.5+01:00"))) == "2026-11-02T09:00:00.500Z")
+        #expect(
+            Timestamp.formatRFC3339(try #require(Timestamp.parseRFC3339("2026-11-02T10:00:00.5+01:00")))
+                == "2026-11-02T09:00:00.500Z"
+        )
     }
 }

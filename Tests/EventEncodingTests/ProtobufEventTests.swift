@@ -8,9 +8,14 @@ import Testing
 struct ProtobufEventTests {
     let decoder = EventDecoder(model: harnessModel)
 
-    private func both(_ text: String) throws -> (json: Result<Event, EventRejection>, protobuf: Result<Event, EventRejection>) {
+    private func both(
+        _ text: String
+    ) throws -> (json: Result<Event, EventRejection>, protobuf: Result<Event, EventRejection>) {
         let frame = try ProtobufEvent.encode(json: try JSONParser.parse(Array(text.utf8)))
-        return (EventEncoding.json.decode(Array(text.utf8), with: decoder), EventEncoding.protobuf.decode(frame, with: decoder))
+        return (
+            EventEncoding.json.decode(Array(text.utf8), with: decoder),
+            EventEncoding.protobuf.decode(frame, with: decoder)
+        )
     }
 
     @Test func everyScenarioEventDecodesToTheSameEvent() throws {
@@ -38,12 +43,30 @@ struct ProtobufEventTests {
         (#"{"kind":"deal","source":"crm","id":"1","version":-3,"deal":{}}"#, "version"),
         (#"{"kind":"deal","id":"1","version":3,"deal":{}}"#, "source"),
         (#"{"kind":"deal","source":"crm","id":"1","version":3}"#, "deal"),
-        (#"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","amount":1,"currency":"USD","created_at":"2026-01-01T00:00:00Z"}}"#, "deal.status"),
-        (#"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":-1,"currency":"USD","created_at":"2026-01-01T00:00:00Z"}}"#, "deal.amount"),
-        (#"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":1,"currency":"XXX","created_at":"2026-01-01T00:00:00Z"}}"#, "deal.currency"),
-        (#"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":1,"currency":"USD","created_at":"2026-01-01T00:00:00Z","closed_at":"2026-02-01T00:00:00Z"}}"#, "deal.closed_at"),
-        (#"{"kind":"spend","source":"m","id":"s","version":1,"spend":{"amount":5,"currency":"USD","date":"2026-13-01"}}"#, "spend.date"),
-        (#"{"kind":"account","source":"crm","id":"a","version":1,"account":{"changed_at":"2026-01-01T00:00:00Z"}}"#, "account.status"),
+        (
+            #"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","amount":1,"currency":"USD","created_at":"2026-01-01T00:00:00Z"}}"#,
+            "deal.status"
+        ),
+        (
+            #"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":-1,"currency":"USD","created_at":"2026-01-01T00:00:00Z"}}"#,
+            "deal.amount"
+        ),
+        (
+            #"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":1,"currency":"XXX","created_at":"2026-01-01T00:00:00Z"}}"#,
+            "deal.currency"
+        ),
+        (
+            #"{"kind":"deal","source":"crm","id":"1","version":3,"deal":{"pipeline":"default","stage":"lead","status":"open","amount":1,"currency":"USD","created_at":"2026-01-01T00:00:00Z","closed_at":"2026-02-01T00:00:00Z"}}"#,
+            "deal.closed_at"
+        ),
+        (
+            #"{"kind":"spend","source":"m","id":"s","version":1,"spend":{"amount":5,"currency":"USD","date":"2026-13-01"}}"#,
+            "spend.date"
+        ),
+        (
+            #"{"kind":"account","source":"crm","id":"a","version":1,"account":{"changed_at":"2026-01-01T00:00:00Z"}}"#,
+            "account.status"
+        ),
     ])
     func rejectionsNameTheSameField(text: String, field: String) throws {
         let (json, protobuf) = try both(text)
@@ -70,7 +93,9 @@ struct ProtobufEventTests {
             try ProtobufEvent.encode(json: try JSONParser.parse(Array(#"{"kind":"deal","deal":{"amount":"12"}}"#.utf8)))
         }
         do {
-            _ = try ProtobufEvent.encode(json: try JSONParser.parse(Array(#"{"kind":"deal","deal":{"amount":"12"}}"#.utf8)))
+            _ = try ProtobufEvent.encode(
+                json: try JSONParser.parse(Array(#"{"kind":"deal","deal":{"amount":"12"}}"#.utf8))
+            )
         } catch let error as ProtobufEvent.ConversionError {
             #expect(error.field == "deal.amount")
         }

@@ -9,7 +9,8 @@ import Testing
 struct EventSourcesTests {
     private static let samples = packageRoot.appendingPathComponent("samples/crm-sales-opportunities")
     private static let sampleModel = try! Model.parse(
-        Array(try! Data(contentsOf: packageRoot.appendingPathComponent("config/sample-model.json"))))
+        Array(try! Data(contentsOf: packageRoot.appendingPathComponent("config/sample-model.json")))
+    )
 
     private func field(_ event: SourcedEvent, _ path: String...) throws -> JSONValue? {
         var value: JSONValue? = try JSONParser.parse(event.json)

@@ -29,8 +29,12 @@ struct FaultInjectionTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let events = Scenario.events(seed: 21, deals: 1500)
         let config = try configFile(directory, #"{"checkpoint":{"every_records":1500}}"#)
-        var daemon = try DaemonProcess(directory: directory, shards: 2, modelJSON: FaultInjectionTests.modelJSON,
-                                       extraArguments: ["--config", config])
+        var daemon = try DaemonProcess(
+            directory: directory,
+            shards: 2,
+            modelJSON: FaultInjectionTests.modelJSON,
+            extraArguments: ["--config", config]
+        )
         let context = try ZMQContext()
         let endpoint = daemon.ingestEndpoint
         let connectors = 3
@@ -38,29 +42,47 @@ struct FaultInjectionTests {
         var threads: [ZMQThread] = []
         for c in 0..<connectors {
             let mine = stride(from: c, to: events.count, by: connectors).map { events[$0] }
-            let batches = stride(from: 0, to: mine.count, by: 40).map { Array(mine[$0..<min($0 + 40, mine.count)]).map { Array($0.utf8) } }
-            threads.append(ZMQThread(name: "connector-\(c)") {
-                do {
-                    let client = try IngestClient(context: context, endpoint: endpoint, window: 2, timeoutMilliseconds: 700, retries: 1000)
-                    try client.send(batches: batches, eventsPerSecond: 2500) { ack in outcome.record(ack.body) }
-                } catch {
-                    outcome.fail("\(error)")
+            let batches = stride(from: 0, to: mine.count, by: 40).map {
+                Array(mine[$0..<min($0 + 40, mine.count)]).map { Array($0.utf8) }
+            }
+            threads.append(
+                ZMQThread(name: "connector-\(c)") {
+                    do {
+                        let client = try IngestClient(
+                            context: context,
+                            endpoint: endpoint,
+                            window: 2,
+                            timeoutMilliseconds: 700,
+                            retries: 1000
+                        )
+                        try client.send(batches: batches, eventsPerSecond: 2500) { ack in outcome.record(ack.body) }
+                    } catch {
+                        outcome.fail("\(error)")
+                    }
                 }
-            })
+            )
         }
         var kills = 0
         for _ in 0..<6 {
             Thread.sleep(forTimeInterval: Double.random(in: 0.4...0.9))
             daemon.kill9()
             kills += 1
-            daemon = try DaemonProcess(directory: directory, shards: 2, modelJSON: FaultInjectionTests.modelJSON,
-                                       extraArguments: ["--config", config])
+            daemon = try DaemonProcess(
+                directory: directory,
+                shards: 2,
+                modelJSON: FaultInjectionTests.modelJSON,
+                extraArguments: ["--config", config]
+            )
         }
         for t in threads { t.join() }
         #expect(outcome.failure == nil, "\(outcome.failure ?? "")")
         let published = try daemon.waitUntilPublished(outcome.highestLogSeq, timeout: 120)
-        let report = try referenceDisagreement(events: events, published: published,
-                                               model: directory.appendingPathComponent("model.json"), directory: directory)
+        let report = try referenceDisagreement(
+            events: events,
+            published: published,
+            model: directory.appendingPathComponent("model.json"),
+            directory: directory
+        )
         #expect(report == nil, "\(report ?? "")")
         #expect(kills == 6)
         // Every event was acknowledged at least once; resends only add duplicates and stale.
@@ -75,8 +97,12 @@ struct FaultInjectionTests {
         let directory = temporaryDirectory("hung")
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = try configFile(directory, FaultInjectionTests.fastHeartbeats)
-        let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: FaultInjectionTests.modelJSON,
-                                       extraArguments: ["--config", config])
+        let daemon = try DaemonProcess(
+            directory: directory,
+            shards: 1,
+            modelJSON: FaultInjectionTests.modelJSON,
+            extraArguments: ["--config", config]
+        )
         defer { _ = daemon.terminate() }
         let events = Scenario.events(seed: 22, deals: 300)
         var last: UInt64 = 0
@@ -88,8 +114,12 @@ struct FaultInjectionTests {
         let published = try daemon.waitUntilPublished(last, timeout: 60)
         #expect(!daemon.workerPIDs.contains(victim), "the hung worker must have been killed")
         kill(victim, SIGCONT)
-        let report = try referenceDisagreement(events: events, published: published,
-                                               model: directory.appendingPathComponent("model.json"), directory: directory)
+        let report = try referenceDisagreement(
+            events: events,
+            published: published,
+            model: directory.appendingPathComponent("model.json"),
+            directory: directory
+        )
         #expect(report == nil, "\(report ?? "")")
         #expect(daemon.log.contains("Killing hung worker"))
     }
@@ -100,12 +130,20 @@ struct FaultInjectionTests {
         let directory = temporaryDirectory("slow-sub")
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = try configFile(directory, #"{"publish":{"subscriber_hwm":50}}"#)
-        let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: FaultInjectionTests.modelJSON,
-                                       extraArguments: ["--config", config])
+        let daemon = try DaemonProcess(
+            directory: directory,
+            shards: 1,
+            modelJSON: FaultInjectionTests.modelJSON,
+            extraArguments: ["--config", config]
+        )
         defer { _ = daemon.terminate() }
         let context = try ZMQContext()
-        let follower = try UpdatesFollower(context: context, updatesEndpoint: daemon.updatesEndpoint,
-                                           snapshotEndpoint: daemon.snapshotEndpoint, prefix: "")
+        let follower = try UpdatesFollower(
+            context: context,
+            updatesEndpoint: daemon.updatesEndpoint,
+            snapshotEndpoint: daemon.snapshotEndpoint,
+            prefix: ""
+        )
         Thread.sleep(forTimeInterval: 0.3)
         _ = try follower.takeSnapshot()
         // The follower does not read while thousands of updates are published.
@@ -128,7 +166,9 @@ struct FaultInjectionTests {
         var repaired: [String: String] = [:]
         for (topic, series) in follower.state {
             var payload = String(decoding: series.raw, as: UTF8.self)
-            if let cut = payload.range(of: ",\"seq\":", options: .backwards) { payload = String(payload[..<cut.lowerBound]) + "}" }
+            if let cut = payload.range(of: ",\"seq\":", options: .backwards) {
+                payload = String(payload[..<cut.lowerBound]) + "}"
+            }
             repaired[topic] = payload
         }
         #expect(repaired == published, "after the repair the follower must hold the published state")
@@ -158,7 +198,8 @@ struct FaultInjectionTests {
         let events = Array("EVENTS".utf8)
         // Ingest: every malformed request gets ERR with one line.
         for frames in [
-            [[UInt8]()], [Array("PING".utf8), [UInt8](repeating: 1, count: 65)], [events, Array("r".utf8), json] + [[UInt8]](repeating: valid, count: 10_001),
+            [[UInt8]()], [Array("PING".utf8), [UInt8](repeating: 1, count: 65)],
+            [events, Array("r".utf8), json] + [[UInt8]](repeating: valid, count: 10_001),
             [events, Array("r".utf8), Array("application/x-msgpack".utf8), valid],
         ] {
             let reply = try #require(try ask(ingest, frames))
@@ -193,7 +234,9 @@ struct FaultInjectionTests {
         do {
             let gone = try ZMQSocket(context: context, type: .dealer)
             try gone.connect(ingest)
-            try gone.send([events, Array("gone".utf8), json, Array(deal("bad-3", created: "2026-01-01T00:00:00Z").utf8)])
+            try gone.send([
+                events, Array("gone".utf8), json, Array(deal("bad-3", created: "2026-01-01T00:00:00Z").utf8),
+            ])
             gone.close()
         }
         // The daemon still serves: a valid request is applied and published.
@@ -231,12 +274,18 @@ struct FaultInjectionTests {
     func diskFullAnswersErrAndRecovers() throws {
         let directory = temporaryDirectory("disk-full")
         defer {
-            _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [directory.appendingPathComponent("data").path]).waitUntilExit()
+            _ = try? Process.run(
+                URL(fileURLWithPath: "/bin/umount"),
+                arguments: [directory.appendingPathComponent("data").path]
+            ).waitUntilExit()
             try? FileManager.default.removeItem(at: directory)
         }
         let data = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        let mount = try Process.run(URL(fileURLWithPath: "/bin/mount"), arguments: ["-t", "tmpfs", "-o", "size=256k", "tmpfs", data.path])
+        let mount = try Process.run(
+            URL(fileURLWithPath: "/bin/mount"),
+            arguments: ["-t", "tmpfs", "-o", "size=256k", "tmpfs", data.path]
+        )
         mount.waitUntilExit()
         try #require(mount.terminationStatus == 0, "this test needs root to mount a small tmpfs as the data directory")
         let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: FaultInjectionTests.modelJSON)
@@ -248,7 +297,9 @@ struct FaultInjectionTests {
         for start in stride(from: 0, to: events.count, by: 100) {
             let batch = Array(events[start..<min(start + 100, events.count)])
             let id = Array("df-\(start)".utf8)
-            try daemon.ingest.send([IngestProtocol.events, id, Array("application/json".utf8)] + batch.map { Array($0.utf8) })
+            try daemon.ingest.send(
+                [IngestProtocol.events, id, Array("application/json".utf8)] + batch.map { Array($0.utf8) }
+            )
             var poller = ZMQPoller()
             poller.add(daemon.ingest)
             #expect(try poller.poll(timeoutMilliseconds: 10_000)[0])
@@ -263,13 +314,20 @@ struct FaultInjectionTests {
         #expect(refusals > 0, "256 KiB cannot hold every event")
         #expect(reason.contains("No space left on device"), "ERR reason: \(reason)")
         // Space returns: everything refused is taken now.
-        let remount = try Process.run(URL(fileURLWithPath: "/bin/mount"), arguments: ["-o", "remount,size=64m", data.path])
+        let remount = try Process.run(
+            URL(fileURLWithPath: "/bin/mount"),
+            arguments: ["-o", "remount,size=64m", data.path]
+        )
         remount.waitUntilExit()
         var last: UInt64 = 0
         last = try daemon.sendAll(events, batch: 100)
         let published = try daemon.waitUntilPublished(last)
-        let report = try referenceDisagreement(events: events, published: published,
-                                               model: directory.appendingPathComponent("model.json"), directory: directory)
+        let report = try referenceDisagreement(
+            events: events,
+            published: published,
+            model: directory.appendingPathComponent("model.json"),
+            directory: directory
+        )
         #expect(report == nil, "\(report ?? "")")
     }
 }

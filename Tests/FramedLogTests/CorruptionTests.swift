@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import FramedLog
+import Testing
 
 /// The rule that tells a torn tail from corruption, and `repair`, on real files.
 struct CorruptionTests {
@@ -28,7 +27,9 @@ struct CorruptionTests {
 
     private func contents(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
 
-    private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).write(to: URL(fileURLWithPath: path)) }
+    private func write(_ bytes: [UInt8], _ path: String) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
 
     @Test(arguments: [("payload", 8 + 2), ("checksum", 5), ("length", 0)])
     func aBadRecordFollowedByValidOnesIsRefusedNamingFileAndOffsetAndNothingChanges(part: String, at: Int) throws {

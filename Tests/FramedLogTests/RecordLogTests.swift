@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import FramedLog
+import Testing
 
 /// The durable store on a real file: replay, torn tails, failed commits.
 struct RecordLogTests {

@@ -30,8 +30,13 @@ struct CurveIntegrationTests {
         let config = """
             {"ingest": {"curve": {"secret_key_file": "ingest.key", "connectors": {"hubspot-eu": "\(connector.publicKey)"}}}}
             """
-        let daemon = try DaemonProcess(directory: directory, shards: 1, modelJSON: harnessModelJSON, configJSON: config,
-                                       ingestCurve: CurveClientKeys(serverKey: daemonKeys.publicKey, keyPair: connector))
+        let daemon = try DaemonProcess(
+            directory: directory,
+            shards: 1,
+            modelJSON: harnessModelJSON,
+            configJSON: config,
+            ingestCurve: CurveClientKeys(serverKey: daemonKeys.publicKey, keyPair: connector)
+        )
         let events = Scenario.events(seed: 17, deals: 40)
         try #require(events.count >= 100)
 
@@ -47,12 +52,16 @@ struct CurveIntegrationTests {
         try refused.connect(daemon.ingestEndpoint)
         let plain = try ZMQSocket(context: context, type: .dealer)
         try plain.connect(daemon.ingestEndpoint)
-        let strangerEvents = [IngestProtocol.events, Array("stranger-1".utf8), Array("application/json".utf8)]
+        let strangerEvents =
+            [IngestProtocol.events, Array("stranger-1".utf8), Array("application/json".utf8)]
             + events[50..<100].map { Array($0.utf8) }
         try refused.send(strangerEvents)
         try plain.send(strangerEvents)
         try plain.send([IngestProtocol.ping, Array("plain-ping".utf8)])
-        #expect(try receive(refused, within: 3000) == nil, "the daemon answered a connector whose key is not configured")
+        #expect(
+            try receive(refused, within: 3000) == nil,
+            "the daemon answered a connector whose key is not configured"
+        )
         #expect(try receive(plain, within: 100) == nil, "the daemon answered a connector without CURVE")
 
         // Nothing of theirs reached the log: the published position has not moved, and the
@@ -83,10 +92,17 @@ struct CurveIntegrationTests {
         try Data((stranger.secretKey.z85 + "\n").utf8).write(to: directory.appendingPathComponent("stranger.key"))
         func send(keyFile: String?, extra: [String] = []) throws -> (status: Int32, output: String, seconds: Double) {
             let started = Date()
-            let curve = keyFile.map {
-                ["--curve-server-key", daemonKeys.publicKey.z85, "--curve-key-file", directory.appendingPathComponent($0).path]
-            } ?? []
-            let result = try run(DaemonProcess.binary, ["send", "--ingest", daemon.ingestEndpoint, "--json", eventsFile.path] + curve + extra)
+            let curve =
+                keyFile.map {
+                    [
+                        "--curve-server-key", daemonKeys.publicKey.z85, "--curve-key-file",
+                        directory.appendingPathComponent($0).path,
+                    ]
+                } ?? []
+            let result = try run(
+                DaemonProcess.binary,
+                ["send", "--ingest", daemon.ingestEndpoint, "--json", eventsFile.path] + curve + extra
+            )
             return (result.status, result.output, Date().timeIntervalSince(started))
         }
         let admitted = try send(keyFile: "hubspot-eu.key")
@@ -94,15 +110,21 @@ struct CurveIntegrationTests {
         #expect(admitted.output.contains("\"rejected\":0"), "\(admitted.output)")
         let refusedSend = try send(keyFile: "stranger.key")
         #expect(refusedSend.status == 2, "\(refusedSend.output)")
-        #expect(refusedSend.output.contains("refused this connector's CURVE key \(stranger.publicKey.z85)"), "\(refusedSend.output)")
+        #expect(
+            refusedSend.output.contains("refused this connector's CURVE key \(stranger.publicKey.z85)"),
+            "\(refusedSend.output)"
+        )
         #expect(refusedSend.seconds < 8, "send waited for ACKs instead of failing on the refusal")
         // Without CURVE, whichever side reads the other's greeting first drops the
         // connection: send hears "requires CURVE" from its monitor, or no ACK ever comes.
         let plainSend = try send(keyFile: nil, extra: ["--timeout-ms", "500", "--retries", "1"])
         #expect(plainSend.status == 2, "\(plainSend.output)")
         #expect(plainSend.output.contains("\"acknowledged\":0"), "\(plainSend.output)")
-        #expect(plainSend.output.contains("requires CURVE: give --curve-server-key and --curve-key-file")
-                    || plainSend.output.contains("no ACK from"), "\(plainSend.output)")
+        #expect(
+            plainSend.output.contains("requires CURVE: give --curve-server-key and --curve-key-file")
+                || plainSend.output.contains("no ACK from"),
+            "\(plainSend.output)"
+        )
         #expect(daemon.terminate() == 0)
     }
 

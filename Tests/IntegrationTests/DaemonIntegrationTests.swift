@@ -94,8 +94,12 @@ struct DaemonIntegrationTests {
             #expect(daemon.terminate() == 0)
         }
         // No workers at all: the snapshot can only come from the saved published state.
-        let restarted = try DaemonProcess(directory: directory, shards: 2, modelJSON: DaemonIntegrationTests.modelJSON,
-                                          extraArguments: ["--no-spawn"])
+        let restarted = try DaemonProcess(
+            directory: directory,
+            shards: 2,
+            modelJSON: DaemonIntegrationTests.modelJSON,
+            extraArguments: ["--no-spawn"]
+        )
         let (after, position) = try restarted.snapshot()
         #expect(position == lastLogSeq)
         let diff = differences(before, after)
@@ -103,8 +107,12 @@ struct DaemonIntegrationTests {
         #expect(restarted.terminate() == 0)
         // A daemon with another shard count cannot use it (its series belong to other
         // slots): it starts empty and lets the workers rebuild.
-        let resharded = try DaemonProcess(directory: directory, shards: 3, modelJSON: DaemonIntegrationTests.modelJSON,
-                                          extraArguments: ["--no-spawn"])
+        let resharded = try DaemonProcess(
+            directory: directory,
+            shards: 3,
+            modelJSON: DaemonIntegrationTests.modelJSON,
+            extraArguments: ["--no-spawn"]
+        )
         #expect(try resharded.snapshot().series.isEmpty)
         #expect(resharded.terminate() == 0)
     }
@@ -118,7 +126,10 @@ struct DaemonIntegrationTests {
             [Array("EVENTS".utf8), Array("r2".utf8), Array("application/json".utf8)],
             [Array("EVENTS".utf8), Array("r3".utf8), Array("text/csv".utf8), valid],
             [Array("EVENTS".utf8), [UInt8](repeating: 65, count: 65), Array("application/json".utf8), valid],
-            [Array("EVENTS".utf8), Array("r5".utf8), Array("application/json".utf8), [UInt8](repeating: 32, count: 2 << 20)],
+            [
+                Array("EVENTS".utf8), Array("r5".utf8), Array("application/json".utf8),
+                [UInt8](repeating: 32, count: 2 << 20),
+            ],
         ]
         for frames in requests {
             try daemon.ingest.send(frames)

@@ -1,12 +1,16 @@
 import DealstreamTestSupport
-import FramedLog
 import Foundation
+import FramedLog
 import Testing
 
 /// A file replaced whole is synced, renamed and its directory synced, in that order (see
 /// `AtomicFile`): checked on the real processes' system calls under strace, not by trust.
-@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"),
-                "needs strace (scripts/install-deps installs it); skipped, not failed"))
+@Suite(
+    .enabled(
+        if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"),
+        "needs strace (scripts/install-deps installs it); skipped, not failed"
+    )
+)
 struct DurableWriteOrderTests {
     /// Runs `arguments` of the dealstream binary under strace until `ready` appears in its
     /// stderr, stops it with SIGTERM and returns the traced calls.
@@ -17,10 +21,11 @@ struct DurableWriteOrderTests {
         FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
-        process.arguments = [
-            "-f", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", traceFile.path,
-            DaemonProcess.binary,
-        ] + arguments
+        process.arguments =
+            [
+                "-f", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", traceFile.path,
+                DaemonProcess.binary,
+            ] + arguments
         process.standardError = try FileHandle(forWritingTo: logFile)
         try process.run()
         let deadline = Date().addingTimeInterval(30)
@@ -30,9 +35,11 @@ struct DurableWriteOrderTests {
             Thread.sleep(forTimeInterval: 0.05)
         }
         // The traced process itself gets SIGTERM (strace would only detach from it).
-        let children = (try? String(
-            contentsOfFile: "/proc/\(process.processIdentifier)/task/\(process.processIdentifier)/children",
-            encoding: .utf8)) ?? ""
+        let children =
+            (try? String(
+                contentsOfFile: "/proc/\(process.processIdentifier)/task/\(process.processIdentifier)/children",
+                encoding: .utf8
+            )) ?? ""
         for child in children.split(separator: " ").compactMap({ Int32($0) }) { kill(child, SIGTERM) }
         let stopDeadline = Date().addingTimeInterval(20)
         while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -64,9 +71,13 @@ struct DurableWriteOrderTests {
         let lines = try trace(
             [
                 "daemon", "--model", packageRoot.appendingPathComponent("config/model.json").path, "--data-dir", data,
-                "--no-spawn", "--ingest", "ipc://\(directory.path)/i.sock", "--updates", "ipc://\(directory.path)/u.sock",
+                "--no-spawn", "--ingest", "ipc://\(directory.path)/i.sock", "--updates",
+                "ipc://\(directory.path)/u.sock",
                 "--snapshot", "ipc://\(directory.path)/s.sock",
-            ], in: directory, ready: "Daemon listening")
+            ],
+            in: directory,
+            ready: "Daemon listening"
+        )
         expectAtomicReplace(lines, temporary: "\(data)/published.tmp", file: "\(data)/published", directory: data)
     }
 
@@ -85,7 +96,10 @@ struct DurableWriteOrderTests {
                 "--mapping", packageRoot.appendingPathComponent("config/mapping-pipedrive.json").path,
                 "--model", packageRoot.appendingPathComponent("config/model.json").path,
                 "--listen", "127.0.0.1:0", "--ingest", "ipc://\(directory.path)/nobody.sock", "--data-dir", data,
-            ], in: directory, ready: "listening")
+            ],
+            in: directory,
+            ready: "listening"
+        )
         expectAtomicReplace(lines, temporary: "\(data)/deals.log.compact", file: "\(data)/deals.log", directory: data)
     }
 }

@@ -11,16 +11,22 @@ import ZeroMQ
 @Suite(.serialized)
 struct HardeningTests {
     /// Runs `dealstream` with `arguments` to its exit (SIGKILL after `timeout` s): status and stderr.
-    static func run(_ arguments: [String], timeout: Double = 30) throws
+    static func run(
+        _ arguments: [String],
+        timeout: Double = 30
+    ) throws
         -> (status: Int32, killed: Bool, stdout: String, stderr: String)
     {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
         process.arguments = arguments
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-run-\(UUID().uuidString.prefix(8))")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ds-run-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
+        let out = directory.appendingPathComponent("out")
+        let err = directory.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)
@@ -31,8 +37,10 @@ struct HardeningTests {
         let killed = process.isRunning
         if killed { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
-        return (process.terminationStatus, killed, (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        return (
+            process.terminationStatus, killed, (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        )
     }
 
     /// Waits until `daemon` exits (it is expected to refuse to start); false after `timeout` s.
@@ -63,17 +71,26 @@ struct HardeningTests {
         let first = try DaemonProcess(shards: 1, modelJSON: harnessModelJSON)
         defer { if first.process.isRunning { _ = first.terminate() } }
         #expect(try first.send(HardeningTests.events(3)).applied == 3)
-        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("ds-second-\(UUID().uuidString.prefix(8))")
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ds-second-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: elsewhere) }
         // Other endpoints, same --data-dir: before the lock both ran and lost each other's events.
-        let second = try HardeningTests.run([
-            "daemon", "--model", first.directory.appendingPathComponent("model.json").path,
-            "--data-dir", first.directory.appendingPathComponent("data").path, "--shards", "1",
-            "--ingest", "ipc://\(elsewhere.path)/ingest.sock", "--updates", "ipc://\(elsewhere.path)/updates.sock",
-            "--snapshot", "ipc://\(elsewhere.path)/snapshot.sock", "--workers", "ipc://\(elsewhere.path)/workers.sock",
-        ], timeout: 20)
-        #expect(second.status != 0 && !second.killed, "a second daemon ran on a locked data directory: \(second.stderr.suffix(2000))")
+        let second = try HardeningTests.run(
+            [
+                "daemon", "--model", first.directory.appendingPathComponent("model.json").path,
+                "--data-dir", first.directory.appendingPathComponent("data").path, "--shards", "1",
+                "--ingest", "ipc://\(elsewhere.path)/ingest.sock", "--updates", "ipc://\(elsewhere.path)/updates.sock",
+                "--snapshot", "ipc://\(elsewhere.path)/snapshot.sock", "--workers",
+                "ipc://\(elsewhere.path)/workers.sock",
+            ],
+            timeout: 20
+        )
+        #expect(
+            second.status != 0 && !second.killed,
+            "a second daemon ran on a locked data directory: \(second.stderr.suffix(2000))"
+        )
         #expect(second.stderr.contains("in use by process \(first.process.processIdentifier)"), "\(second.stderr)")
         // The first is untouched and still acknowledges.
         #expect(try first.send(HardeningTests.events(2, from: 3)).logSeq == 5)
@@ -91,7 +108,9 @@ struct HardeningTests {
         #expect(logSeq == 1000)
         daemon.kill9()
         let data = daemon.directory.appendingPathComponent("data")
-        let names = try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix("events-") && $0.hasSuffix(".log") }
+        let names = try FileManager.default.contentsOfDirectory(atPath: data.path).filter {
+            $0.hasPrefix("events-") && $0.hasSuffix(".log")
+        }
         let name = try #require(names.sorted().last)
         let logURL = data.appendingPathComponent(name)
         var bytes = Array(try Data(contentsOf: logURL))
@@ -105,7 +124,10 @@ struct HardeningTests {
 
         let refused = try DaemonProcess(directory: daemon.directory, shards: 1, modelJSON: harnessModelJSON)
         defer { if refused.process.isRunning { refused.kill9() } }
-        try #require(HardeningTests.waitForExit(refused), "the daemon started on a corrupt log: \(refused.log.suffix(3000))")
+        try #require(
+            HardeningTests.waitForExit(refused),
+            "the daemon started on a corrupt log: \(refused.log.suffix(3000))"
+        )
         #expect(refused.process.terminationStatus != 0)
         #expect(refused.log.contains("\(name): corrupt record at byte \(bad)"), "\(refused.log)")
         #expect(Array(try Data(contentsOf: logURL)) == bytes, "the refused start changed the log")
@@ -120,8 +142,10 @@ struct HardeningTests {
         // Back at the position before the bad record: its event applies again as the next one.
         let again = try DaemonProcess(directory: daemon.directory, shards: 1, modelJSON: harnessModelJSON)
         defer { _ = again.terminate() }
-        let firstCut = String(decoding: bytes[(offsets[kept + 1] + 8)..<(kept + 2 < offsets.count ? offsets[kept + 2] : bytes.count)],
-                              as: UTF8.self)
+        let firstCut = String(
+            decoding: bytes[(offsets[kept + 1] + 8)..<(kept + 2 < offsets.count ? offsets[kept + 2] : bytes.count)],
+            as: UTF8.self
+        )
         let ack = try again.send([firstCut])
         #expect(ack.applied == 1 && ack.logSeq == UInt64(kept) + 1, "\(ack) \(again.log)")
     }
@@ -130,7 +154,10 @@ struct HardeningTests {
         let daemon = try DaemonProcess(shards: 1, modelJSON: harnessModelJSON)
         defer { _ = daemon.terminate() }
         let event = deal("dup-1", amount: 100, created: "2026-11-02T09:00:00Z")
-        let duplicated = event.replacingOccurrences(of: #""amount":100.0,"#, with: #""amount":100.0,"amount":5000000.0,"#)
+        let duplicated = event.replacingOccurrences(
+            of: #""amount":100.0,"#,
+            with: #""amount":100.0,"amount":5000000.0,"#
+        )
         #expect(duplicated != event)
         let ack = try daemon.send([duplicated, deal("dup-2", amount: 7, created: "2026-11-02T09:00:00Z")])
         #expect(ack.applied == 1)

@@ -1,12 +1,15 @@
 import DealModel
-import PipelineMetrics
 import DealstreamTestSupport
 import Foundation
+import PipelineMetrics
 import Testing
 import Wire
 
 /// Runs the real `dealstream` binary with `arguments`; its exit status, stdout and stderr.
-func runDealstream(_ arguments: [String], environment: [String: String] = [:]) throws
+func runDealstream(
+    _ arguments: [String],
+    environment: [String: String] = [:]
+) throws
     -> (status: Int32, output: String, error: String)
 {
     let process = Process()
@@ -16,14 +19,18 @@ func runDealstream(_ arguments: [String], environment: [String: String] = [:]) t
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ds-cli-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
-    let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
+    let out = folder.appendingPathComponent("out")
+    let err = folder.appendingPathComponent("err")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: out)
     process.standardError = try FileHandle(forWritingTo: err)
     try process.run()
     process.waitUntilExit()
-    return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+    return (
+        process.terminationStatus, try String(contentsOf: out, encoding: .utf8),
+        try String(contentsOf: err, encoding: .utf8)
+    )
 }
 
 /// The command line an operator expects, and threads named for their job, on the real binary.
@@ -88,7 +95,11 @@ struct CommandLineAndThreadsTests {
     }
 
     @Test func everyThreadTheDaemonAndItsWorkersStartIsNamedForItsJob() throws {
-        let daemon = try DaemonProcess(shards: 1, modelJSON: harnessModelJSON, extraArguments: ["--http", "127.0.0.1:0"])
+        let daemon = try DaemonProcess(
+            shards: 1,
+            modelJSON: harnessModelJSON,
+            extraArguments: ["--http", "127.0.0.1:0"]
+        )
         defer { _ = daemon.terminate() }
         let ack = try daemon.send([deal("t-1", created: "2026-01-01T00:00:00Z")])
         _ = try daemon.waitUntilPublished(ack.logSeq)
@@ -106,8 +117,11 @@ struct CommandLineAndThreadsTests {
     }
 
     @Test func aDaemonWithJSONLogsWritesOneJSONObjectPerLineAndSoDoItsWorkers() throws {
-        let daemon = try DaemonProcess(shards: 1, modelJSON: harnessModelJSON,
-                                       extraArguments: ["--log-format", "json", "--http", "127.0.0.1:0"])
+        let daemon = try DaemonProcess(
+            shards: 1,
+            modelJSON: harnessModelJSON,
+            extraArguments: ["--log-format", "json", "--http", "127.0.0.1:0"]
+        )
         let ack = try daemon.send([deal("j-1", created: "2026-01-01T00:00:00Z")])
         _ = try daemon.waitUntilPublished(ack.logSeq)
         #expect(daemon.terminate() == 0)
@@ -127,8 +141,11 @@ struct CommandLineAndThreadsTests {
     }
 
     @Test func anUnknownEnvironmentKeyStopsTheDaemonNamingIt() throws {
-        let daemon = try DaemonProcess(shards: 1, modelJSON: harnessModelJSON,
-                                       environment: ["DEALSTREAM_LIMITS_MAX_BATCH": "10"])
+        let daemon = try DaemonProcess(
+            shards: 1,
+            modelJSON: harnessModelJSON,
+            environment: ["DEALSTREAM_LIMITS_MAX_BATCH": "10"]
+        )
         daemon.process.waitUntilExit()
         #expect(daemon.process.terminationStatus == 1)
         #expect(daemon.log.contains("config: DEALSTREAM_LIMITS_MAX_BATCH: unknown key (environment)"), "\(daemon.log)")

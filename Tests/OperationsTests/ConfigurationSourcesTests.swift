@@ -8,7 +8,9 @@ import ZeroMQ
 struct ConfigurationSourcesTests {
     /// A folder with a config file; removed by `cleanUp`.
     struct Folder {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("config-env-\(UUID().uuidString.prefix(8))")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "config-env-\(UUID().uuidString.prefix(8))"
+        )
 
         init(config: String) throws {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -40,10 +42,12 @@ struct ConfigurationSourcesTests {
     }
 
     @Test func flagsWinOverTheEnvironmentWhichWinsOverTheFileWhichWinsOverDefaults() throws {
-        let folder = try Folder(config: """
-            {"publish": {"interval_ms": 7, "idle_progress_ms": 30}, "workers": {"shards": 2, "liveness": 5},
-             "log": {"format": "json"}}
-            """)
+        let folder = try Folder(
+            config: """
+                {"publish": {"interval_ms": 7, "idle_progress_ms": 30}, "workers": {"shards": 2, "liveness": 5},
+                 "log": {"format": "json"}}
+                """
+        )
         defer { folder.cleanUp() }
         let c = try DaemonConfiguration.resolve(
             file: folder.configPath,
@@ -53,7 +57,8 @@ struct ConfigurationSourcesTests {
                 "DEALSTREAM_WORKERS_FAMILIES": "revenue, win_rate", "DEALSTREAM_HTTP_LISTEN": "0.0.0.0:9780",
                 "DEALSTREAM_HUBSPOT_CLIENT_SECRET": "a connector's, not the daemon's", "PATH": "/bin",
             ],
-            flags: ["workers.shards": "4"])
+            flags: ["workers.shards": "4"]
+        )
         #expect(c.shards == 4)  // flag over environment (3) over file (2)
         #expect(c.publishIntervalMilliseconds == 9)  // environment over file (7)
         #expect(c.idleProgressMilliseconds == 30)  // file over default (20)
@@ -72,25 +77,40 @@ struct ConfigurationSourcesTests {
         let folder = try Folder(config: "{}")
         defer { folder.cleanUp() }
         let path = folder.configPath
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_PUBLISH_INTERVL_MS": "5"])
-        } == "config: DEALSTREAM_PUBLISH_INTERVL_MS: unknown key (environment)")
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_PUBLISH_INTERVAL_MS": "0"])
-        } == "config: publish.interval_ms (DEALSTREAM_PUBLISH_INTERVAL_MS): not an integer ≥ 1")
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_WORKERS_SPAWN": "maybe"])
-        } == "config: workers.spawn (DEALSTREAM_WORKERS_SPAWN): not a boolean (true or false)")
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_LOG_FORMAT": "xml"])
-        } == "config: log.format (DEALSTREAM_LOG_FORMAT): xml is not one of text, json")
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: path, environment: [:], flags: ["http.listen": "7780"])
-        } == "config: http.listen (flag): expected HOST:PORT (e.g. 127.0.0.1:7780), got 7780")
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_PUBLISH_INTERVL_MS": "5"])
+            } == "config: DEALSTREAM_PUBLISH_INTERVL_MS: unknown key (environment)"
+        )
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_PUBLISH_INTERVAL_MS": "0"])
+            } == "config: publish.interval_ms (DEALSTREAM_PUBLISH_INTERVAL_MS): not an integer ≥ 1"
+        )
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_WORKERS_SPAWN": "maybe"])
+            } == "config: workers.spawn (DEALSTREAM_WORKERS_SPAWN): not a boolean (true or false)"
+        )
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_LOG_FORMAT": "xml"])
+            } == "config: log.format (DEALSTREAM_LOG_FORMAT): xml is not one of text, json"
+        )
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(file: path, environment: [:], flags: ["http.listen": "7780"])
+            } == "config: http.listen (flag): expected HOST:PORT (e.g. 127.0.0.1:7780), got 7780"
+        )
         try folder.write("bad.json", #"{"log": {"colour": "red"}}"#)
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: folder.url.appendingPathComponent("bad.json").path, environment: [:])
-        } == "config: log.colour: unknown key")
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(
+                    file: folder.url.appendingPathComponent("bad.json").path,
+                    environment: [:]
+                )
+            } == "config: log.colour: unknown key"
+        )
     }
 
     @Test func curveComesFromASecretFileAndConnectorListInTheEnvironment() throws {
@@ -101,17 +121,27 @@ struct ConfigurationSourcesTests {
         let pipedrive = try CurveKeyPair.generate()
         try folder.write("ingest.key", daemon.secretKey.z85 + "\n")
         let keyFile = folder.url.appendingPathComponent("ingest.key").path
-        let c = try DaemonConfiguration.resolve(file: folder.configPath, environment: [
-            "DEALSTREAM_INGEST_CURVE_SECRET_KEY_FILE": keyFile,
-            "DEALSTREAM_INGEST_CURVE_CONNECTORS": "hubspot=\(hubspot.publicKey.z85), pipedrive=\(pipedrive.publicKey.z85)",
-        ])
+        let c = try DaemonConfiguration.resolve(
+            file: folder.configPath,
+            environment: [
+                "DEALSTREAM_INGEST_CURVE_SECRET_KEY_FILE": keyFile,
+                "DEALSTREAM_INGEST_CURVE_CONNECTORS":
+                    "hubspot=\(hubspot.publicKey.z85), pipedrive=\(pipedrive.publicKey.z85)",
+            ]
+        )
         let curve = try #require(c.ingestCurve)
         #expect(curve.keyPair.publicKey == daemon.publicKey)
         #expect(curve.connectors == [hubspot.publicKey: "hubspot", pipedrive.publicKey: "pipedrive"])
-        #expect(error { () throws(ConfigurationError) in
-            try DaemonConfiguration.resolve(file: folder.configPath, environment: [
-                "DEALSTREAM_INGEST_CURVE_CONNECTORS": "hubspot=\(hubspot.publicKey.z85)"
-            ])
-        } == "config: ingest.curve.secret_key_file: missing: the daemon's secret key file (make one with dealstream keygen --out)")
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(
+                    file: folder.configPath,
+                    environment: [
+                        "DEALSTREAM_INGEST_CURVE_CONNECTORS": "hubspot=\(hubspot.publicKey.z85)"
+                    ]
+                )
+            }
+                == "config: ingest.curve.secret_key_file: missing: the daemon's secret key file (make one with dealstream keygen --out)"
+        )
     }
 }

@@ -21,9 +21,15 @@ struct LogAndNotifyTests {
     @Test func aLineHasTimeLevelLabelMessageAndEachMetadataKeyAsAField() throws {
         let time = Date(timeIntervalSince1970: 1_764_583_200.125)
         let line = JSONLogHandler.line(
-            time: time, level: .warning, label: "dealstream.daemon", message: "Worker exited, \"restarting\"\n",
-            metadata: ["worker.pid": "4242", "worker.family": .string("revenue"), "message": "shadowed",
-                       "nested": .dictionary(["a": .array(["1", "2"])])])
+            time: time,
+            level: .warning,
+            label: "dealstream.daemon",
+            message: "Worker exited, \"restarting\"\n",
+            metadata: [
+                "worker.pid": "4242", "worker.family": .string("revenue"), "message": "shadowed",
+                "nested": .dictionary(["a": .array(["1", "2"])]),
+            ]
+        )
         let f = try fields(line)
         #expect(f["time"]?.stringValue == "2025-12-01T10:00:00.125Z")
         #expect(f["level"]?.stringValue == "warning")
@@ -58,7 +64,9 @@ struct LogAndNotifyTests {
 
     /// A datagram socket bound where `$NOTIFY_SOCKET` points, as systemd's is.
     private final class NotifySocket {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8)).sock").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "notify-\(UUID().uuidString.prefix(8)).sock"
+        ).path
         let fd: Int32
 
         init() throws {
@@ -67,7 +75,9 @@ struct LogAndNotifyTests {
             addr.sun_family = sa_family_t(AF_UNIX)
             withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
             let status = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
             #expect(status == 0)
             var timeout = timeval(tv_sec: 2, tv_usec: 0)
@@ -88,7 +98,10 @@ struct LogAndNotifyTests {
 
     @Test func notificationsAreDatagramsOnTheNotifySocket() throws {
         let socket = try NotifySocket()
-        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "2000000"], pid: getpid())
+        let notifier = SystemdNotifier(
+            environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "2000000"],
+            pid: getpid()
+        )
         #expect(notifier.isActive)
         #expect(notifier.watchdogInterval == .seconds(1))
         notifier.ready(status: "serving")
@@ -105,8 +118,10 @@ struct LogAndNotifyTests {
 
     @Test func withoutNotifySocketNothingIsSentAndAWatchdogForAnotherPIDIsIgnored() {
         #expect(!SystemdNotifier(environment: [:], pid: 1).isActive)
-        let other = SystemdNotifier(environment: ["NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"],
-                                    pid: 2)
+        let other = SystemdNotifier(
+            environment: ["NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"],
+            pid: 2
+        )
         #expect(other.isActive)
         #expect(other.watchdogInterval == nil)
     }

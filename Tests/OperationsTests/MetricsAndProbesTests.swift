@@ -21,8 +21,11 @@ struct MetricsAndProbesTests {
     }
 
     @Test func countersUnderLoadAddUpToWhatWasSentAndPromtoolAcceptsThem() async throws {
-        let daemon = try DaemonProcess(shards: 2, modelJSON: harnessModelJSON,
-                                       configJSON: #"{"checkpoint": {"every_records": 1000}}"#)
+        let daemon = try DaemonProcess(
+            shards: 2,
+            modelJSON: harnessModelJSON,
+            configJSON: #"{"checkpoint": {"every_records": 1000}}"#
+        )
         defer { _ = daemon.terminate() }
         let base = try daemon.httpURL()
         #expect(await HTTPScrape.waitFor(base + "/ready", status: 200, timeout: 60), "never ready: \(daemon.log)")
@@ -31,12 +34,16 @@ struct MetricsAndProbesTests {
         // events rejected for each reason class.
         var requests: [[String]] = []
         for chunk in stride(from: 0, to: 3000, by: 250) {
-            requests.append((chunk..<chunk + 250).map { deal("m-\($0)", v: 2, amount: Double($0 % 97 + 1), created: created) })
+            requests.append(
+                (chunk..<chunk + 250).map { deal("m-\($0)", v: 2, amount: Double($0 % 97 + 1), created: created) }
+            )
         }
         requests.append((0..<400).map { deal("m-\($0)", v: 2, amount: Double($0 % 97 + 1), created: created) })
         requests.append((0..<300).map { deal("m-\($0)", v: 1, created: created) })
-        requests.append((0..<50).map { _ in "{not json" } + (0..<60).map { deal("bad-\($0)", pipeline: "nope", created: created) }
-            + (0..<70).map { deal("odd-\($0)", status: "weird", created: created) })
+        requests.append(
+            (0..<50).map { _ in "{not json" } + (0..<60).map { deal("bad-\($0)", pipeline: "nope", created: created) }
+                + (0..<70).map { deal("odd-\($0)", status: "weird", created: created) }
+        )
 
         // Scrapes keep coming while the load runs (the listener under load).
         // A thread of its own, so the blocking sends below cannot starve it.
@@ -63,7 +70,9 @@ struct MetricsAndProbesTests {
         repeat {
             exposition = try await HTTPScrape.get(base + "/metrics").body
             samples = HTTPScrape.samples(exposition)
-            if samples["dealstream_publish_lag_records"] == 0 && samples["dealstream_checkpoint_duration_seconds_count"] ?? 0 > 0 {
+            if samples["dealstream_publish_lag_records"] == 0
+                && samples["dealstream_checkpoint_duration_seconds_count"] ?? 0 > 0
+            {
                 break
             }
             try await Task.sleep(for: .milliseconds(50))
@@ -100,9 +109,12 @@ struct MetricsAndProbesTests {
 
     @Test func readyAndLiveTurnFalseWhenTheLoopIsFrozenWhileTheListenerStillAnswers() async throws {
         // The loop counts as stuck after heartbeat × liveness = 100 ms × 10 = 1 s of silence.
-        let daemon = try DaemonProcess(shards: 1, modelJSON: harnessModelJSON,
-                                       configJSON: #"{"workers": {"heartbeat_ms": 100, "liveness": 10}}"#,
-                                       extraArguments: ["--debug-freeze-signal", "\(SIGUSR1)"])
+        let daemon = try DaemonProcess(
+            shards: 1,
+            modelJSON: harnessModelJSON,
+            configJSON: #"{"workers": {"heartbeat_ms": 100, "liveness": 10}}"#,
+            extraArguments: ["--debug-freeze-signal", "\(SIGUSR1)"]
+        )
         defer { _ = daemon.terminate() }
         let base = try daemon.httpURL()
         #expect(await HTTPScrape.waitFor(base + "/ready", status: 200, timeout: 60), "never ready: \(daemon.log)")
@@ -141,15 +153,19 @@ struct MetricsAndProbesTests {
         let base = try daemon.httpURL()
         #expect(await HTTPScrape.waitFor(base + "/ready", status: 200, timeout: 60), "never ready: \(daemon.log)")
         let victim = try #require(daemon.workerPIDs.first)
-        let family = try #require(MetricFamilyNames.all.first { name in
-            (try? String(contentsOfFile: "/proc/\(victim)/cmdline", encoding: .utf8))?.contains(name) == true
-        })
+        let family = try #require(
+            MetricFamilyNames.all.first { name in
+                (try? String(contentsOfFile: "/proc/\(victim)/cmdline", encoding: .utf8))?.contains(name) == true
+            }
+        )
         kill(victim, SIGKILL)
         var samples: [String: Double] = [:]
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             samples = HTTPScrape.samples(try await HTTPScrape.get(base + "/metrics").body)
-            if samples["dealstream_worker_partition_moves_total{family=\"\(family)\"}"] == 1 && samples["dealstream_ready"] == 1 {
+            if samples["dealstream_worker_partition_moves_total{family=\"\(family)\"}"] == 1
+                && samples["dealstream_ready"] == 1
+            {
                 break
             }
             try await Task.sleep(for: .milliseconds(100))

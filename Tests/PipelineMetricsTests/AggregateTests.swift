@@ -48,7 +48,9 @@ struct ExactSumConversionTests {
     @Test func fixedPointMatchesTheGenericConversion() {
         var rng = SplitMix64(state: 3)
         for _ in 0..<10_000 {
-            let v = Double(Int.random(in: 0...Int.max, using: &rng)) / Double(Int.random(in: 1...1_000_000, using: &rng)) / 1e6
+            let v =
+                Double(Int.random(in: 0...Int.max, using: &rng)) / Double(Int.random(in: 1...1_000_000, using: &rng))
+                / 1e6
             guard v < ExactSum.hugeLimit else { continue }
             #expect(ExactSum.fixed(v) == Int128(v * 0x1p64), "\(v)")
             #expect(ExactSum.fixed(-v) == -Int128(v * 0x1p64), "\(v)")

@@ -7,9 +7,25 @@ import Testing
 /// Each metric of METRICS.md §3 on a small example worked out by hand.
 struct MetricDefinitionTests {
     static let events = [
-        deal("D1", stage: "lead", status: "won", amount: 100, created: "2026-01-10T00:00:00Z", closed: "2026-02-10T00:00:00Z"),
-        deal("D2", stage: "proposal", status: "lost", amount: 50, created: "2026-01-20T00:00:00Z", closed: "2026-02-15T00:00:00Z",
-             owner: "rep-b", lead: "seo", account: ""),
+        deal(
+            "D1",
+            stage: "lead",
+            status: "won",
+            amount: 100,
+            created: "2026-01-10T00:00:00Z",
+            closed: "2026-02-10T00:00:00Z"
+        ),
+        deal(
+            "D2",
+            stage: "proposal",
+            status: "lost",
+            amount: 50,
+            created: "2026-01-20T00:00:00Z",
+            closed: "2026-02-15T00:00:00Z",
+            owner: "rep-b",
+            lead: "seo",
+            account: ""
+        ),
         deal("D3", stage: "qualified", amount: 30, created: "2026-02-01T00:00:00Z", owner: "rep-b", lead: "seo"),
         spend("S1", amount: 40, date: "2026-02-05"),
     ]
@@ -91,7 +107,9 @@ struct MetricDefinitionTests {
         #expect(field("customer_retention_rate/all/%2A/2026-02", "end") == "1")
         #expect(field("customer_retention_rate/all/%2A/2026-02", "new") == "1")
         #expect(state["customer_retention_rate/all/%2A/all"] == nil)
-        let churned = publishedState(MetricDefinitionTests.events + [account("acme", v: 1, status: "churned", at: "2026-04-15T00:00:00Z")])
+        let churned = publishedState(
+            MetricDefinitionTests.events + [account("acme", v: 1, status: "churned", at: "2026-04-15T00:00:00Z")]
+        )
         func f(_ topic: String, _ name: String) -> String? {
             (try? JSONParser.parse(Array((churned[topic] ?? "").utf8)))?[name].map { v in
                 if case .double(let d) = v { return String(d) }

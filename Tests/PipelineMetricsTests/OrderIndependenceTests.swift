@@ -19,7 +19,10 @@ struct OrderIndependenceTests {
             let actual = publishedState(shuffled, shards: shards, flushEvery: Int.random(in: 1...50, using: &rng))
             #expect(actual.count == expected.count, "shards \(shards)")
             let differing = expected.keys.filter { actual[$0] != expected[$0] }.sorted()
-            #expect(differing.isEmpty, "shards \(shards): \(differing.prefix(3)) e.g. \(differing.first.map { "\(actual[$0] ?? "missing") vs \(expected[$0]!)" } ?? "")")
+            #expect(
+                differing.isEmpty,
+                "shards \(shards): \(differing.prefix(3)) e.g. \(differing.first.map { "\(actual[$0] ?? "missing") vs \(expected[$0]!)" } ?? "")"
+            )
         }
     }
 
@@ -33,22 +36,38 @@ struct OrderIndependenceTests {
         #expect(full.count > 500)
         let differing = full.keys.filter { projected[$0] != full[$0] }.sorted()
         #expect(projected.count == full.count)
-        #expect(differing.isEmpty, "\(differing.prefix(3)) e.g. \(differing.first.map { "\(projected[$0] ?? "missing") vs \(full[$0]!)" } ?? "")")
+        #expect(
+            differing.isEmpty,
+            "\(differing.prefix(3)) e.g. \(differing.first.map { "\(projected[$0] ?? "missing") vs \(full[$0]!)" } ?? "")"
+        )
     }
 
     /// A stage move of an open deal cannot move win rate, revenue or retention: the
     /// projection drops it for them, and keeps it for stage conversion.
     @Test func projectionDropsChangesAFamilyCannotSee() {
         let model = harnessModel
-        let open = DealFacts(source: 1, pipeline: 2, owner: 3, team: 4, leadSource: 5, account: 6, status: .open,
-                             pipelineIndex: 0, furthest: 1, amount: 100, createdAt: Instant(nanoseconds: 0), closedAt: nil)
+        let open = DealFacts(
+            source: 1,
+            pipeline: 2,
+            owner: 3,
+            team: 4,
+            leadSource: 5,
+            account: 6,
+            status: .open,
+            pipelineIndex: 0,
+            furthest: 1,
+            amount: 100,
+            createdAt: Instant(nanoseconds: 0),
+            closedAt: nil
+        )
         var moved = open
         moved.furthest = 2
         let change = FactChange.deal(old: open, new: moved)
         #expect(FamilyProjection(family: .winRate, model: model).project(change) == nil)
         #expect(FamilyProjection(family: .revenue, model: model).project(change) == nil)
         #expect(FamilyProjection(family: .customerRetentionRate, model: model).project(change) == nil)
-        guard case .deal(let old, let new)? = FamilyProjection(family: .stageConversion, model: model).project(change) else {
+        guard case .deal(let old, let new)? = FamilyProjection(family: .stageConversion, model: model).project(change)
+        else {
             Issue.record("stage conversion must see a stage move")
             return
         }

@@ -26,7 +26,9 @@ public enum FixtureFiles {
     }
 
     public static func mapping(_ vendor: Vendor) throws -> Mapping {
-        try Mapping.parse(Array(try Data(contentsOf: repository.appendingPathComponent("config/mapping-\(vendor.rawValue).json"))))
+        try Mapping.parse(
+            Array(try Data(contentsOf: repository.appendingPathComponent("config/mapping-\(vendor.rawValue).json")))
+        )
     }
 
     public static var modelJSON: String {
@@ -35,7 +37,11 @@ public enum FixtureFiles {
 }
 
 /// Runs a whole fixture sequence through translator and assembler, as the receiver does.
-public func translateSequence(_ vendor: Vendor, bodies: [[UInt8]], mapping: Mapping) throws -> (events: [String], translations: [Translation]) {
+public func translateSequence(
+    _ vendor: Vendor,
+    bodies: [[UInt8]],
+    mapping: Mapping
+) throws -> (events: [String], translations: [Translation]) {
     let assembler = DealAssembler(mapping: mapping)
     var states: [String: DealState] = [:]
     var events: [String] = []
@@ -45,7 +51,9 @@ public func translateSequence(_ vendor: Vendor, bodies: [[UInt8]], mapping: Mapp
         translations.append(t)
         for change in t.changes {
             var state = states[change.recordID] ?? DealState()
-            if case .event(let e) = try assembler.apply(change, to: &state) { events.append(String(decoding: e, as: UTF8.self)) }
+            if case .event(let e) = try assembler.apply(change, to: &state) {
+                events.append(String(decoding: e, as: UTF8.self))
+            }
             states[change.recordID] = state
         }
     }

@@ -30,16 +30,25 @@ public final class DaemonProcess {
     ///     (relative paths in it are relative to `directory`); the flags below still win.
     ///   - ingestCurve: the keys `ingest` connects with, for a daemon with `ingest.curve`.
     ///   - environment: variables added to the test's own (`DEALSTREAM_…` config keys).
-    public init(directory: URL? = nil, shards: Int, modelJSON: String, configJSON: String? = nil,
-                ingestCurve: CurveClientKeys? = nil, extraArguments: [String] = [],
-                environment: [String: String] = [:]) throws {
+    public init(
+        directory: URL? = nil,
+        shards: Int,
+        modelJSON: String,
+        configJSON: String? = nil,
+        ingestCurve: CurveClientKeys? = nil,
+        extraArguments: [String] = [],
+        environment: [String: String] = [:]
+    ) throws {
         let dir = directory ?? temporaryDirectory("it")
         self.directory = dir
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let modelPath = dir.appendingPathComponent("model.json").path
         try Data(modelJSON.utf8).write(to: URL(fileURLWithPath: modelPath))
         guard FileManager.default.isExecutableFile(atPath: DaemonProcess.binary) else {
-            throw Failure(description: "no dealstream executable at \(DaemonProcess.binary): run `swift build` first (scripts/test does)")
+            throw Failure(
+                description:
+                    "no dealstream executable at \(DaemonProcess.binary): run `swift build` first (scripts/test does)"
+            )
         }
         var configArguments: [String] = []
         if let configJSON {
@@ -51,15 +60,18 @@ public final class DaemonProcess {
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }
-        process.arguments = ["daemon"] + configArguments + [
-            "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
-            "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
-            "--updates", "ipc://" + dir.appendingPathComponent("updates.sock").path,
-            "--snapshot", "ipc://" + dir.appendingPathComponent("snapshot.sock").path,
-            "--publish-interval-ms", "10", "--log-level", "info",
-        ] + (extraArguments.contains("--http") ? [] : ["--http", "127.0.0.1:0"]) + extraArguments
+        process.arguments =
+            ["daemon"] + configArguments + [
+                "--model", modelPath, "--data-dir", dir.appendingPathComponent("data").path, "--shards", "\(shards)",
+                "--ingest", "ipc://" + dir.appendingPathComponent("ingest.sock").path,
+                "--updates", "ipc://" + dir.appendingPathComponent("updates.sock").path,
+                "--snapshot", "ipc://" + dir.appendingPathComponent("snapshot.sock").path,
+                "--publish-interval-ms", "10", "--log-level", "info",
+            ] + (extraArguments.contains("--http") ? [] : ["--http", "127.0.0.1:0"]) + extraArguments
         let logPath = dir.appendingPathComponent("daemon.log").path
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
         let log = FileHandle(forWritingAtPath: logPath)
         log?.seekToEndOfFile()
         process.standardError = log
@@ -161,7 +173,8 @@ public final class DaemonProcess {
     public static func children(of pid: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { name -> Int32? in
-            guard let child = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+            guard let child = Int32(name),
+                let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
                 let close = stat.range(of: ")", options: .backwards)
             else { return nil }
             let fields = stat[close.upperBound...].split(separator: " ")
@@ -173,7 +186,9 @@ public final class DaemonProcess {
     public var strayWorkers: [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { name -> Int32? in
-            guard let pid = Int32(name), let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return nil }
+            guard let pid = Int32(name),
+                let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline"))
+            else { return nil }
             let text = String(decoding: cmdline, as: UTF8.self)
             return text.contains("worker") && text.contains(directory.path) ? pid : nil
         }

@@ -1,9 +1,8 @@
-import Foundation
-
 // Shared by the test targets: the model, event builders, a seeded scenario generator and
 // an in-process run of the whole metric pipeline (store → engines → topics), which the
 // multi-process tests use as their reference.
 public import DealModel
+import Foundation
 import PipelineMetrics
 import Wire
 
@@ -21,23 +20,36 @@ public let harnessModel: Model = try! Model.parse(Array(harnessModelJSON.utf8))
 /// after every `flushEvery` events, and returns the published state {topic: payload}.
 /// With `projected`, each family gets only its `FamilyProjection` of every change, as the
 /// daemon sends it.
-public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int = 7, model: Model = harnessModel,
-                           projected: Bool = false) -> [String: String] {
+public func publishedState(
+    _ events: [String],
+    shards: Int = 1,
+    flushEvery: Int = 7,
+    model: Model = harnessModel,
+    projected: Bool = false
+) -> [String: String] {
     var store = RecordStore(model: model)
     let decoder = EventDecoder(model: model)
     var engines: [MetricEngine] = []
     for family in MetricFamily.allCases {
         for shard in 0..<shards {
-            engines.append(MetricEngine(family: family, model: model, assignment: ShardAssignment(shard: shard, shards: shards)))
+            engines.append(
+                MetricEngine(family: family, model: model, assignment: ShardAssignment(shard: shard, shards: shards))
+            )
         }
     }
     var state: [String: String] = [:]
     func flush() {
         for i in engines.indices {
             for update in engines[i].flush() {
-                let topic = String(decoding: Topics.topic(update.id, strings: store.strings, model: model), as: UTF8.self)
+                let topic = String(
+                    decoding: Topics.topic(update.id, strings: store.strings, model: model),
+                    as: UTF8.self
+                )
                 if let fields = update.fields {
-                    state[topic] = String(decoding: Topics.payload(update.id, fields: fields, strings: store.strings, model: model), as: UTF8.self)
+                    state[topic] = String(
+                        decoding: Topics.payload(update.id, fields: fields, strings: store.strings, model: model),
+                        as: UTF8.self
+                    )
                 } else {
                     precondition(state[topic] != nil, "removal of a series never published: \(topic)")
                     state[topic] = nil
@@ -50,7 +62,9 @@ public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int 
         if let change = store.apply(event).change {
             for i in engines.indices {
                 if projected {
-                    guard let mine = FamilyProjection(family: engines[i].family, model: model).project(change) else { continue }
+                    guard let mine = FamilyProjection(family: engines[i].family, model: model).project(change) else {
+                        continue
+                    }
                     engines[i].apply(mine, strings: store.strings, allKey: store.allKey)
                 } else {
                     engines[i].apply(change, strings: store.strings, allKey: store.allKey)
@@ -63,9 +77,21 @@ public func publishedState(_ events: [String], shards: Int = 1, flushEvery: Int 
     return state
 }
 
-public func deal(_ id: String, v: Int64 = 1, pipeline: String = "default", stage: String = "lead", status: String = "open",
-          amount: Double = 100, created: String, closed: String? = nil, owner: String = "rep-a", team: String = "T1",
-          lead: String = "web", account: String = "acme", source: String = "crm") -> String {
+public func deal(
+    _ id: String,
+    v: Int64 = 1,
+    pipeline: String = "default",
+    stage: String = "lead",
+    status: String = "open",
+    amount: Double = 100,
+    created: String,
+    closed: String? = nil,
+    owner: String = "rep-a",
+    team: String = "T1",
+    lead: String = "web",
+    account: String = "acme",
+    source: String = "crm"
+) -> String {
     let closedField = closed.map { ",\"closed_at\":\"\($0)\"" } ?? ""
     return """
         {"kind":"deal","source":"\(source)","id":"\(id)","version":\(v),"deal":{"pipeline":"\(pipeline)","stage":"\(stage)",\
@@ -106,8 +132,10 @@ public enum Scenario {
     public static func events(seed: UInt64, deals: Int) -> [String] {
         var rng = SplitMix64(state: seed)
         var events: [String] = []
-        let stagesByPipeline = ["default": ["lead", "qualified", "proposal", "negotiation"], "renewals": ["review", "quote"],
-                                "Enterprise Sales": ["discovery", "demo/trial"]]
+        let stagesByPipeline = [
+            "default": ["lead", "qualified", "proposal", "negotiation"], "renewals": ["review", "quote"],
+            "Enterprise Sales": ["discovery", "demo/trial"],
+        ]
         for d in 0..<deals {
             var version: Int64 = 0
             for _ in 0..<Int.random(in: 1...5, using: &rng) {
@@ -121,27 +149,63 @@ public enum Scenario {
                 let status = ["open", "open", "won", "lost"].randomElement(using: &rng)!
                 let createdDay = Int.random(in: 1...28, using: &rng)
                 let createdMonth = Int.random(in: 1...12, using: &rng)
-                let created = String(format: "2026-%02d-%02dT%02d:00:00Z", createdMonth, createdDay, Int.random(in: 0...23, using: &rng))
-                let closed = status == "open" ? nil : String(format: "2026-%02d-%02dT23:59:59.999Z", min(12, createdMonth + Int.random(in: 0...3, using: &rng)), createdDay)
-                events.append(deal(
-                    "d\(d)", v: version, pipeline: pipeline, stage: stage, status: status,
-                    amount: Double(Int.random(in: 0...100_000, using: &rng)) / 7, created: created, closed: closed,
-                    owner: ["rep-1", "rep-2", "rep 3", ""].randomElement(using: &rng)!, team: ["EMEA", "NA"].randomElement(using: &rng)!,
-                    lead: ["web", "seo", ""].randomElement(using: &rng)!, account: ["acme", "globex", "initech", ""].randomElement(using: &rng)!,
-                    source: ["crm", "hub"][d % 2]))
+                let created = String(
+                    format: "2026-%02d-%02dT%02d:00:00Z",
+                    createdMonth,
+                    createdDay,
+                    Int.random(in: 0...23, using: &rng)
+                )
+                let closed =
+                    status == "open"
+                    ? nil
+                    : String(
+                        format: "2026-%02d-%02dT23:59:59.999Z",
+                        min(12, createdMonth + Int.random(in: 0...3, using: &rng)),
+                        createdDay
+                    )
+                events.append(
+                    deal(
+                        "d\(d)",
+                        v: version,
+                        pipeline: pipeline,
+                        stage: stage,
+                        status: status,
+                        amount: Double(Int.random(in: 0...100_000, using: &rng)) / 7,
+                        created: created,
+                        closed: closed,
+                        owner: ["rep-1", "rep-2", "rep 3", ""].randomElement(using: &rng)!,
+                        team: ["EMEA", "NA"].randomElement(using: &rng)!,
+                        lead: ["web", "seo", ""].randomElement(using: &rng)!,
+                        account: ["acme", "globex", "initech", ""].randomElement(using: &rng)!,
+                        source: ["crm", "hub"][d % 2]
+                    )
+                )
             }
         }
         for s in 0..<(deals / 5) {
             for v in 1...Int64.random(in: 1...3, using: &rng) {
-                events.append(spend("s\(s)", v: v, lead: ["web", "seo", "podcast"].randomElement(using: &rng)!,
-                                    amount: Double(Int.random(in: 0...9000, using: &rng)), date: String(format: "2026-%02d-15", Int.random(in: 1...12, using: &rng))))
+                events.append(
+                    spend(
+                        "s\(s)",
+                        v: v,
+                        lead: ["web", "seo", "podcast"].randomElement(using: &rng)!,
+                        amount: Double(Int.random(in: 0...9000, using: &rng)),
+                        date: String(format: "2026-%02d-15", Int.random(in: 1...12, using: &rng))
+                    )
+                )
             }
         }
         for (i, name) in ["acme", "globex", "initech"].enumerated() {
             for v in 1...Int64(3) {
-                events.append(account(name, v: v, status: ["active", "churned"].randomElement(using: &rng)!,
-                                      at: String(format: "2026-%02d-01T00:00:00Z", Int.random(in: 1...12, using: &rng)),
-                                      source: ["crm", "hub"][i % 2]))
+                events.append(
+                    account(
+                        name,
+                        v: v,
+                        status: ["active", "churned"].randomElement(using: &rng)!,
+                        at: String(format: "2026-%02d-01T00:00:00Z", Int.random(in: 1...12, using: &rng)),
+                        source: ["crm", "hub"][i % 2]
+                    )
+                )
             }
         }
         return events
@@ -153,7 +217,8 @@ extension FactChange {
     public func normalized(_ strings: StringTable) -> String {
         switch self {
         case .deal(_, let d?):
-            return "deal \(strings[d.source]) \(strings[d.owner]) \(strings[d.team]) \(strings[d.leadSource]) \(d.account == DealFacts.noAccount ? "-" : strings[d.account]) \(d.status) \(d.furthest) \(d.amount) \(d.createdAt) \(String(describing: d.closedAt))"
+            return
+                "deal \(strings[d.source]) \(strings[d.owner]) \(strings[d.team]) \(strings[d.leadSource]) \(d.account == DealFacts.noAccount ? "-" : strings[d.account]) \(d.status) \(d.furthest) \(d.amount) \(d.createdAt) \(String(describing: d.closedAt))"
         case .spend(_, let s?):
             return "spend \(strings[s.leadSource]) \(s.amount) \(s.date)"
         case .account(_, let a?):

@@ -2,6 +2,7 @@ import CRMWebhooks
 import DealModel
 import DealstreamTestSupport
 import Foundation
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -14,21 +15,32 @@ final class ConnectorProcess {
     private(set) var port = 0
 
     /// Starts the connector with `environment` added to the test's and waits until it listens.
-    init(vendor: Vendor, ingest: String, directory: URL, environment: [String: String], extraArguments: [String] = []) throws {
+    init(
+        vendor: Vendor,
+        ingest: String,
+        directory: URL,
+        environment: [String: String],
+        extraArguments: [String] = []
+    ) throws {
         self.vendor = vendor
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         logPath = directory.appendingPathComponent("connect-\(vendor.rawValue).log").path
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
         let log = FileHandle(forWritingAtPath: logPath)
         log?.seekToEndOfFile()
         let start = log?.offsetInFile ?? 0
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary)
-        process.arguments = [
-            "connect", vendor.rawValue, "--mapping", FixtureFiles.repository.appendingPathComponent("config/mapping-\(vendor.rawValue).json").path,
-            "--model", FixtureFiles.repository.appendingPathComponent("config/model.json").path,
-            "--listen", "127.0.0.1:0", "--ingest", ingest, "--data-dir", directory.appendingPathComponent("connect-\(vendor.rawValue)").path,
-            "--timeout-ms", "1000",
-        ] + extraArguments
+        process.arguments =
+            [
+                "connect", vendor.rawValue, "--mapping",
+                FixtureFiles.repository.appendingPathComponent("config/mapping-\(vendor.rawValue).json").path,
+                "--model", FixtureFiles.repository.appendingPathComponent("config/model.json").path,
+                "--listen", "127.0.0.1:0", "--ingest", ingest, "--data-dir",
+                directory.appendingPathComponent("connect-\(vendor.rawValue)").path,
+                "--timeout-ms", "1000",
+            ] + extraArguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         process.environment = env
@@ -37,7 +49,10 @@ final class ConnectorProcess {
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            let text = String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: logPath)))?.dropFirst(Int(start)) ?? Data(), as: UTF8.self)
+            let text = String(
+                decoding: (try? Data(contentsOf: URL(fileURLWithPath: logPath)))?.dropFirst(Int(start)) ?? Data(),
+                as: UTF8.self
+            )
             if let range = text.range(of: "connect.url=http://127.0.0.1:") {
                 let digits = text[range.upperBound...].prefix { $0.isNumber }
                 if let p = Int(digits) {
@@ -67,12 +82,17 @@ final class ConnectorProcess {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
-    struct Health { var pending: Int; var forwarded: Int; var logSeq: UInt64 }
+    struct Health {
+        var pending: Int
+        var forwarded: Int
+        var logSeq: UInt64
+    }
 
     func health() async throws -> Health {
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!)
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let pending = object["spool_pending"] as? Int, let forwarded = object["forwarded"] as? Int, let logSeq = object["log_seq"] as? Int
+            let pending = object["spool_pending"] as? Int, let forwarded = object["forwarded"] as? Int,
+            let logSeq = object["log_seq"] as? Int
         else { throw DaemonProcess.Failure(description: "bad /health answer \(String(decoding: data, as: UTF8.self))") }
         return Health(pending: pending, forwarded: forwarded, logSeq: UInt64(logSeq))
     }
@@ -108,8 +128,16 @@ func credentials(_ vendor: Vendor, secret: String, body: [UInt8], mapping: Mappi
     case .hubspot:
         let timestamp = String(Int64(Date().timeIntervalSince1970 * 1000))
         let url = (mapping.publicURL ?? "") + "/webhooks/hubspot"
-        return ["X-HubSpot-Signature-v3": HubSpotSignature.sign(secret: secret, method: "POST", uri: url, body: body, timestamp: timestamp),
-                "X-HubSpot-Request-Timestamp": timestamp]
+        return [
+            "X-HubSpot-Signature-v3": HubSpotSignature.sign(
+                secret: secret,
+                method: "POST",
+                uri: url,
+                body: body,
+                timestamp: timestamp
+            ),
+            "X-HubSpot-Request-Timestamp": timestamp,
+        ]
     case .pipedrive: return ["Authorization": "Basic " + Base64.encode(Array(secret.utf8))]
     case .salesforce: return ["Authorization": "Bearer " + secret]
     }
@@ -118,6 +146,10 @@ func credentials(_ vendor: Vendor, secret: String, body: [UInt8], mapping: Mappi
 /// Compares the daemon's published state with the acceptance kit's reference for `events`
 /// under config/model.json; nil when they agree, else its report.
 func compareWithReference(events: [String], published: [String: String], directory: URL) throws -> String? {
-    try referenceDisagreement(events: events, published: published,
-                              model: FixtureFiles.repository.appendingPathComponent("config/model.json"), directory: directory)
+    try referenceDisagreement(
+        events: events,
+        published: published,
+        model: FixtureFiles.repository.appendingPathComponent("config/model.json"),
+        directory: directory
+    )
 }

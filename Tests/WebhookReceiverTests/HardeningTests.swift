@@ -3,6 +3,7 @@ import DealModel
 import DealstreamTestSupport
 import Foundation
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,12 +19,19 @@ struct ConnectorHardeningTests {
     static let downDaemon = "tcp://127.0.0.1:9"
 
     private func temporaryDirectory(_ name: String) -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("ds-harden-\(name)-\(UUID().uuidString.prefix(8))")
+        FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ds-harden-\(name)-\(UUID().uuidString.prefix(8))"
+        )
     }
 
     private func start(_ vendor: Vendor, _ directory: URL, _ extra: [String] = []) throws -> ConnectorProcess {
-        try ConnectorProcess(vendor: vendor, ingest: Self.downDaemon, directory: directory,
-                             environment: [vendor.secretName: Self.secrets[vendor]!], extraArguments: extra)
+        try ConnectorProcess(
+            vendor: vendor,
+            ingest: Self.downDaemon,
+            directory: directory,
+            environment: [vendor.secretName: Self.secrets[vendor]!],
+            extraArguments: extra
+        )
     }
 
     private func signed(_ vendor: Vendor, _ body: [UInt8]) throws -> [String: String] {
@@ -33,17 +41,27 @@ struct ConnectorHardeningTests {
     /// HubSpot headers for `body` signed with the right secret at `timestamp`.
     private func hubSpotHeaders(_ body: [UInt8], timestamp: String) throws -> [String: String] {
         let url = (try FixtureFiles.mapping(.hubspot).publicURL ?? "") + "/webhooks/hubspot"
-        return ["X-HubSpot-Signature-v3": HubSpotSignature.sign(secret: Self.secrets[.hubspot]!, method: "POST", uri: url, body: body,
-                                                                timestamp: timestamp),
-                "X-HubSpot-Request-Timestamp": timestamp]
+        return [
+            "X-HubSpot-Signature-v3": HubSpotSignature.sign(
+                secret: Self.secrets[.hubspot]!,
+                method: "POST",
+                uri: url,
+                body: body,
+                timestamp: timestamp
+            ),
+            "X-HubSpot-Request-Timestamp": timestamp,
+        ]
     }
 
     // MARK: peer numbers
 
     /// Requests whose numbers overflowed an arithmetic before: each must get a 4xx and leave
     /// the process running.
-    private func hostileRequests(_ vendor: Vendor) throws -> [(name: String, body: [UInt8], headers: [String: String])] {
-        let min = "-9223372036854775808", max = "9223372036854775807", huge = "18446744073709551615"
+    private func hostileRequests(_ vendor: Vendor) throws -> [(name: String, body: [UInt8], headers: [String: String])]
+    {
+        let min = "-9223372036854775808"
+        let max = "9223372036854775807"
+        let huge = "18446744073709551615"
         switch vendor {
         case .hubspot:
             func event(_ fields: String) -> [UInt8] {
@@ -52,8 +70,12 @@ struct ConnectorHardeningTests {
             let created = event(#""occurredAt":1793610000000,"propertyName":"createdate","propertyValue":"#)
             var out: [(String, [UInt8], [String: String])] = []
             for timestamp in [min, max, "-1", "0", "99999999999999999999", "1e3"] {
-                out.append(("timestamp \(timestamp), bogus signature", Array("[]".utf8),
-                            ["X-HubSpot-Signature-v3": "bogus", "X-HubSpot-Request-Timestamp": timestamp]))
+                out.append(
+                    (
+                        "timestamp \(timestamp), bogus signature", Array("[]".utf8),
+                        ["X-HubSpot-Signature-v3": "bogus", "X-HubSpot-Request-Timestamp": timestamp]
+                    )
+                )
             }
             for body in [
                 event(#""occurredAt":"\#(huge)","propertyName":"amount","propertyValue":"5""#),
@@ -65,16 +87,23 @@ struct ConnectorHardeningTests {
             return out
         case .pipedrive:
             func body(meta: String, current: String = "") -> [UInt8] {
-                Array(#"{"meta":{"action":"added","object":"deal","id":501,\#(meta)},"current":{"id":501,"stage_id":1,"pipeline_id":1,"status":"open","value":5,"add_time":\#(current.isEmpty ? "\"2026-11-03 10:00:00\"" : current)}}"#.utf8)
+                Array(
+                    #"{"meta":{"action":"added","object":"deal","id":501,\#(meta)},"current":{"id":501,"stage_id":1,"pipeline_id":1,"status":"open","value":5,"add_time":\#(current.isEmpty ? "\"2026-11-03 10:00:00\"" : current)}}"#
+                        .utf8
+                )
             }
             return try [
                 body(meta: #""timestamp":"\#(huge)""#), body(meta: #""timestamp":"18446744073709552""#),
                 body(meta: #""timestamp":\#(max)"#), body(meta: #""timestamp_micro":"\#(huge)""#),
-                body(meta: #""timestamp":1793700000"#, current: min), body(meta: #""timestamp":1793700000"#, current: "1e300"),
+                body(meta: #""timestamp":1793700000"#, current: min),
+                body(meta: #""timestamp":1793700000"#, current: "1e300"),
             ].map { ("signed body \(String(decoding: $0, as: UTF8.self))", $0, try signed(.pipedrive, $0)) }
         case .salesforce:
             func body(_ commit: String, created: String = "\"2026-11-03T10:00:00Z\"") -> [UInt8] {
-                Array(#"{"ChangeEventHeader":{"entityName":"Opportunity","changeType":"CREATE","recordIds":["006A"],"commitNumber":\#(commit),"commitTimestamp":1793700000000},"StageName":"Prospecting","Amount":5,"CreatedDate":\#(created)}"#.utf8)
+                Array(
+                    #"{"ChangeEventHeader":{"entityName":"Opportunity","changeType":"CREATE","recordIds":["006A"],"commitNumber":\#(commit),"commitTimestamp":1793700000000},"StageName":"Prospecting","Amount":5,"CreatedDate":\#(created)}"#
+                        .utf8
+                )
             }
             return try [body("\"\(huge)\""), body(max), body("1", created: min), body("1", created: "1e300")]
                 .map { ("signed body \(String(decoding: $0, as: UTF8.self))", $0, try signed(.salesforce, $0)) }
@@ -91,7 +120,10 @@ struct ConnectorHardeningTests {
             let answer = try? await connector.post(request.body, headers: request.headers)
             #expect(connector.process.isRunning, "\(vendor) died on \(request.name): \(connector.log.suffix(2000))")
             guard connector.process.isRunning else { return }
-            #expect((400..<500).contains(answer?.status ?? 0), "\(request.name): \(answer.map { "\($0.status) \($0.body)" } ?? "no answer")")
+            #expect(
+                (400..<500).contains(answer?.status ?? 0),
+                "\(request.name): \(answer.map { "\($0.status) \($0.body)" } ?? "no answer")"
+            )
         }
         #expect(try await connector.health().pending == 0)
     }
@@ -105,11 +137,15 @@ struct ConnectorHardeningTests {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let minute: Int64 = 60_000
         for (timestamp, expected) in [
-            (now + 365 * 24 * 60 * minute, "in the future"), (Int64.max, "in the future"), (now + 6 * minute, "in the future"),
+            (now + 365 * 24 * 60 * minute, "in the future"), (Int64.max, "in the future"),
+            (now + 6 * minute, "in the future"),
             (now - 6 * minute, "older than 5 minutes"), (Int64.min, "older than 5 minutes"),
         ] {
             let answer = try await connector.post(body, headers: try hubSpotHeaders(body, timestamp: String(timestamp)))
-            #expect(answer.status == 401 && answer.body.contains(expected), "\(timestamp): \(answer.status) \(answer.body)")
+            #expect(
+                answer.status == 401 && answer.body.contains(expected),
+                "\(timestamp): \(answer.status) \(answer.body)"
+            )
         }
         for timestamp in [now, now + 4 * minute, now - 4 * minute] {
             let answer = try await connector.post(body, headers: try hubSpotHeaders(body, timestamp: String(timestamp)))
@@ -123,10 +159,15 @@ struct ConnectorHardeningTests {
         let connector = try start(.pipedrive, directory)
         defer { connector.terminate() }
         let original = String(decoding: try FixtureFiles.file(.pipedrive, "01-v1-added.json"), as: UTF8.self)
-        let body = Array(original.replacingOccurrences(of: #""value": 5000,"#, with: #""value": 100, "value": 5000000,"#).utf8)
+        let body = Array(
+            original.replacingOccurrences(of: #""value": 5000,"#, with: #""value": 100, "value": 5000000,"#).utf8
+        )
         #expect(body != Array(original.utf8))
         let answer = try await connector.post(body, headers: try signed(.pipedrive, body))
-        #expect(answer.status == 400 && answer.body.contains(#"duplicate key \"value\""#), "\(answer.status) \(answer.body)")
+        #expect(
+            answer.status == 400 && answer.body.contains(#"duplicate key \"value\""#),
+            "\(answer.status) \(answer.body)"
+        )
         #expect(try await connector.health().pending == 0)
     }
 
@@ -141,7 +182,9 @@ struct ConnectorHardeningTests {
         let other = temporaryDirectory("lock-second")
         defer { try? FileManager.default.removeItem(at: other) }
         #expect(throws: (any Error).self) { _ = try start(.pipedrive, other, ["--data-dir", dataDirectory]) }
-        let log = (try? String(contentsOfFile: other.appendingPathComponent("connect-pipedrive.log").path, encoding: .utf8)) ?? ""
+        let log =
+            (try? String(contentsOfFile: other.appendingPathComponent("connect-pipedrive.log").path, encoding: .utf8))
+            ?? ""
         #expect(log.contains("in use by process \(first.process.processIdentifier)"), "\(log)")
         // The first still serves; after kill -9 the lock is free again.
         #expect(try await first.health().pending == 0)
@@ -189,7 +232,11 @@ struct ConnectorHardeningTests {
         let deals = Array(try Data(contentsOf: data.appendingPathComponent("deals.log")))
 
         #expect(throws: (any Error).self) { _ = try start(.pipedrive, directory) }
-        let log = (try? String(contentsOfFile: directory.appendingPathComponent("connect-pipedrive.log").path, encoding: .utf8)) ?? ""
+        let log =
+            (try? String(
+                contentsOfFile: directory.appendingPathComponent("connect-pipedrive.log").path,
+                encoding: .utf8
+            )) ?? ""
         #expect(log.contains("spool.log: corrupt record at byte \(second)"), "\(log.suffix(2000))")
         #expect(Array(try Data(contentsOf: spool)) == bytes, "the refused start changed the spool")
         #expect(Array(try Data(contentsOf: data.appendingPathComponent("deals.log"))) == deals)
@@ -203,8 +250,13 @@ struct ConnectorHardeningTests {
         repair.waitUntilExit()
         let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(repair.terminationStatus == 0)
-        #expect(printed.contains("spool.log: cut at byte \(second)") && printed.contains("spool.log.cut-\(second)"), "\(printed)")
-        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: spool.path + ".cut-\(second)"))) == Array(bytes[second...]))
+        #expect(
+            printed.contains("spool.log: cut at byte \(second)") && printed.contains("spool.log.cut-\(second)"),
+            "\(printed)"
+        )
+        #expect(
+            Array(try Data(contentsOf: URL(fileURLWithPath: spool.path + ".cut-\(second)"))) == Array(bytes[second...])
+        )
         let restarted = try start(.pipedrive, directory)
         defer { restarted.terminate() }
         #expect(try await restarted.health().pending == 1)
@@ -217,8 +269,15 @@ struct ConnectorHardeningTests {
         let mapping = try FixtureFiles.mapping(.hubspot)
         // Partial HubSpot deals: their states are kept in deals.log, one record per change.
         for (_, body) in try FixtureFiles.sequence(.hubspot).prefix(3) {
-            let answer = try await connector.post(body, headers: credentials(.hubspot, secret: Self.secrets[.hubspot]!, body: body,
-                                                                             mapping: mapping))
+            let answer = try await connector.post(
+                body,
+                headers: credentials(
+                    .hubspot,
+                    secret: Self.secrets[.hubspot]!,
+                    body: body,
+                    mapping: mapping
+                )
+            )
             #expect(answer.status == 200, "\(answer.body)")
         }
         #expect(connector.terminate() == 0)
@@ -230,7 +289,9 @@ struct ConnectorHardeningTests {
         try Data(bytes).write(to: deals)
         let spool = Array(try Data(contentsOf: data.appendingPathComponent("spool.log")))
         #expect(throws: (any Error).self) { _ = try start(.hubspot, directory) }
-        let log = (try? String(contentsOfFile: directory.appendingPathComponent("connect-hubspot.log").path, encoding: .utf8)) ?? ""
+        let log =
+            (try? String(contentsOfFile: directory.appendingPathComponent("connect-hubspot.log").path, encoding: .utf8))
+            ?? ""
         #expect(log.contains("deals.log: corrupt record at byte 0"), "\(log.suffix(2000))")
         #expect(Array(try Data(contentsOf: deals)) == bytes, "the refused start changed the deal states")
         #expect(Array(try Data(contentsOf: data.appendingPathComponent("spool.log"))) == spool)
@@ -248,11 +309,15 @@ struct ConnectorHardeningTests {
             address.sin_port = in_port_t(UInt16(port).bigEndian)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard result == 0 else { throw DaemonProcess.Failure(description: "connect: errno \(errno)") }
         }
-        func send(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+        func send(_ text: String) {
+            _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
         /// What the server sent until it closed the connection, or nil if it is still open after `timeout` s.
         func readUntilClosed(timeout: Double) -> String? {
             var received: [UInt8] = []

@@ -14,20 +14,31 @@ struct IngestRequestTests {
 
     @Test func acceptsPingAndEvents() {
         #expect(parse([Array("PING".utf8), [1]]) == .success(.ping(requestID: [1])))
-        #expect(parse([events, [7], json, [1], [2]]) == .success(.events(requestID: [7], contentType: "application/json", events: [[1], [2]][...])))
+        #expect(
+            parse([events, [7], json, [1], [2]])
+                == .success(.events(requestID: [7], contentType: "application/json", events: [[1], [2]][...]))
+        )
     }
 
-    @Test(arguments: [
-        ([], "empty request", [UInt8]()),
-        ([Array("EVENTS".utf8)], "needs a request id", []),
-        ([Array("EVENTS".utf8), [7]], "needs a content type", [7]),
-        ([Array("EVENTS".utf8), [7], Array("application/json".utf8)], "no event", [7]),
-        ([Array("EVENTS".utf8), [7], Array("text/csv".utf8), [1]], "unknown content type", [7]),
-        ([Array("EVENTS".utf8), [UInt8](repeating: 1, count: 65), Array("application/json".utf8), [1]], "longer than 64", []),
-        ([Array("EVENTS".utf8), [7], Array("application/json".utf8), [1], [2], [3], [4]], "batch limit of 3", [7]),
-        ([Array("EVENTS".utf8), [7], Array("application/json".utf8), [UInt8](repeating: 1, count: 17)], "over the limit of 16", [7]),
-        ([Array("EVENTZ\n".utf8), [7]], "unknown command", [7]),
-    ] as [([[UInt8]], String, [UInt8])])
+    @Test(
+        arguments: [
+            ([], "empty request", [UInt8]()),
+            ([Array("EVENTS".utf8)], "needs a request id", []),
+            ([Array("EVENTS".utf8), [7]], "needs a content type", [7]),
+            ([Array("EVENTS".utf8), [7], Array("application/json".utf8)], "no event", [7]),
+            ([Array("EVENTS".utf8), [7], Array("text/csv".utf8), [1]], "unknown content type", [7]),
+            (
+                [Array("EVENTS".utf8), [UInt8](repeating: 1, count: 65), Array("application/json".utf8), [1]],
+                "longer than 64", []
+            ),
+            ([Array("EVENTS".utf8), [7], Array("application/json".utf8), [1], [2], [3], [4]], "batch limit of 3", [7]),
+            (
+                [Array("EVENTS".utf8), [7], Array("application/json".utf8), [UInt8](repeating: 1, count: 17)],
+                "over the limit of 16", [7]
+            ),
+            ([Array("EVENTZ\n".utf8), [7]], "unknown command", [7]),
+        ] as [([[UInt8]], String, [UInt8])]
+    )
     func refusesWhatIsNotARequest(_ frames: [[UInt8]], _ reason: String, _ id: [UInt8]) {
         guard case .failure(let error) = parse(frames) else {
             Issue.record("accepted \(frames)")
@@ -43,36 +54,81 @@ struct WireFormatTests {
     @Test func topicsArePercentEncodedPerSegment() {
         var strings = StringTable()
         let key = strings.intern("EMEA North/ü")
-        let model = try! Model.parse(Array(#"{"fx":{"USD":1},"pipelines":{"Enterprise Sales":{"stages":["demo/trial","proposal:sent"],"qualified_stage":"demo/trial"}}}"#.utf8))
-        let topic = Topics.topic(SeriesID(metric: .winRate, dimension: .team, key: key, period: .month(2026 * 12 + 10)), strings: strings, model: model)
+        let model = try! Model.parse(
+            Array(
+                #"{"fx":{"USD":1},"pipelines":{"Enterprise Sales":{"stages":["demo/trial","proposal:sent"],"qualified_stage":"demo/trial"}}}"#
+                    .utf8
+            )
+        )
+        let topic = Topics.topic(
+            SeriesID(metric: .winRate, dimension: .team, key: key, period: .month(2026 * 12 + 10)),
+            strings: strings,
+            model: model
+        )
         #expect(String(decoding: topic, as: UTF8.self) == "win_rate/team/EMEA%20North%2F%C3%BC/2026-11")
-        let conversion = Topics.topic(SeriesID(metric: .stageConversion, dimension: .all, key: key, period: .all, pipeline: 0, fromStage: 0),
-                                      strings: strings, model: model)
-        #expect(String(decoding: conversion, as: UTF8.self) == "stage_conversion:Enterprise%20Sales:demo%2Ftrial:proposal%3Asent/all/EMEA%20North%2F%C3%BC/all")
+        let conversion = Topics.topic(
+            SeriesID(metric: .stageConversion, dimension: .all, key: key, period: .all, pipeline: 0, fromStage: 0),
+            strings: strings,
+            model: model
+        )
+        #expect(
+            String(decoding: conversion, as: UTF8.self)
+                == "stage_conversion:Enterprise%20Sales:demo%2Ftrial:proposal%3Asent/all/EMEA%20North%2F%C3%BC/all"
+        )
     }
 
     @Test func factBatchesRoundTrip() throws {
-        let deal = DealFacts(source: 1, pipeline: 2, owner: 3, team: 4, leadSource: 5, account: DealFacts.noAccount, status: .won,
-                             pipelineIndex: 1, furthest: 3, amount: 1234.5, createdAt: Instant(nanoseconds: -5_000_000_000_000_000_000),
-                             closedAt: Instant(nanoseconds: 1))
+        let deal = DealFacts(
+            source: 1,
+            pipeline: 2,
+            owner: 3,
+            team: 4,
+            leadSource: 5,
+            account: DealFacts.noAccount,
+            status: .won,
+            pipelineIndex: 1,
+            furthest: 3,
+            amount: 1234.5,
+            createdAt: Instant(nanoseconds: -5_000_000_000_000_000_000),
+            closedAt: Instant(nanoseconds: 1)
+        )
         let changes: [FactChange] = [
             .deal(old: nil, new: deal), .deal(old: deal, new: nil),
             .spend(old: SpendFacts(leadSource: 9, amount: 0, date: Instant(nanoseconds: 0)), new: nil),
             .account(old: nil, new: AccountFacts(source: 1, account: 7, churnedAt: nil)),
         ]
-        let batch = WorkerLink.FactBatch(logSeq: 42, wantsResult: true, firstStringID: 3, strings: ["ü", ""], changes: changes)
+        let batch = WorkerLink.FactBatch(
+            logSeq: 42,
+            wantsResult: true,
+            firstStringID: 3,
+            strings: ["ü", ""],
+            changes: changes
+        )
         let frames = batch.encode()
         let decoded = try WorkerLink.FactBatch.decode(header: frames[0], changes: frames[1])
-        #expect(decoded.logSeq == 42 && decoded.wantsResult && decoded.firstStringID == 3 && decoded.strings == ["ü", ""])
+        #expect(
+            decoded.logSeq == 42 && decoded.wantsResult && decoded.firstStringID == 3 && decoded.strings == ["ü", ""]
+        )
         #expect(decoded.changes == changes)
-        #expect(throws: BinaryDecodingError.self) { try WorkerLink.FactBatch.decode(header: frames[0], changes: Array(frames[1].dropLast())) }
+        #expect(throws: BinaryDecodingError.self) {
+            try WorkerLink.FactBatch.decode(header: frames[0], changes: Array(frames[1].dropLast()))
+        }
     }
 
     @Test func removalKeepsTheLabelsAndNullsTheValue() {
-        let payload = Array(#"{"metric":"revenue","dimension":"all","key":"*","period":"all","value":5.0,"count":1}"#.utf8)
+        let payload = Array(
+            #"{"metric":"revenue","dimension":"all","key":"*","period":"all","value":5.0,"count":1}"#.utf8
+        )
         let removed = String(decoding: Topics.removal(labels: payload, seq: 9, logSeq: 4), as: UTF8.self)
-        #expect(removed == #"{"metric":"revenue","dimension":"all","key":"*","period":"all","value":null,"removed":true,"seq":9,"log_seq":4}"#)
-        #expect(String(decoding: Topics.stamped(payload, seq: 1, logSeq: 2), as: UTF8.self).hasSuffix(#""count":1,"seq":1,"log_seq":2}"#))
+        #expect(
+            removed
+                == #"{"metric":"revenue","dimension":"all","key":"*","period":"all","value":null,"removed":true,"seq":9,"log_seq":4}"#
+        )
+        #expect(
+            String(decoding: Topics.stamped(payload, seq: 1, logSeq: 2), as: UTF8.self).hasSuffix(
+                #""count":1,"seq":1,"log_seq":2}"#
+            )
+        )
     }
 }
 
@@ -98,8 +154,20 @@ struct WorkerLinkTests {
     }
 
     @Test func ackWithNegativeNumbersIsNotAnAck() {
-        #expect(IngestProtocol.AckBody.decode(Array(#"{"applied":1,"duplicate":0,"stale":0,"rejected":[],"log_seq":-1}"#.utf8)) == nil)
-        #expect(IngestProtocol.AckBody.decode(Array(#"{"applied":-1,"duplicate":0,"stale":0,"rejected":[],"log_seq":1}"#.utf8)) == nil)
-        #expect(IngestProtocol.AckBody.decode(Array(#"{"applied":1,"duplicate":0,"stale":0,"rejected":[],"log_seq":5}"#.utf8))?.logSeq == 5)
+        #expect(
+            IngestProtocol.AckBody.decode(
+                Array(#"{"applied":1,"duplicate":0,"stale":0,"rejected":[],"log_seq":-1}"#.utf8)
+            ) == nil
+        )
+        #expect(
+            IngestProtocol.AckBody.decode(
+                Array(#"{"applied":-1,"duplicate":0,"stale":0,"rejected":[],"log_seq":1}"#.utf8)
+            ) == nil
+        )
+        #expect(
+            IngestProtocol.AckBody.decode(
+                Array(#"{"applied":1,"duplicate":0,"stale":0,"rejected":[],"log_seq":5}"#.utf8)
+            )?.logSeq == 5
+        )
     }
 }

@@ -25,10 +25,15 @@ struct MetricShardTests {
             for i in shards.indices {
                 let projection = FamilyProjection(family: shards[i].family, model: harnessModel)
                 let header = WorkerLink.FactBatch.encodeHeader(
-                    logSeq: logSeq, wantsResult: true, firstStringID: UInt32(stringsSent),
-                    strings: strings[stringsSent...])
+                    logSeq: logSeq,
+                    wantsResult: true,
+                    firstStringID: UInt32(stringsSent),
+                    strings: strings[stringsSent...]
+                )
                 let batch = try WorkerLink.FactBatch.decode(
-                    header: header, changes: WorkerLink.FactBatch.encodeChanges(pending.compactMap(projection.project)))
+                    header: header,
+                    changes: WorkerLink.FactBatch.encodeChanges(pending.compactMap(projection.project))
+                )
                 try shards[i].apply(batch)
                 for rendered in shards[i].flush() {
                     let topic = String(decoding: rendered.topic, as: UTF8.self)
@@ -63,7 +68,10 @@ struct MetricShardTests {
 
     @Test func aBatchOutOfStepWithTheStringTableIsRefused() throws {
         var shard = MetricShard(
-            family: .revenue, model: harnessModel, assignment: ShardAssignment(shard: 0, shards: 1))
+            family: .revenue,
+            model: harnessModel,
+            assignment: ShardAssignment(shard: 0, shards: 1)
+        )
         let batch = WorkerLink.FactBatch(logSeq: 1, wantsResult: true, firstStringID: 5, strings: ["x"], changes: [])
         #expect(throws: BinaryDecodingError.self) { try shard.apply(batch) }
     }

@@ -14,7 +14,8 @@ struct CurveTests {
         var all: [ZAPAuthenticator.Decision] { items.withLock { $0 } }
 
         /// Waits up to `seconds` for a decision matching `predicate`.
-        func wait(seconds: Double = 5, for predicate: (ZAPAuthenticator.Decision) -> Bool) -> ZAPAuthenticator.Decision? {
+        func wait(seconds: Double = 5, for predicate: (ZAPAuthenticator.Decision) -> Bool) -> ZAPAuthenticator.Decision?
+        {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
                 if let d = all.first(where: predicate) { return d }
@@ -63,13 +64,17 @@ struct CurveTests {
         #expect(try CurveKeyPair.generate().publicKey != pair.publicKey)
         // Printing a pair, or something holding one, never shows the secret key.
         struct Holder { var keys: CurveKeyPair }
-        for text in ["\(pair)", String(reflecting: pair), "\(Holder(keys: pair))", String(reflecting: Holder(keys: pair))] {
+        for text in [
+            "\(pair)", String(reflecting: pair), "\(Holder(keys: pair))", String(reflecting: Holder(keys: pair)),
+        ] {
             #expect(text.contains(pair.publicKey.z85) && !text.contains(pair.secretKey.z85), "\(text)")
         }
     }
 
     @Test func badKeysSayWhatIsWrong() throws {
-        #expect(throws: CurveKeyError(reason: "not a 40-character Z85 key (5 characters)")) { try CurveKey(z85: "short") }
+        #expect(throws: CurveKeyError(reason: "not a 40-character Z85 key (5 characters)")) {
+            try CurveKey(z85: "short")
+        }
         let comma = String(repeating: "a", count: 39) + ","
         #expect(throws: CurveKeyError(reason: "not a 40-character Z85 key (\",\" is not a Z85 character)")) {
             try CurveKey(z85: comma)
@@ -91,7 +96,11 @@ struct CurveTests {
         let server = try CurveKeyPair.generate()
         let client = try CurveKeyPair.generate()
         let decisions = Decisions()
-        let zap = try ZAPAuthenticator(context: context, allowed: [client.publicKey: "hubspot-eu"], onDecision: decisions.record)
+        let zap = try ZAPAuthenticator(
+            context: context,
+            allowed: [client.publicKey: "hubspot-eu"],
+            onDecision: decisions.record
+        )
         defer { zap.stopAndJoin() }
         let (router, endpoint) = try curveRouter(context, serverKeys: server)
         let dealer = try dealer(context, endpoint, keys: CurveClientKeys(serverKey: server.publicKey, keyPair: client))
@@ -114,10 +123,18 @@ struct CurveTests {
         let known = try CurveKeyPair.generate()
         let stranger = try CurveKeyPair.generate()
         let decisions = Decisions()
-        let zap = try ZAPAuthenticator(context: context, allowed: [known.publicKey: "known"], onDecision: decisions.record)
+        let zap = try ZAPAuthenticator(
+            context: context,
+            allowed: [known.publicKey: "known"],
+            onDecision: decisions.record
+        )
         defer { zap.stopAndJoin() }
         let (router, endpoint) = try curveRouter(context, serverKeys: server)
-        let refused = try dealer(context, endpoint, keys: CurveClientKeys(serverKey: server.publicKey, keyPair: stranger))
+        let refused = try dealer(
+            context,
+            endpoint,
+            keys: CurveClientKeys(serverKey: server.publicKey, keyPair: stranger)
+        )
         let plain = try dealer(context, endpoint, keys: nil)
         try refused.send([Array("from stranger".utf8)])
         try plain.send([Array("from plain".utf8)])
@@ -144,8 +161,11 @@ struct CurveTests {
     @Test func aRefusedClientsMonitorReportsZAPStatus400() throws {
         let context = try ZMQContext()
         let server = try CurveKeyPair.generate()
-        let zap = try ZAPAuthenticator(context: context, allowed: [try CurveKeyPair.generate().publicKey: "someone"],
-                                       onDecision: { _ in })
+        let zap = try ZAPAuthenticator(
+            context: context,
+            allowed: [try CurveKeyPair.generate().publicKey: "someone"],
+            onDecision: { _ in }
+        )
         defer { zap.stopAndJoin() }
         let (router, endpoint) = try curveRouter(context, serverKeys: server)
         let client = try ZMQSocket(context: context, type: .dealer)
@@ -218,7 +238,11 @@ struct CurveTests {
         let context = try ZMQContext()
         let server = try CurveKeyPair.generate()
         let (router, endpoint) = try curveRouter(context, serverKeys: server)
-        let anyone = try dealer(context, endpoint, keys: CurveClientKeys(serverKey: server.publicKey, keyPair: try .generate()))
+        let anyone = try dealer(
+            context,
+            endpoint,
+            keys: CurveClientKeys(serverKey: server.publicKey, keyPair: try .generate())
+        )
         try anyone.send([Array("in".utf8)])
         #expect(try receive(router, within: 5000)?.last == Array("in".utf8))
         #expect(router.lastUserID == nil)

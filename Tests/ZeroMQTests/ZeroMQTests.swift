@@ -94,7 +94,8 @@ struct ZeroMQTests {
         let server = try ZMQSocket(context: context, type: .router)
         try server.bind(endpoint)
         let thread = ZMQThread(name: "test-client") {
-            guard let client = try? ZMQSocket(context: context, type: .dealer), (try? client.connect(endpoint)) != nil else { return }
+            guard let client = try? ZMQSocket(context: context, type: .dealer), (try? client.connect(endpoint)) != nil
+            else { return }
             var n = 0
             while !stop.isSet && n < 3 {
                 _ = try? client.send([[UInt8(n)]])

@@ -1,8 +1,8 @@
 import ArgumentParser
-import EventSources
 import Daemon
 import DealModel
 import EventEncoding
+import EventSources
 import Foundation
 
 /// `dealstream bench`: every figure of the performance issue from one run on this machine.
@@ -42,7 +42,11 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Seconds of sending per latency run.")
     var seconds = 5.0
 
-    @Option(name: .customLong("recovery-deals"), help: "Deals of the recovery history; about 2.5 % end deleted, so the default leaves one million live (0: skip recovery and memory).")
+    @Option(
+        name: .customLong("recovery-deals"),
+        help:
+            "Deals of the recovery history; about 2.5 % end deleted, so the default leaves one million live (0: skip recovery and memory)."
+    )
     var recoveryDeals = 1_026_000
 
     @Option(name: .customLong("updates-per-deal"), help: "Events per deal in the recovery history.")
@@ -55,13 +59,19 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: model) else { throw ValidationError("--model: cannot read \(model)") }
+        guard let data = FileManager.default.contents(atPath: model) else {
+            throw ValidationError("--model: cannot read \(model)")
+        }
         let parsed = try Model.parse(Array(data))
         let runStart = Date()
         var figures: [Figure] = []
         func report(_ f: Figure) {
             figures.append(f)
-            if json { print(f.json) } else { FileHandle.standardError.write(Data("# \(f.name): \(f.formatted)\n".utf8)) }
+            if json {
+                print(f.json)
+            } else {
+                FileHandle.standardError.write(Data("# \(f.name): \(f.formatted)\n".utf8))
+            }
         }
         var options = SyntheticEvents.Options()
         options.deals = max(1, events / 5)
@@ -75,56 +85,158 @@ struct BenchCommand: ParsableCommand {
         for transport in ["ipc", "tcp"] {
             for (encoding, stream) in streams {
                 let bytes = size(stream)
-                let rate = try RawBaseline.run(transport: transport, eventBytes: bytes, eventsPerMessage: 1, messages: 400_000)
+                let rate = try RawBaseline.run(
+                    transport: transport,
+                    eventBytes: bytes,
+                    eventsPerMessage: 1,
+                    messages: 400_000
+                )
                 if transport == "ipc" { rawIPCSingle[encoding] = rate }
-                report(Figure(name: "raw libzmq \(transport), single \(name(encoding)) events (\(bytes) B)", value: rate,
-                              unit: "events/s", extra: [("MB/s", rate * Double(bytes) / 1e6)]))
+                report(
+                    Figure(
+                        name: "raw libzmq \(transport), single \(name(encoding)) events (\(bytes) B)",
+                        value: rate,
+                        unit: "events/s",
+                        extra: [("MB/s", rate * Double(bytes) / 1e6)]
+                    )
+                )
             }
             let bytes = size(jsonStream)
-            let rate = try RawBaseline.run(transport: transport, eventBytes: bytes, eventsPerMessage: 100, messages: 8_000)
-            report(Figure(name: "raw libzmq \(transport), 100-event messages (\(bytes) B/event)", value: rate, unit: "events/s",
-                          extra: [("MB/s", rate * Double(bytes) / 1e6)]))
+            let rate = try RawBaseline.run(
+                transport: transport,
+                eventBytes: bytes,
+                eventsPerMessage: 100,
+                messages: 8_000
+            )
+            report(
+                Figure(
+                    name: "raw libzmq \(transport), 100-event messages (\(bytes) B/event)",
+                    value: rate,
+                    unit: "events/s",
+                    extra: [("MB/s", rate * Double(bytes) / 1e6)]
+                )
+            )
         }
         // 2. End to end.
         for (encoding, stream) in streams {
             for shards in [1, 3] {
                 for connectors in [1, 3] {
-                    let rate = try EndToEnd.run(events: stream, encoding: encoding, modelPath: model, shards: shards,
-                                                connectors: connectors, batch: batch, window: window)
-                    report(Figure(name: "end-to-end \(name(encoding)), \(connectors) connector(s), \(shards) shard(s)", value: rate,
-                                  unit: "events/s", extra: [("ratio to raw ipc", rate / max(rawIPCSingle[encoding] ?? 1, 1))]))
+                    let rate = try EndToEnd.run(
+                        events: stream,
+                        encoding: encoding,
+                        modelPath: model,
+                        shards: shards,
+                        connectors: connectors,
+                        batch: batch,
+                        window: window
+                    )
+                    report(
+                        Figure(
+                            name: "end-to-end \(name(encoding)), \(connectors) connector(s), \(shards) shard(s)",
+                            value: rate,
+                            unit: "events/s",
+                            extra: [("ratio to raw ipc", rate / max(rawIPCSingle[encoding] ?? 1, 1))]
+                        )
+                    )
                 }
             }
         }
         // 3. Latency at steady rates.
         for rate in rates {
-            let result = try Latency.run(events: jsonStream, encoding: .json, modelPath: model, rate: rate, seconds: seconds)
-            report(Figure(name: "ACK latency at \(rate) JSON events/s", value: result.ack.milliseconds(50), unit: "ms p50",
-                          extra: [("ms p99", result.ack.milliseconds(99)), ("achieved events/s", result.achievedRate)]))
-            report(Figure(name: "event → published update at \(rate) JSON events/s", value: result.publish.milliseconds(50),
-                          unit: "ms p50", extra: [("ms p99", result.publish.milliseconds(99))]))
+            let result = try Latency.run(
+                events: jsonStream,
+                encoding: .json,
+                modelPath: model,
+                rate: rate,
+                seconds: seconds
+            )
+            report(
+                Figure(
+                    name: "ACK latency at \(rate) JSON events/s",
+                    value: result.ack.milliseconds(50),
+                    unit: "ms p50",
+                    extra: [("ms p99", result.ack.milliseconds(99)), ("achieved events/s", result.achievedRate)]
+                )
+            )
+            report(
+                Figure(
+                    name: "event → published update at \(rate) JSON events/s",
+                    value: result.publish.milliseconds(50),
+                    unit: "ms p50",
+                    extra: [("ms p99", result.publish.milliseconds(99))]
+                )
+            )
         }
         // 4. Recovery and memory.
         if recoveryDeals > 0 {
-            let r = try Recovery.run(model: parsed, modelPath: model, deals: recoveryDeals, updatesPerDeal: updatesPerDeal, shards: 1)
+            let r = try Recovery.run(
+                model: parsed,
+                modelPath: model,
+                deals: recoveryDeals,
+                updatesPerDeal: updatesPerDeal,
+                shards: 1
+            )
             let events = Double(r.summary.events)
-            report(Figure(name: "history imported: \(r.summary.events) events, \(r.summary.liveDeals) live deals", value: events / r.importSeconds,
-                          unit: "events/s", extra: [("seconds", r.importSeconds), ("log records", Double(r.summary.logSeq))]))
-            report(Figure(name: "restart from the log alone: state restored", value: r.logRestoredSeconds, unit: "s",
-                          extra: [("replayed events/s", Double(r.summary.logSeq) / r.logRestoredSeconds)]))
-            report(Figure(name: "restart from the log alone: workers rebuilt, published", value: r.logPublishedSeconds, unit: "s",
-                          extra: [("rebuilt records/s", Double(r.summary.records) / max(r.logPublishedSeconds - r.logRestoredSeconds, 1e-3))]))
-            report(Figure(name: "restart from a checkpoint: state restored", value: r.checkpointRestoredSeconds, unit: "s"))
-            report(Figure(name: "restart from a checkpoint: published state served", value: r.checkpointPublishedSeconds, unit: "s"))
+            report(
+                Figure(
+                    name: "history imported: \(r.summary.events) events, \(r.summary.liveDeals) live deals",
+                    value: events / r.importSeconds,
+                    unit: "events/s",
+                    extra: [("seconds", r.importSeconds), ("log records", Double(r.summary.logSeq))]
+                )
+            )
+            report(
+                Figure(
+                    name: "restart from the log alone: state restored",
+                    value: r.logRestoredSeconds,
+                    unit: "s",
+                    extra: [("replayed events/s", Double(r.summary.logSeq) / r.logRestoredSeconds)]
+                )
+            )
+            report(
+                Figure(
+                    name: "restart from the log alone: workers rebuilt, published",
+                    value: r.logPublishedSeconds,
+                    unit: "s",
+                    extra: [
+                        (
+                            "rebuilt records/s",
+                            Double(r.summary.records) / max(r.logPublishedSeconds - r.logRestoredSeconds, 1e-3)
+                        )
+                    ]
+                )
+            )
+            report(
+                Figure(name: "restart from a checkpoint: state restored", value: r.checkpointRestoredSeconds, unit: "s")
+            )
+            report(
+                Figure(
+                    name: "restart from a checkpoint: published state served",
+                    value: r.checkpointPublishedSeconds,
+                    unit: "s"
+                )
+            )
             let deals = Double(max(r.summary.liveDeals, 1))
             for p in r.memory {
-                report(Figure(name: "peak RSS, \(p.name)", value: Double(p.peak) / 1e6, unit: "MB",
-                              extra: [("B/live deal", Double(p.peak) / deals), ("current MB", Double(p.current) / 1e6)]))
+                report(
+                    Figure(
+                        name: "peak RSS, \(p.name)",
+                        value: Double(p.peak) / 1e6,
+                        unit: "MB",
+                        extra: [("B/live deal", Double(p.peak) / deals), ("current MB", Double(p.current) / 1e6)]
+                    )
+                )
             }
             let peak = r.memory.reduce(0) { $0 + $1.peak }
             let current = r.memory.reduce(0) { $0 + $1.current }
-            report(Figure(name: "peak RSS, all \(r.memory.count) processes, \(r.summary.liveDeals) live deals", value: Double(peak) / deals,
-                          unit: "B/live deal", extra: [("MB", Double(peak) / 1e6), ("current B/live deal", Double(current) / deals)]))
+            report(
+                Figure(
+                    name: "peak RSS, all \(r.memory.count) processes, \(r.summary.liveDeals) live deals",
+                    value: Double(peak) / deals,
+                    unit: "B/live deal",
+                    extra: [("MB", Double(peak) / 1e6), ("current B/live deal", Double(current) / deals)]
+                )
+            )
         }
         report(Figure(name: "benchmark run time", value: Date().timeIntervalSince(runStart), unit: "s"))
         if !json {
@@ -136,5 +248,7 @@ struct BenchCommand: ParsableCommand {
 
     private func name(_ encoding: EventEncoding) -> String { encoding == .json ? "JSON" : "protobuf" }
 
-    private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    private func pad(_ s: String, _ n: Int) -> String {
+        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+    }
 }

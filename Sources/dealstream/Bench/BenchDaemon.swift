@@ -16,12 +16,20 @@ final class BenchDaemon {
 
     /// With `dataDirectory`, the daemon runs on that (kept) directory; otherwise on a fresh one.
     init(modelPath: String, shards: Int, dataDirectory: String? = nil) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-bench-\(getpid())-\(UUID().uuidString.prefix(6))")
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ds-bench-\(getpid())-\(UUID().uuidString.prefix(6))"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.dataDirectory = dataDirectory ?? directory.appendingPathComponent("data").path
-        process.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        process.arguments = ["daemon", "--http", "127.0.0.1:0", "--model", modelPath, "--data-dir", self.dataDirectory, "--shards", "\(shards)",
-                             "--ingest", ingest, "--updates", updates, "--snapshot", snapshot, "--log-level", "warning"]
+        process.executableURL = URL(
+            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0]
+        )
+        process.arguments = [
+            "daemon", "--http", "127.0.0.1:0", "--model", modelPath, "--data-dir", self.dataDirectory, "--shards",
+            "\(shards)",
+            "--ingest", ingest, "--updates", updates, "--snapshot", snapshot, "--log-level", "warning",
+        ]
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
     }
@@ -85,7 +93,8 @@ enum ProcessMemory {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { Int32($0) }.filter { pid in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
+                let close = stat.lastIndex(of: ")")
+            else { return false }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             return fields.count > 2 && Int32(fields[1]) == parent
         }.sorted()

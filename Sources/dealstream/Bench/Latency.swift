@@ -20,7 +20,13 @@ enum Latency {
         var achievedRate: Double
     }
 
-    static func run(events: [[UInt8]], encoding: EventEncoding, modelPath: String, rate: Int, seconds: Double) throws -> Result {
+    static func run(
+        events: [[UInt8]],
+        encoding: EventEncoding,
+        modelPath: String,
+        rate: Int,
+        seconds: Double
+    ) throws -> Result {
         let daemon = try BenchDaemon(modelPath: modelPath, shards: 1)
         defer { daemon.stop() }
         let context = try ZMQContext()
@@ -60,7 +66,8 @@ enum Latency {
             if ready[0] {
                 while let reply = try dealer.receive(blocking: false) {
                     guard reply.count == 3, let n = Int(String(decoding: reply[1], as: UTF8.self)), n < requests,
-                          let body = IngestProtocol.AckBody.decode(reply[2]) else { continue }
+                        let body = IngestProtocol.AckBody.decode(reply[2])
+                    else { continue }
                     let at = DispatchTime.now().uptimeNanoseconds
                     _ = ack.record((at - sentAt[n]) / 1000)
                     pendingPublish.append((body.logSeq, sentAt[n]))
@@ -69,7 +76,8 @@ enum Latency {
             }
             if ready[1] {
                 while let message = try sub.receive(blocking: false) {
-                    guard message.count == 2, let position = (try? JSONParser.parse(message[1]))?["log_seq"]?.position else { continue }
+                    guard message.count == 2, let position = (try? JSONParser.parse(message[1]))?["log_seq"]?.position
+                    else { continue }
                     let at = DispatchTime.now().uptimeNanoseconds
                     while pendingHead < pendingPublish.count, pendingPublish[pendingHead].logSeq <= position {
                         _ = publish.record((at - pendingPublish[pendingHead].sentAt) / 1000)

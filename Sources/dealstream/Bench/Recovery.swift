@@ -1,8 +1,8 @@
-import EventSources
 import Daemon
 import DealModel
 import Dispatch
 import EventEncoding
+import EventSources
 import Foundation
 import ZeroMQ
 
@@ -31,7 +31,8 @@ enum Recovery {
     }
 
     static func run(model: Model, modelPath: String, deals: Int, updatesPerDeal: Int, shards: Int) throws -> Result {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-bench-recovery-\(getpid())").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ds-bench-recovery-\(getpid())")
+            .path
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -42,8 +43,12 @@ enum Recovery {
         options.seed = 7
         let importStart = DispatchTime.now().uptimeNanoseconds
         let summary = try DataDirectoryImport.run(
-            SyntheticEvents(model: model, options: options), encoding: .json, directory: directory, model: model,
-            logger: makeLogger("dealstream.bench", level: "warning"))
+            SyntheticEvents(model: model, options: options),
+            encoding: .json,
+            directory: directory,
+            model: model,
+            logger: makeLogger("dealstream.bench", level: "warning")
+        )
         let importSeconds = Double(DispatchTime.now().uptimeNanoseconds - importStart) / 1e9
 
         let context = try ZMQContext()
@@ -53,7 +58,9 @@ enum Recovery {
         let logPublished = try fromLog.waitPublished(summary.logSeq, context: context, timeoutMilliseconds: 900_000)
         Thread.sleep(forTimeInterval: 1.0)
         var memory: [ProcessFigure] = []
-        if let m = ProcessMemory.resident(fromLog.pid) { memory.append(ProcessFigure(name: "daemon", peak: m.peak, current: m.current)) }
+        if let m = ProcessMemory.resident(fromLog.pid) {
+            memory.append(ProcessFigure(name: "daemon", peak: m.peak, current: m.current))
+        }
         for pid in fromLog.workerPIDs {
             guard let m = ProcessMemory.resident(pid) else { continue }
             memory.append(ProcessFigure(name: "worker \(family(of: pid))", peak: m.peak, current: m.current))
@@ -63,11 +70,21 @@ enum Recovery {
         // 2. From the checkpoint the graceful stop wrote, with the saved published state.
         let fromCheckpoint = try BenchDaemon(modelPath: modelPath, shards: shards, dataDirectory: directory)
         let checkpointRestored = try fromCheckpoint.waitAnswering(context: context)
-        let checkpointPublished = try fromCheckpoint.waitPublished(summary.logSeq, context: context, timeoutMilliseconds: 900_000)
+        let checkpointPublished = try fromCheckpoint.waitPublished(
+            summary.logSeq,
+            context: context,
+            timeoutMilliseconds: 900_000
+        )
         fromCheckpoint.stop()
-        return Result(summary: summary, importSeconds: importSeconds, logRestoredSeconds: logRestored,
-                      logPublishedSeconds: logPublished, checkpointRestoredSeconds: checkpointRestored,
-                      checkpointPublishedSeconds: checkpointPublished, memory: memory)
+        return Result(
+            summary: summary,
+            importSeconds: importSeconds,
+            logRestoredSeconds: logRestored,
+            logPublishedSeconds: logPublished,
+            checkpointRestoredSeconds: checkpointRestored,
+            checkpointPublishedSeconds: checkpointPublished,
+            memory: memory
+        )
     }
 
     /// The `--family` argument of a worker process.
@@ -75,7 +92,8 @@ enum Recovery {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return "pid \(pid)" }
         let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard let i = arguments.firstIndex(of: "--family"), i + 1 < arguments.count else { return "pid \(pid)" }
-        let shard = arguments.firstIndex(of: "--shard").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil } ?? "0"
+        let shard =
+            arguments.firstIndex(of: "--shard").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil } ?? "0"
         return "\(arguments[i + 1])#\(shard)"
     }
 }
