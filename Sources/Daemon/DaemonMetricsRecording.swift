@@ -1,0 +1,129 @@
+import DealModel
+import Foundation
+import Observability
+import PipelineMetrics
+import Prometheus
+import Synchronization
+import Wire
+
+/// The one-line calls the loop, the ingest thread, the checkpoint thread and the
+/// supervisor make (see `DaemonMetrics` for which thread calls which).
+extension DaemonMetrics {
+    // MARK: loop thread
+
+    /// Every turn of the loop: the liveness stamp and, under systemd, the watchdog.
+    func loopTurn() {
+        probe.loopAnswered()
+        notifier.watchdogIfDue()
+    }
+
+    /// After the ACKs of a committed group are handed back.
+    func acknowledged(_ requests: [IngestFront.Request], _ acks: [IngestProtocol.AckBody]) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        var counts = (received: 0, applied: 0, duplicate: 0, stale: 0)
+        for (request, ack) in zip(requests, acks) {
+            counts.received += request.frames.count
+            counts.applied += ack.applied
+            counts.duplicate += ack.duplicate
+            counts.stale += ack.stale
+            for rejection in ack.rejected {
+                guard rejection.index < request.decoded.count, case .failure(let why) = request.decoded[rejection.index]
+                else {
+                    rejected[.invalid]!.increment()
+                    continue
+                }
+                rejected[RejectionClass(why)]!.increment()
+            }
+            ackLatency.recordNanoseconds(Int64(now &- request.received))
+        }
+        received.increment(by: Int64(counts.received))
+        applied.increment(by: Int64(counts.applied))
+        duplicate.increment(by: Int64(counts.duplicate))
+        stale.increment(by: Int64(counts.stale))
+    }
+
+    /// A group the store could not commit, answered ERR.
+    func refused(_ requests: Int) { errors["store"]!.increment(by: Int64(requests)) }
+
+    /// A group commit that took `nanoseconds`, after which the log holds `logSeq` records.
+    func synced(nanoseconds: UInt64, logSeq: UInt64) {
+        syncLatency.recordNanoseconds(Int64(nanoseconds))
+        logged.store(logSeq, ordering: .relaxed)
+        loggedLogSeq.set(Double(logSeq))
+        publishLag.set(Double(logSeq &- min(logSeq, publishedPosition.load(ordering: .relaxed))))
+    }
+
+    /// After a publication round: its position and sequence number, and the subscribers.
+    func published(_ state: PublishedState, subscribers connected: Int) {
+        subscribers.set(Double(connected))
+        let (logSeq, seq) = (state.logSeq, state.seq)
+        rounds.increment()
+        let before = publishedSeq.exchange(seq, ordering: .relaxed)
+        if seq > before { seriesPublished.increment(by: Int64(seq - before)) }
+        publishedPosition.store(logSeq, ordering: .relaxed)
+        publishedLogSeq.set(Double(logSeq))
+        let log = logged.load(ordering: .relaxed)
+        publishLag.set(Double(log &- min(log, logSeq)))
+    }
+
+    /// The state restored at start: where the log and the saved publication are.
+    func restored(logSeq: UInt64, published: PublishedState, checkpoint: String) {
+        let (position, seq) = (published.logSeq, published.seq)
+        logged.store(logSeq, ordering: .relaxed)
+        loggedLogSeq.set(Double(logSeq))
+        publishedSeq.store(seq, ordering: .relaxed)
+        publishedPosition.store(position, ordering: .relaxed)
+        publishedLogSeq.set(Double(position))
+        publishLag.set(Double(logSeq &- min(logSeq, position)))
+        if let modified = (try? FileManager.default.attributesOfItem(atPath: checkpoint))?[.modificationDate] as? Date {
+            checkpointAt(modified.timeIntervalSince1970)
+        }
+    }
+
+    /// The worker slots as the loop sees them (each heartbeat): sessions up per family,
+    /// outstanding work per slot, and whether every slot has a caught-up worker.
+    func workers(_ registry: WorkerRegistry) {
+        var up: [MetricFamily: Int] = [:]
+        var allCaughtUp = true
+        for slot in registry.slots {
+            let session = registry.sessions[slot]
+            if session != nil { up[slot.family, default: 0] += 1 }
+            outstandingFacts[slot]?.set(Double(session?.outstandingFacts ?? 0))
+            outstandingBatches[slot]?.set(Double(session?.outstanding ?? 0))
+            // Caught up: its rebuild is sent and answered (it has reported a position).
+            if session == nil || session?.rebuildCursor != nil || session?.reported == nil { allCaughtUp = false }
+        }
+        for (family, gauge) in sessionsUp { gauge.set(Double(up[family] ?? 0)) }
+        probe.setCaughtUp(allCaughtUp)
+    }
+
+    /// A worker admitted for `slot`.
+    func workerAdmitted(_ slot: Slot, pid: Int) {
+        if let last = lastPID[slot], last != pid { moves[slot.family]?.increment() }
+        lastPID[slot] = pid
+    }
+
+    // MARK: other threads
+
+    /// The ingest thread read a request of `type` (`events`, `ping`), or answered one ERR.
+    func requestReceived(_ type: String) { requests[type]?.increment() }
+    func malformed() { errors["malformed"]!.increment() }
+
+    /// A checkpoint finished (`ok`) or failed, after `seconds`.
+    func checkpointWritten(seconds: Double, ok: Bool) {
+        guard ok else {
+            checkpointFailures.increment()
+            return
+        }
+        checkpointDuration.record(.nanoseconds(Int64(seconds * 1e9)))
+        checkpointAt(Date().timeIntervalSince1970)
+    }
+
+    private func checkpointAt(_ unixTime: Double) {
+        lastCheckpoint.store(UInt64(unixTime), ordering: .relaxed)
+        checkpointLast.set(unixTime)
+    }
+
+    /// The supervisor restarts the worker of `slot`.
+    func workerRestarted(_ slot: Slot) { restarts[slot.family]?.increment() }
+}
