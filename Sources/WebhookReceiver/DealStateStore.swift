@@ -10,7 +10,7 @@ import FramedLog
 /// changed state is appended to `deals.log` (a `FramedLog.RecordLog`, one JSON record per
 /// deal state, synced before the webhook is answered); on open the log is replayed (the
 /// last record of a deal wins) and compacted into a new file holding one record per deal.
-public final class DealStateStore: @unchecked Sendable {
+public final class DealStateStore {
     private var log: RecordLog
     public private(set) var states: [String: DealState] = [:]
 
