@@ -61,21 +61,18 @@ struct WebCommand: AsyncParsableCommand {
     )
     var slowClientSeconds = 5.0
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
         guard pushInterval >= 1 && pushInterval <= 10_000 else {
             throw ValidationError("--push-interval-ms must be in 1…10000")
         }
         guard slowClientSeconds > 0 else { throw ValidationError("--slow-client-seconds must be positive") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level: unknown level \(logLevel)")
-        }
     }
 
     func run() async throws {
-        let logger = makeLogger("dealstream.web", level: logLevel)
+        let logger = logging.logger("dealstream.web")
         func fail(_ message: String) -> ExitCode {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             return ExitCode(1)
