@@ -171,7 +171,8 @@ class Attacks:
         self.daemon = subprocess.Popen([a.binary, "daemon", "--config", path, "--log-level", "info"],
                                        stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.ingest_client = self.curve_ingest(self.crm_sec, "attack-ingest")
-        if not wait_until(lambda: self.daemon.poll() is None and self.ingest_client.ping(0.5), 60, 0.2):
+        if not wait_until(lambda: self.daemon.poll() is not None or self.ingest_client.ping(0.5), 60, 0.2) \
+                or self.daemon.poll() is not None:
             raise RuntimeError("the daemon does not answer PING (exit %s): %s" % (self.daemon.poll(), self.log_tail()))
         self.snap = kit.SnapshotClient(self.ctx, self.snapshot, timeout=10)
 

@@ -112,9 +112,9 @@ class Scenario:
         import zmq
         self.ctx = zmq.Context()
         ping = kit.IngestClient(self.ctx, self.ingest, timeout=1, name="cluster-ping")
-        ok = wait_until(lambda: self.daemon.poll() is None and ping.ping(0.5), 60, 0.2)
+        ok = wait_until(lambda: self.daemon.poll() is not None or ping.ping(0.5), 60, 0.2)
         ping.close()
-        if not ok:
+        if not ok or self.daemon.poll() is not None:
             raise RuntimeError("the daemon does not answer PING (exit %s); log: %s"
                                % (self.daemon.poll(), self.log_tail()))
 
