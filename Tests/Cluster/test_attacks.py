@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake-worker attacks on the worker link: a pyzmq DEALER speaking worker link v2
 (/work/notes/worker-link-v2.md, common.py) against a real daemon on loopback tcp with
-`workers.curve` (and `ingest.curve`, so a connector key exists), `workers.per_family 1`.
+`workers.curve` (and `ingest.curve`, so a connector key exists), one spawned worker per family.
 
 (a) refused: a worker with an unknown key, a plain (non-CURVE) socket, and a connector's key
     send READY and heartbeats: they receive nothing and no session appears in STATUS; and a
@@ -53,7 +53,8 @@ FORGED = -999999999
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--binary", default=os.path.join(common.ROOT, ".build", "debug", "dealstream"))
-    p.add_argument("--result-timeout-ms", type=int, default=2000, help="workers.result_timeout_ms of the daemon")
+    p.add_argument("--result-timeout-ms", type=int, default=None,
+                   help="set workers.result_timeout_ms (default: leave it out, the daemon's default of 5000 applies)")
     p.add_argument("--heartbeat-ms", type=int, default=200)
     p.add_argument("--liveness", type=int, default=10)
     p.add_argument("--slack", type=float, default=2.5, help="seconds allowed beyond a timeout")
@@ -74,14 +75,18 @@ class FakeWorker(threading.Thread):
     """A DEALER on the worker endpoint, driven from its own thread: sends what is queued,
     records everything received with its arrival time, and heartbeats when asked to."""
 
+    all: list["FakeWorker"] = []
+
     def __init__(self, ctx, endpoint, server_public, secret, heartbeat_ms: int | None):
         super().__init__(daemon=True)
         self.sock = common.curve_socket(ctx, endpoint, server_public, secret)
+        FakeWorker.all.append(self)
         self.heartbeat = heartbeat_ms / 1000 if heartbeat_ms else None
         self.outbox: queue.Queue = queue.Queue()
         self.received: list[tuple[float, list[bytes]]] = []
         self.lock = threading.Lock()
         self.stop_flag = threading.Event()
+        self.unsent = 0
         self.start()
 
     def send(self, frames):
@@ -91,13 +96,21 @@ class FakeWorker(threading.Thread):
         next_hb = time.monotonic()
         try:
             while not self.stop_flag.is_set():
+                # a DEALER with no peer (handshake refused) would block in send: never wait
                 while True:
                     try:
-                        self.sock.send_multipart(self.outbox.get_nowait())
+                        frames = self.outbox.get_nowait()
                     except queue.Empty:
                         break
+                    try:
+                        self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        self.unsent += 1
                 if self.heartbeat and time.monotonic() >= next_hb:
-                    self.sock.send_multipart([b"HEARTBEAT"])
+                    try:
+                        self.sock.send_multipart([b"HEARTBEAT"], flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
                     next_hb = time.monotonic() + self.heartbeat
                 if self.sock.poll(20):
                     frames = self.sock.recv_multipart()
@@ -151,11 +164,9 @@ class Attacks:
             "data_dir": os.path.join(self.tmp, "data"),
             "endpoints": {"ingest": self.ingest, "updates": self.updates, "snapshot": self.snapshot,
                           "workers": self.workers},
-            "workers": {
-                "per_family": 1,
+            "workers": {  # per_family is left at its default, 1
                 "heartbeat_ms": a.heartbeat_ms,
                 "liveness": a.liveness,
-                "result_timeout_ms": a.result_timeout_ms,
                 "curve": {"secret_key_file": os.path.join(self.tmp, "daemon-workers.key"),
                           "workers": {"fake": self.fake_pub.decode()}},
             },
@@ -164,6 +175,10 @@ class Attacks:
             "limits": {"max_outstanding_batches": 8},
             "http": {"listen": self.http},
         }
+        if a.result_timeout_ms is not None:
+            cfg["workers"]["result_timeout_ms"] = a.result_timeout_ms
+        else:
+            a.result_timeout_ms = 5000  # worker-link-v2.md: the default
         path = os.path.join(self.tmp, "dealstream.json")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
@@ -249,8 +264,16 @@ class Attacks:
         t_ready = time.monotonic()
         fake.send(common.ready("revenue", os.getpid(), host))
         got_assign = wait_until(lambda: fake.got(b"ASSIGN") and fake.got(b"FACTS"), 10, 0.02)
-        r.check("(b) an allowlisted key is admitted: RESET, ASSIGN and FACTS arrive", bool(got_assign) and bool(fake.got(b"RESET")),
-                "received %s within %.1fs" % (fake.commands(), time.monotonic() - t_ready))
+        listed = wait_until(lambda: self.session(host), 5, 0.05)
+        admitted = bool(got_assign) and bool(fake.got(b"RESET")) and bool(listed)
+        r.check("(b) an allowlisted key is admitted: RESET, ASSIGN and FACTS arrive, STATUS lists it", admitted,
+                "received %s within %.1fs; STATUS %s" % (fake.commands(), time.monotonic() - t_ready, listed))
+        if not admitted:
+            print("SKIP (b) forged RESULTs and held batches: not run, the fake worker was never admitted", flush=True)
+            feeder.stop()
+            fake.stop()
+            sub.close()
+            return
         assigns = [common.parse_assign(f[1]) for _, f in fake.got(b"ASSIGN")]
         parts = sorted({p for asg in assigns for p in asg["partitions"]})
         P = assigns[0]["P"] if assigns else self.status()["partitions"]
@@ -343,6 +366,10 @@ class Attacks:
         seen = wait_until(lambda: self.session(host), 5, 0.05)
         r.check("(c) the fake claiming pid %d is admitted as a session (not spawned)" % pid,
                 bool(seen) and not seen[0].get("spawned"), "STATUS: %s" % (seen or "not listed"))
+        if not seen:
+            fake.stop()
+            print("SKIP (c) the rest: the fake worker was never admitted", flush=True)
+            return
         silence = a.heartbeat_ms * a.liveness / 1000 + a.result_timeout_ms / 1000 + a.slack
         gone = wait_until(lambda: not self.session(host), silence + 5, 0.1)
         time.sleep(max(0.0, t_ready + silence - time.monotonic()))
@@ -366,6 +393,7 @@ class Attacks:
 
     def run(self):
         self.start()
+        self.status()  # raises at once when the daemon has no STATUS request
         st = wait_until(lambda: all(not common.coverage_problem(self.status(), f) for f in common.FAMILIES) and self.status(),
                         60, 0.2)
         self.report.check("start: the spawned workers own every partition", st is not None,
@@ -379,6 +407,8 @@ class Attacks:
                 common.print_exception(self.report, phase.__name__)
 
     def stop(self):
+        for f in FakeWorker.all:
+            f.stop()
         if self.daemon and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
             try:

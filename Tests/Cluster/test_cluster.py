@@ -193,6 +193,7 @@ class Scenario:
         self.start_daemon()
         self.d.enter()  # from here this process's sockets are in D
         self.connect()
+        self.status()  # raises at once when the daemon has no STATUS request
         st = wait_until(lambda: all(self.settled(f) for f in common.FAMILIES) and self.status(), a.settle, 0.2)
         r.check("start: %d spawned workers own every partition of every family" % len(common.FAMILIES),
                 st is not None and all(w.get("spawned") for w in st["workers"]) and len(st["workers"]) == len(common.FAMILIES)
