@@ -22,7 +22,7 @@ public struct DaemonService: Service {
     public init(configuration: DaemonConfiguration, logger: Logger, metrics: DaemonMetrics? = nil) {
         self.configuration = configuration
         self.logger = logger
-        self.metrics = metrics ?? DaemonMetrics(families: configuration.families, shards: configuration.shards)
+        self.metrics = metrics ?? DaemonMetrics(families: configuration.families)
     }
 
     /// The path of this executable, used to spawn `dealstream worker`.
@@ -42,7 +42,12 @@ public struct DaemonService: Service {
         }
         let modelBytes = Array(modelData)
         let model = try Model.parse(modelBytes)
-        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: self.configuration.dataDirectory,
+            withIntermediateDirectories: true
+        )
+        var configuration = self.configuration
+        configuration.partitionSetting = try PartitionCountFile.settle(configuration)
 
         let context = try ZMQContext(ioThreads: 1)
         let deadWorkers = DeadWorkerInbox()
@@ -62,20 +67,19 @@ public struct DaemonService: Service {
             let supervisor = Supervisor(
                 executable: DaemonService.executablePath,
                 endpoint: configuration.resolvedWorkerEndpoint,
-                shards: configuration.shards,
                 extraArguments: [
                     "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness",
                     "\(configuration.liveness)",
                     "--log-level", configuration.workerLogLevel, "--log-format", configuration.logFormat,
                 ],
                 slots: configuration.families.flatMap { f in
-                    (0..<configuration.shards).map { Slot(family: f, shard: $0) }
+                    (0..<configuration.workersToSpawn(f)).map { SpawnSlot(family: f, ordinal: $0) }
                 },
                 logger: logger,
                 deadWorkers: deadWorkers,
                 spawnedWorkers: spawnedWorkers,
                 loopStart: loop.start,
-                restarted: { [metrics] in metrics.workerRestarted($0) }
+                restarted: { [metrics] in metrics.workerRestarted($0.family) }
             )
             // Shut down in reverse: the loop first (it answers what is in hand and publishes
             // a last round), then the workers.
