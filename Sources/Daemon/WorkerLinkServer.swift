@@ -242,7 +242,8 @@ final class WorkerLinkServer {
         for group in groups.values.sorted(by: { $0.to < $1.to }) {
             let to = sessions[group.to]
             let opened = group.partitions.first.flatMap { to?.lane(holding: $0)?.opened } ?? now
-            metrics?.partitionsMoved(group.family, count: group.partitions.count)
+            let moves = switches.filter { $0.isMove && $0.family == group.family && $0.to == group.to }.count
+            if moves > 0 { metrics?.partitionsMoved(group.family, count: moves) }
             logger.info(
                 "Partitions moved",
                 metadata: [

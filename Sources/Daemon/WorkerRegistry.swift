@@ -118,10 +118,13 @@ struct WorkerRegistry {
     struct Ownership {
         var owner: [SessionID?]
         var target: [SessionID?]
-        /// When each partition's owner was last set (moves in logs).
+        /// Whether the partition ever had an owner (a switch of one that had is a move; the
+        /// first owner after a start is not).
+        var everOwned: [Bool]
         init(count: Int) {
             owner = Array(repeating: nil, count: count)
             target = Array(repeating: nil, count: count)
+            everOwned = Array(repeating: false, count: count)
         }
     }
 
@@ -337,6 +340,8 @@ struct WorkerRegistry {
         var partition: Int
         var from: SessionID?
         var to: SessionID
+        /// Whether the partition had an owner before (a move), rather than its first.
+        var isMove: Bool
     }
 
     /// The position the next round may publish, and the switches it makes: every
@@ -369,7 +374,9 @@ struct WorkerRegistry {
                 guard let t = own.target[p], t != own.owner[p], let s = sessions[t], let r = s.reported, r >= position,
                     let y = s.lane(holding: p)?.completeAt, y <= position
                 else { continue }
-                switches.append(Switch(family: family, partition: p, from: own.owner[p], to: t))
+                switches.append(
+                    Switch(family: family, partition: p, from: own.owner[p], to: t, isMove: own.everOwned[p])
+                )
             }
         }
         return (position, switches)
@@ -406,6 +413,7 @@ struct WorkerRegistry {
         var switchedTo: [SessionID: PartitionSet] = [:]
         for sw in switches {
             ownership[sw.family]!.owner[sw.partition] = sw.to
+            ownership[sw.family]!.everOwned[sw.partition] = true
             switchedTo[sw.to, default: PartitionSet(count: partitionCount)].insert(sw.partition)
             if let from = sw.from, from != sw.to, sessions[from] != nil {
                 released[from, default: []].append(sw.partition)
