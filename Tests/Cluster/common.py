@@ -404,13 +404,21 @@ class Feeder(threading.Thread):
 # Follower: SUB + SNAPSHOT (Clone), every message checked
 # --------------------------------------------------------------------------------------------
 
+# What RoundChecker reports, each its own PASS/FAIL line in the scenario.
+VIOLATIONS = ["seq gap", "series removed", "series removed and re-added", "series log_seq backwards",
+              "two values at one log_seq", "republished at one log_seq", "value went backwards",
+              "update below the last round", "progress log_seq backwards", "non-JSON payload", "bad message"]
+
+
 class RoundChecker:
     """Applies updates in order to a state that starts from a snapshot, checking each one:
 
     - seq grows by exactly one per update (no lost message, else nothing after it is checkable);
     - a series is never removed (the stream never empties a population), so never removed and
       re-added either;
-    - a series' log_seq never goes backwards, and no series gets two messages at one log_seq;
+    - a series' log_seq never goes backwards, and no series gets two messages at one log_seq
+      (reported apart: "two values at one log_seq", and "republished at one log_seq" when the
+      second message repeats the first's value);
     - no update is below the last round's log_seq;
     - the fields in MONOTONE never decrease;
     - `_progress` log_seq never decreases.
@@ -467,9 +475,12 @@ class RoundChecker:
                 self._violate("series log_seq backwards", "%s: %d after %d" % (topic, ls, prev_ls))
             elif ls == prev_ls:
                 old = self.state.get(topic)
-                same = old is not None and _fields(old) == _fields(payload)
-                self._violate("two messages at one log_seq", "%s at %d (%s)" % (topic, ls, "same value" if same else
-                              "%s then %s" % (json.dumps(_fields(old or {}))[:160], json.dumps(_fields(payload))[:160])))
+                if old is not None and _fields(old) == _fields(payload):
+                    self._violate("republished at one log_seq", "%s at %d, same value, seq %d then %d"
+                                  % (topic, ls, old.get("seq", -1), seq))
+                else:
+                    self._violate("two values at one log_seq", "%s at %d: %s then %s" % (
+                        topic, ls, json.dumps(_fields(old or {}))[:160], json.dumps(_fields(payload))[:160]))
         if ls < self.log_seq:
             self._violate("update below the last round", "%s: log_seq %d after a round at %d" % (topic, ls, self.log_seq))
         self.series_log_seq[topic] = ls

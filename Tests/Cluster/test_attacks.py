@@ -93,7 +93,7 @@ class FakeWorker(threading.Thread):
         self.outbox.put(frames)
 
     def run(self):
-        next_hb = time.monotonic()
+        next_hb = time.monotonic() + (self.heartbeat or 0)  # READY (queued first) goes out before any heartbeat
         try:
             while not self.stop_flag.is_set():
                 # a DEALER with no peer (handshake refused) would block in send: never wait

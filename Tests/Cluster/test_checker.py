@@ -46,7 +46,8 @@ CASES = {
     "series removed and re-added": ([p(T, 1, 10, value=1), p(T, 2, 12, value=None, removed=True),
                                      p(T, 3, 14, value=1)], None),
     "series log_seq backwards": ([p(T, 1, 12, value=1), p(T, 2, 10, value=2)], None),
-    "two messages at one log_seq": ([p(T, 1, 10, value=1), p(T, 2, 10, value=2)], None),
+    "two values at one log_seq": ([p(T, 1, 10, value=1), p(T, 2, 10, value=2)], None),
+    "republished at one log_seq": ([p(T, 1, 10, value=1), p(T, 2, 10, value=1)], None),
     "value went backwards": ([p(U, 1, 10, value=9.0, count=2), p(U, 2, 11, value=4.0, count=2)], None),
     "update below the last round": ([p(T, 1, 10, value=1), progress(1, 10), p(U, 2, 8, value=1.0, count=1)], None),
     "progress log_seq backwards": ([p(T, 1, 10, value=1), progress(1, 10), progress(1, 9)], None),
@@ -66,7 +67,7 @@ def main() -> int:
         c = run(msgs, state)
         kinds = set(c.kinds)
         want = set() if name == "clean" else {name}
-        # removing then re-adding is also a removal; a round below is also... only what is named
+        # re-adding follows a removal, which is reported too
         if name == "series removed and re-added":
             want = {"series removed", name}
         r.check("checker reports %s" % ("nothing on a clean stream" if name == "clean" else "'%s'" % name),
