@@ -58,7 +58,7 @@ def parse_args():
     p.add_argument("--per-heavy", type=int, default=4, help="workers per heavy family at the peak (spawned one included)")
     p.add_argument("--partitions", type=int, default=64, help="workers.partitions")
     p.add_argument("--settle", type=float, default=40, help="seconds allowed for a join, a leave or a catch-up")
-    p.add_argument("--samples", type=int, default=8, help="rounds whose state is compared with the reference")
+    p.add_argument("--samples", type=int, default=16, help="rounds (one after each step) whose state is compared with the reference")
     p.add_argument("--dwell", type=float, default=1.0, help="seconds the stream runs in each state between steps")
     p.add_argument("--seed", type=int, default=10)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) even when everything passed")
@@ -275,6 +275,7 @@ class Scenario:
         frozen["stopped"] = False
         time.sleep(2)  # it wakes up with stale batches and a dead session
         self.step("SIGCONT win_rate pid %d: every partition still owned once" % frozen["pid"], "win_rate")
+        self.sample()
         w = remote_of("win_rate")  # one more SIGTERM while the woken one may be rejoining
         w["proc"].send_signal(signal.SIGTERM)
         self.step("SIGTERM win_rate pid %d" % w["pid"], "win_rate", must_not_have=[w["pid"]])
