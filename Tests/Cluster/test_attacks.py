@@ -197,10 +197,13 @@ class Attacks:
         c.sock = common.curve_socket(self.ctx, self.ingest, self.ingest_server_pub, secret)
         return c
 
-    def log_tail(self, n=20):
+    def log_text(self) -> str:
         self.log.flush()
         with open(self.log.name, "rb") as f:
-            return " | ".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, n=20):
+        return " | ".join(self.log_text().splitlines()[-n:])
 
     def status(self):
         return common.status(self.ctx, self.snapshot)
@@ -222,6 +225,8 @@ class Attacks:
     # ---- (a) ----------------------------------------------------------------------------
     def refused(self):
         r = self.report
+        before = sorted((w["family"], w["pid"], tuple(w["partitions"])) for w in self.status()["workers"])
+        snap_before, end_before = self.snap.snapshot(b"")
         cases = [("unknown key", self.worker_server_pub, self.unknown_sec),
                  ("plain socket", None, None),
                  ("connector key", self.worker_server_pub, self.crm_sec)]
@@ -246,6 +251,17 @@ class Attacks:
             f.stop()
         r.check("(a) a worker key on the ingest endpoint gets no PONG", not pong)
         worker_key_on_ingest.close()
+        lines = [ln for ln in self.log_text().splitlines() if "refused" in ln.lower()]
+        named = {"unknown key": any(self.unknown_pub.decode() in ln for ln in lines),
+                 "connector key": any(self.crm_pub.decode() in ln for ln in lines),
+                 "plain socket": any("NULL" in ln or "no CURVE" in ln for ln in lines)}
+        r.check("(a) the daemon logs each refusal, naming the key (or its absence)", all(named.values()),
+                "%s; refusal lines: %s" % (named, " | ".join(ln[:200] for ln in lines[:3])))
+        after = sorted((w["family"], w["pid"], tuple(w["partitions"])) for w in self.status()["workers"])
+        snap_after, end_after = self.snap.snapshot(b"")
+        r.check("(a) the refused ones changed nothing: same sessions and partitions, same published state",
+                before == after and snap_before == snap_after and end_before == end_after,
+                "sessions %s -> %s; END %s -> %s" % (len(before), len(after), end_before, end_after))
 
     # ---- (b) ----------------------------------------------------------------------------
     def forged_and_held(self):
@@ -339,6 +355,9 @@ class Attacks:
             r.check("(b) forged RESULT with %s: not published, not stored" % label,
                     not seen and (stored is None or stored.get("value") != FORGED) and not (topic.startswith("zzz") and stored),
                     "snapshot %s; %d forged messages seen" % (json.dumps(stored)[:120] if stored else "none", len(seen)))
+        logged = [ln for ln in self.log_text().splitlines() if host in ln and "dropped" in ln.lower()]
+        r.check("(b) the daemon logs the dropped series, naming the fake (%d lines)" % len(logged), bool(logged),
+                " | ".join(ln[:220] for ln in logged[:2]))
         removed = [t for _, t, p, _ in msgs if isinstance(p, dict) and p.get("removed")]
         still = [t for t in revenue_topics if t in s1]
         r.check("(b) forged removal of all %d real revenue series: none removed (published or stored)" % len(revenue_topics),
