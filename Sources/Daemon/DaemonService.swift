@@ -31,6 +31,8 @@ public struct DaemonService: Service {
     }
 
     public func run() async throws {
+        // workers.curve: the spawned workers' ephemeral key pair (WorkerSecurity.swift).
+        let configuration = try self.configuration.withSpawnedWorkerKey()
         guard let modelPath = configuration.modelPath else {
             throw ConfigurationError(
                 key: "model",
@@ -67,7 +69,8 @@ public struct DaemonService: Service {
                     "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness",
                     "\(configuration.liveness)",
                     "--log-level", configuration.workerLogLevel, "--log-format", configuration.logFormat,
-                ],
+                ] + configuration.spawnedWorkerCurveArguments,
+                environment: configuration.spawnedWorkerEnvironment,
                 slots: configuration.families.flatMap { f in
                     (0..<configuration.shards).map { Slot(family: f, shard: $0) }
                 },

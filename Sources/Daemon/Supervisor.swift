@@ -37,6 +37,8 @@ final class Supervisor: Service {
     private let shards: Int
     /// Flags every worker gets besides its slot (heartbeat, liveness, log level).
     private let extraArguments: [String]
+    /// The environment of every worker (with `workers.curve`, its secret key); nil: the daemon's.
+    private let environment: [String: String]?
     private let slots: [Slot]
     private let logger: Logger
     private let deadWorkers: DeadWorkerInbox
@@ -53,6 +55,7 @@ final class Supervisor: Service {
         endpoint: String,
         shards: Int,
         extraArguments: [String],
+        environment: [String: String]? = nil,
         slots: [Slot],
         logger: Logger,
         deadWorkers: DeadWorkerInbox,
@@ -65,6 +68,7 @@ final class Supervisor: Service {
         self.endpoint = endpoint
         self.shards = shards
         self.extraArguments = extraArguments
+        self.environment = environment
         self.slots = slots
         self.logger = logger
         self.deadWorkers = deadWorkers
@@ -145,6 +149,7 @@ final class Supervisor: Service {
                 "worker", "--family", slot.family.rawValue, "--shard", "\(slot.shard)", "--shards", "\(shards)",
                 "--connect", endpoint, "--parent-pid", "\(getpid())",
             ] + extraArguments
+        if let environment { process.environment = environment }
         process.terminationHandler = { [weak self] p in
             self?.post(
                 .exited(

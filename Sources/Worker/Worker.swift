@@ -31,6 +31,8 @@ public struct MetricWorker: Service {
         public var parentPID: Int32?
         public var heartbeatMilliseconds: Int = 500
         public var liveness: Int = 20
+        /// CURVE keys for a daemon with `workers.curve` (WorkerLinkSecurity.swift); nil: plain.
+        public var curve: WorkerLinkCurve? = nil
 
         public init(family: MetricFamily, shard: Int, shards: Int, endpoint: String, parentPID: Int32? = nil) {
             self.family = family
@@ -133,6 +135,7 @@ struct WorkerLoop {
         defer { socket.close() }
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.sendHighWaterMark, 0)
+        try WorkerLinkSecurity.prepare(socket, options: options, logger: logger)  // CURVE keys, refusal log
         try socket.connect(options.endpoint)
         let ready = WorkerLink.Ready(
             family: options.family.rawValue,

@@ -43,6 +43,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Silent heartbeats before reconnecting to the daemon (match the daemon's workers.liveness).")
     var liveness = 20
 
+    @OptionGroup(title: "Worker link CURVE (a daemon with workers.curve)")
+    var curve: WorkerCurveOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -63,6 +66,7 @@ struct WorkerCommand: AsyncParsableCommand {
         )
         options.heartbeatMilliseconds = heartbeat
         options.liveness = liveness
+        options.curve = try curve.keys()
         let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         let group = ServiceGroup(
