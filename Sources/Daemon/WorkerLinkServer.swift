@@ -60,7 +60,7 @@ final class WorkerLinkServer {
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.routerMandatory, 1)
-        try WorkerCurve.secure(socket, configuration, logger: logger)  // workers.curve: CURVE server, ZAP domain "workers"
+        try WorkerCurve.secure(socket, configuration, logger: logger)  // workers.curve (WorkerSecurity.swift)
         try socket.bind(configuration.resolvedWorkerEndpoint)
     }
 
