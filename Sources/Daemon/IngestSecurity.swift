@@ -152,7 +152,9 @@ final class AuthenticationLog: Sendable {
         self.logger = logger
     }
 
-    func record(_ decision: ZAPAuthenticator.Decision) {
+    /// Logs `decision`; a refusal says `reason`, by default what the decision shows (a key
+    /// not listed, or no CURVE key).
+    func record(_ decision: ZAPAuthenticator.Decision, reason: String? = nil) {
         let key = decision.clientKey?.z85 ?? "none"
         let address = decision.peerAddress.isEmpty ? "local" : decision.peerAddress
         if let name = decision.userID {
@@ -173,8 +175,9 @@ final class AuthenticationLog: Sendable {
         }
         guard let suppressed else { return }
         let reason =
-            decision.clientKey != nil
-            ? "not in \(role.setting)" : "no CURVE key (\(decision.mechanism)): \(role.setting) needs one"
+            reason
+            ?? (decision.clientKey != nil
+                ? "not in \(role.setting)" : "no CURVE key (\(decision.mechanism)): \(role.setting) needs one")
         logger.warning(
             role.refused,
             metadata: [

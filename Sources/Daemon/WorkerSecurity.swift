@@ -193,15 +193,31 @@ extension WorkerCurve {
         // without CURVE fails before the handler is asked, so it is logged from here.
         let log = AuthenticationLog(role: .worker, logger: logger)
         try socket.reportHandshakeFailures(named: "ds-worker-auth") { failure in
-            guard case .protocolError = failure.kind else { return }
+            // Whichever side reads the other's greeting first drops a worker without CURVE:
+            // here a mechanism mismatch, or a connection closed mid-handshake (which is
+            // also what a wrong --curve-server-key looks like from this side).
+            let mechanism: String
+            var reason: String?
+            switch failure.kind {
+            case .authentication: return
+            case .protocolError where failure.isMechanismMismatch: mechanism = "NULL"
+            case .protocolError:
+                mechanism = "CURVE"
+                reason = "\(failure)"
+            case .incomplete:
+                mechanism = "unknown"
+                reason =
+                    "the connection closed during the handshake: a worker without CURVE, or with the wrong --curve-server-key"
+            }
             log.record(
                 ZAPAuthenticator.Decision(
                     userID: nil,
-                    mechanism: failure.isMechanismMismatch ? "NULL" : "\(failure)",
+                    mechanism: mechanism,
                     clientKey: nil,
                     peerAddress: "",
                     domain: zapDomain
-                )
+                ),
+                reason: reason
             )
         }
     }
