@@ -51,6 +51,9 @@ struct WorkerCommand: AsyncParsableCommand {
     )
     var drain = 10_000
 
+    @OptionGroup(title: "Worker link CURVE (a daemon with workers.curve)")
+    var curve: WorkerCurveOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -69,6 +72,7 @@ struct WorkerCommand: AsyncParsableCommand {
         options.heartbeatMilliseconds = heartbeat
         options.liveness = liveness
         options.drainMilliseconds = drain
+        options.curve = try curve.keys()
         let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         let group = ServiceGroup(
