@@ -39,7 +39,7 @@ public final class IngestClient {
                 return "the daemon at \(failure.endpoint) requires CURVE: give --curve-server-key and --curve-key-file"
             case .protocolError where failure.isMechanismMismatch:
                 return "the daemon at \(failure.endpoint) does not have CURVE on: leave out the --curve-* options"
-            case .protocolError:
+            case .protocolError, .incomplete:
                 return "\(failure)"
             }
         }

@@ -27,7 +27,7 @@ extension DaemonConfiguration {
         "publish.interval_ms", "publish.idle_progress_ms", "publish.subscriber_hwm", "limits.max_batch_events",
         "limits.max_frame_bytes", "limits.max_outstanding_batches", "limits.max_outstanding_facts",
         "checkpoint.every_records", "ingest.curve.secret_key_file", "ingest.curve.connectors", "http.listen",
-        "log.level", "log.format",
+        "log.level", "log.format", "workers.curve.secret_key_file", "workers.curve.workers",
     ]
 
     /// The environment variable for a key: `publish.interval_ms` → `DEALSTREAM_PUBLISH_INTERVAL_MS`.
@@ -71,11 +71,15 @@ extension DaemonConfiguration {
             InMemoryProvider(name: "flags", values: flagValues),
             EnvironmentVariablesProvider(
                 environmentVariables: environment.filter { known.contains($0.key) },
-                secretsSpecifier: .specific([environmentName("ingest.curve.connectors")])
+                secretsSpecifier: .specific([
+                    environmentName("ingest.curve.connectors"), environmentName("workers.curve.workers"),
+                ])
             ).prefixKeys(with: "dealstream"),
         ])
         var curveFile: String?
         var curveConnectors: [(String, String)]?
+        var workerCurveFile: String?
+        var workerCurveWorkers: [(String, String)]?
         for key in environmentKeys {
             guard let text = reader.string(forKey: ConfigKey(key)) else { continue }
             let origin = flags[key] != nil ? "flag" : environmentName(key)
@@ -131,19 +135,9 @@ extension DaemonConfiguration {
             case "limits.max_outstanding_facts": c.maxOutstandingFacts = try int(min: 1)
             case "checkpoint.every_records": c.checkpointEveryRecords = UInt64(try int(min: 1))
             case "ingest.curve.secret_key_file": curveFile = try nonEmpty()
-            case "ingest.curve.connectors":
-                // name=public-key pairs separated by commas (a Z85 key has no comma; a name has no '=').
-                curveConnectors = try text.split(separator: ",").map {
-                    (pair) throws(ConfigurationError) -> (String, String) in
-                    let item = pair.trimmingCharacters(in: .whitespaces)
-                    guard let eq = item.firstIndex(of: "=") else {
-                        throw ConfigurationError(
-                            key: field,
-                            reason: "expected name=public-key pairs separated by commas"
-                        )
-                    }
-                    return (String(item[..<eq]), String(item[item.index(after: eq)...]))
-                }
+            case "ingest.curve.connectors": curveConnectors = try namedKeys(text, field)
+            case "workers.curve.secret_key_file": workerCurveFile = try nonEmpty()
+            case "workers.curve.workers": workerCurveWorkers = try namedKeys(text, field)
             case "http.listen": c.httpListen = try checkedHTTPListen(text, field)
             case "log.level": c.logLevel = try checkedChoice(text, field, logLevels)
             case "log.format": c.logFormat = try checkedChoice(text, field, logFormats)
@@ -161,7 +155,28 @@ extension DaemonConfiguration {
                 connectors: connectors.map { ($0.0, .string($0.1)) }
             )
         }
+        if workerCurveFile != nil || workerCurveWorkers != nil {
+            // As for ingest.curve: the environment completes or replaces the file's, key by key.
+            let file = workerCurveFile ?? c.workerCurve?.secretKeyFile
+            let workers =
+                workerCurveWorkers
+                ?? (c.workerCurve?.workers.map { ($0.value, $0.key.z85) }.sorted { $0.0 < $1.0 } ?? [])
+            c.workerCurve = try WorkerCurve.make(secretKeyFile: file, workers: workers.map { ($0.0, .string($0.1)) })
+        }
+        try c.checkWorkerEndpointSecurity()
         return c
+    }
+
+    /// `name=public-key` pairs separated by commas (a Z85 key has no comma; a name has no '='),
+    /// as `ingest.curve.connectors` and `workers.curve.workers` are set in the environment.
+    static func namedKeys(_ text: String, _ field: String) throws(ConfigurationError) -> [(String, String)] {
+        try text.split(separator: ",").map { (pair) throws(ConfigurationError) -> (String, String) in
+            let item = pair.trimmingCharacters(in: .whitespaces)
+            guard let eq = item.firstIndex(of: "=") else {
+                throw ConfigurationError(key: field, reason: "expected name=public-key pairs separated by commas")
+            }
+            return (String(item[..<eq]), String(item[item.index(after: eq)...]))
+        }
     }
 
     /// `HOST:PORT` with a port in 0…65535 (0: any free port); an IPv6 host in brackets.

@@ -25,6 +25,9 @@ public import PipelineMetrics
 ///   - `workers.spawn` (bool, default true): start and supervise the worker processes
 ///   - `workers.families` ([string], default all ten): metric families to serve
 ///   - `workers.heartbeat_ms` (int, default 500), `workers.liveness` (int, default 20)
+///   - `workers.curve` (object, default absent: off): CURVE authentication of workers on the
+///     worker endpoint, see `WorkerCurve` for its keys; required when that endpoint is tcp
+///     and not loopback
 ///   - `publish.interval_ms` (int, default 2): a round runs as soon as every worker has
 ///     reported a new position, at most once per this many milliseconds
 ///   - `publish.idle_progress_ms` (int, default 20): with nothing new, `_progress` is still
@@ -70,6 +73,8 @@ public struct DaemonConfiguration: Sendable {
     public var checkpointEveryRecords: UInt64 = 1_000_000
     /// CURVE on the ingest endpoint; nil (the default): off.
     public var ingestCurve: IngestCurve?
+    /// CURVE on the worker endpoint (`workers.curve`); nil (the default): off.
+    public var workerCurve: WorkerCurve?
     /// The daemon's log level (`log.level`), also given to the workers it spawns.
     public var logLevel = "info"
     /// `text` or `json` (`log.format`), also given to the workers it spawns.
@@ -163,6 +168,7 @@ public struct DaemonConfiguration: Sendable {
                         }
                     case "heartbeat_ms": c.heartbeatMilliseconds = try int(v, "workers.heartbeat_ms", min: 10)
                     case "liveness": c.liveness = try int(v, "workers.liveness", min: 2)
+                    case "curve": c.workerCurve = try WorkerCurve.parse(v, resolve: resolve)
                     default: throw ConfigurationError(key: "workers.\(k)", reason: "unknown key")
                     }
                 }

@@ -58,9 +58,10 @@ final class DaemonLoop {
 
     /// Binds the sockets, calls `bound`, and runs until the stop flag is set.
     func run(bound: @Sendable () -> Void) throws {
-        // The ZAP handler is bound before the ingest socket and stopped after it is closed
-        // (defers run in reverse): while no handler is bound, libzmq admits any CURVE key.
-        let authenticator = try IngestCurve.startAuthenticator(
+        // The ZAP handler is bound before the ingest and worker sockets and stopped after
+        // they are closed (defers run in reverse): while no handler is bound, libzmq admits
+        // any CURVE key. It keeps the connectors' and the workers' keys apart (ZAP domains).
+        let authenticator = try DaemonAuthentication.start(
             configuration: configuration,
             context: context,
             logger: logger
@@ -109,6 +110,7 @@ final class DaemonLoop {
                 "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
                 "workers.partitions": "\(configuration.partitions)",
                 "ingest.curve": "\(configuration.ingestCurve.map { "on, \($0.connectors.count) connectors" } ?? "off")",
+                "workers.curve": "\(configuration.workerCurve.map { "on, \($0.allowlist.count) keys" } ?? "off")",
             ]
         )
         bound()

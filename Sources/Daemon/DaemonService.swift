@@ -31,6 +31,8 @@ public struct DaemonService: Service {
     }
 
     public func run() async throws {
+        // workers.curve: the spawned workers' ephemeral key pair (WorkerSecurity.swift).
+        var configuration = try self.configuration.withSpawnedWorkerKey()
         guard let modelPath = configuration.modelPath else {
             throw ConfigurationError(
                 key: "model",
@@ -42,11 +44,7 @@ public struct DaemonService: Service {
         }
         let modelBytes = Array(modelData)
         let model = try Model.parse(modelBytes)
-        try FileManager.default.createDirectory(
-            atPath: self.configuration.dataDirectory,
-            withIntermediateDirectories: true
-        )
-        var configuration = self.configuration
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         configuration.partitionSetting = try PartitionCountFile.settle(configuration)
 
         let context = try ZMQContext(ioThreads: 1)
@@ -71,7 +69,8 @@ public struct DaemonService: Service {
                     "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness",
                     "\(configuration.liveness)",
                     "--log-level", configuration.workerLogLevel, "--log-format", configuration.logFormat,
-                ],
+                ] + configuration.spawnedWorkerCurveArguments,
+                environment: configuration.spawnedWorkerEnvironment,
                 slots: configuration.families.flatMap { f in
                     (0..<configuration.workersToSpawn(f)).map { SpawnSlot(family: f, ordinal: $0) }
                 },

@@ -65,6 +65,7 @@ final class IngestFront: Sendable {
                     try router.setMaximumMessageSize(Int64(configuration.maxFrameBytes) * 8)
                     if let curve = configuration.ingestCurve {
                         try router.setCurveServer(secretKey: curve.keyPair.secretKey)
+                        try router.setZAPDomain(IngestCurve.zapDomain)
                         router.recordsUserID = true
                     }
                     try router.bind(endpoint)

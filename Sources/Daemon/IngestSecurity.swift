@@ -127,20 +127,38 @@ public struct IngestCurve: Sendable {
     }
 }
 
-/// Logs the ZAP handler's decisions: each admission, and refusals at most once a minute
-/// per client key and address (a refused client reconnects every 100 ms).
-final class ConnectorAuthenticationLog: Sendable {
+/// Logs the ZAP handler's decisions for one kind of peer (connectors on ingest, workers on
+/// the worker endpoint): each admission, and refusals at most once a minute per client key
+/// and address (a refused client reconnects every 100 ms).
+final class AuthenticationLog: Sendable {
+    /// Who is being authenticated, which names the log lines and the setting that lists them.
+    enum Role: Sendable {
+        case connector, worker
+
+        var admitted: Logger.Message { self == .connector ? "Connector authenticated" : "Worker authenticated" }
+        var refused: Logger.Message { self == .connector ? "Connector refused" : "Worker handshake refused" }
+        var prefix: String { self == .connector ? "connector" : "worker" }
+        var setting: String { self == .connector ? "ingest.curve.connectors" : "workers.curve.workers" }
+        var domain: String { self == .connector ? IngestCurve.zapDomain : WorkerCurve.zapDomain }
+    }
+
+    private let role: Role
     private let logger: Logger
     private let refusals = Mutex<[String: (lastLogged: UInt64, suppressed: Int)]>([:])
     private let interval: UInt64 = 60_000_000_000
 
-    init(logger: Logger) { self.logger = logger }
+    init(role: Role = .connector, logger: Logger) {
+        self.role = role
+        self.logger = logger
+    }
 
-    func record(_ decision: ZAPAuthenticator.Decision) {
+    /// Logs `decision`; a refusal says `reason`, by default what the decision shows (a key
+    /// not listed, or no CURVE key).
+    func record(_ decision: ZAPAuthenticator.Decision, reason: String? = nil) {
         let key = decision.clientKey?.z85 ?? "none"
         let address = decision.peerAddress.isEmpty ? "local" : decision.peerAddress
         if let name = decision.userID {
-            logger.info("Connector authenticated", metadata: ["connector": "\(name)", "peer.address": "\(address)"])
+            logger.info(role.admitted, metadata: ["\(role.prefix)": "\(name)", "peer.address": "\(address)"])
             return
         }
         let now = DispatchTime.now().uptimeNanoseconds
@@ -156,27 +174,32 @@ final class ConnectorAuthenticationLog: Sendable {
             return seen[id]?.suppressed ?? 0
         }
         guard let suppressed else { return }
+        let reason =
+            reason
+            ?? (decision.clientKey != nil
+                ? "not in \(role.setting)" : "no CURVE key (\(decision.mechanism)): \(role.setting) needs one")
         logger.warning(
-            "Connector refused",
+            role.refused,
             metadata: [
-                "connector.key": "\(key)", "connector.mechanism": "\(decision.mechanism)", "peer.address": "\(address)",
+                "\(role.prefix).key": "\(key)", "\(role.prefix).mechanism": "\(decision.mechanism)",
+                "peer.address": "\(address)", "zap.domain": "\(role.domain)", "reason": "\(reason)",
                 "refusals.unlogged": "\(suppressed)",
             ]
         )
     }
 }
 
+/// The log of connector decisions on ingest (the name the tests and older code know).
+typealias ConnectorAuthenticationLog = AuthenticationLog
+
 extension IngestCurve {
-    /// With `ingest.curve`, starts the ZAP handler admitting the configured connector keys;
-    /// else none, and a warning when the ingest endpoint is reachable from other hosts.
-    /// Call before the ingest socket is bound, stop after it is closed.
-    static func startAuthenticator(
-        configuration: DaemonConfiguration,
-        context: ZMQContext,
-        logger: Logger
-    ) throws
-        -> ZAPAuthenticator?
-    {
+    /// The ZAP domain of the ingest socket.
+    static let zapDomain = "ingest"
+
+    /// With `ingest.curve`, the connector keys the ZAP handler admits in the `ingest`
+    /// domain (`DaemonAuthentication.start`); else nil, and a warning when the ingest
+    /// endpoint is reachable from other hosts.
+    static func prepareAuthentication(configuration: DaemonConfiguration, logger: Logger) -> [CurveKey: String]? {
         guard let curve = configuration.ingestCurve else {
             if !IngestCurve.isLocal(endpoint: configuration.ingestEndpoint) {
                 logger.warning(
@@ -186,16 +209,7 @@ extension IngestCurve {
             }
             return nil
         }
-        if let mode = (try? FileManager.default.attributesOfItem(atPath: curve.secretKeyFile))?[.posixPermissions]
-            as? Int, mode & 0o077 != 0
-        {
-            logger.warning(
-                "The ingest secret key file is readable by other users (chmod 600 it)",
-                metadata: ["file": "\(curve.secretKeyFile)", "mode": "\(String(mode, radix: 8))"]
-            )
-        }
-        let log = ConnectorAuthenticationLog(logger: logger)
-        let authenticator = try ZAPAuthenticator(context: context, allowed: curve.connectors, onDecision: log.record)
+        DaemonAuthentication.warnIfReadableByOthers(curve.secretKeyFile, logger: logger)
         logger.info(
             "Ingest CURVE on",
             metadata: [
@@ -203,6 +217,6 @@ extension IngestCurve {
                 "ingest.connectors": "\(curve.connectors.values.sorted().joined(separator: ","))",
             ]
         )
-        return authenticator
+        return curve.connectors
     }
 }

@@ -38,6 +38,8 @@ final class Supervisor: Service {
     private let endpoint: String
     /// Flags every worker gets besides its slot (heartbeat, liveness, log level).
     private let extraArguments: [String]
+    /// The environment of every worker (with `workers.curve`, its secret key); nil: the daemon's.
+    private let environment: [String: String]?
     private let slots: [SpawnSlot]
     private let logger: Logger
     private let deadWorkers: DeadWorkerInbox
@@ -53,6 +55,7 @@ final class Supervisor: Service {
         executable: String,
         endpoint: String,
         extraArguments: [String],
+        environment: [String: String]? = nil,
         slots: [SpawnSlot],
         logger: Logger,
         deadWorkers: DeadWorkerInbox,
@@ -64,6 +67,7 @@ final class Supervisor: Service {
         self.executable = executable
         self.endpoint = endpoint
         self.extraArguments = extraArguments
+        self.environment = environment
         self.slots = slots
         self.logger = logger
         self.deadWorkers = deadWorkers
@@ -144,7 +148,7 @@ final class Supervisor: Service {
                 "worker", "--family", slot.family.rawValue, "--connect", endpoint, "--parent-pid", "\(getpid())",
             ] + extraArguments
         let token = SpawnedWorkers.newToken()
-        var environment = ProcessInfo.processInfo.environment
+        var environment = self.environment ?? ProcessInfo.processInfo.environment
         environment["DEALSTREAM_WORKER_TOKEN"] = token
         process.environment = environment
         process.terminationHandler = { [weak self] p in

@@ -60,11 +60,12 @@ final class WorkerLinkServer {
         )
         registry = WorkerRegistry(families: configuration.families, partitionCount: configuration.partitions)
         dispatchedLogSeq = committer.logSeq
-        acceptsUnspawnedWorkers = false
+        acceptsUnspawnedWorkers = configuration.workerCurve != nil
         socket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.routerMandatory, 1)
+        try WorkerCurve.secure(socket, configuration, logger: logger)  // workers.curve (WorkerSecurity.swift)
         try socket.bind(configuration.resolvedWorkerEndpoint)
     }
 

@@ -38,6 +38,8 @@ public struct MetricWorker: Service {
         public var token: [UInt8]
         /// This host's name, as `STATUS` and the daemon's logs show it.
         public var host: String
+        /// CURVE keys for a daemon with `workers.curve` (WorkerLinkSecurity.swift); nil: plain.
+        public var curve: WorkerLinkCurve? = nil
 
         public init(
             family: MetricFamily,
@@ -149,6 +151,7 @@ struct WorkerLoop {
         defer { socket.close() }
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.sendHighWaterMark, 0)
+        try WorkerLinkSecurity.prepare(socket, options: options, logger: logger)  // CURVE keys, refusal log
         try socket.connect(options.endpoint)
         let ready = WorkerLink.Ready(
             family: options.family.rawValue,

@@ -161,6 +161,13 @@ extension ZMQSocket {
         try set(bytesOption: ZMQ_CURVE_SECRETKEY, secretKey.bytes)
     }
 
+    /// Sets the ZAP domain the context's ZAP handler is asked about this socket's
+    /// handshakes under (before bind): sockets of one context with different key sets
+    /// have different domains (`ZAPAuthenticator(domains:)`).
+    public func setZAPDomain(_ domain: String) throws(ZMQError) {
+        try set(bytesOption: ZMQ_ZAP_DOMAIN, Array(domain.utf8))
+    }
+
     /// Makes this socket a CURVE client of the server whose public key is
     /// `keys.serverKey` (before connect).
     public func setCurveClient(_ keys: CurveClientKeys) throws(ZMQError) {

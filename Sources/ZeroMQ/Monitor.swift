@@ -9,6 +9,11 @@ public struct ZMQHandshakeFailure: Sendable, Equatable, CustomStringConvertible 
         /// The peers could not agree: a `ZMQ_PROTOCOL_ERROR_*` code (e.g. one side has
         /// CURVE and the other not: `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH`).
         case protocolError(code: UInt32)
+        /// The connection closed before the handshake finished, without a reason
+        /// (`ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL`, with an errno): what a client without
+        /// CURVE usually sees when a CURVE server drops it. Only
+        /// `ZMQSocket.reportHandshakeFailures` reports it.
+        case incomplete(errno: UInt32)
     }
 
     public var kind: Kind
@@ -24,6 +29,7 @@ public struct ZMQHandshakeFailure: Sendable, Equatable, CustomStringConvertible 
         switch kind {
         case .authentication(let status): "handshake with \(endpoint) refused (ZAP status \(status))"
         case .protocolError(let code): "handshake with \(endpoint) failed (protocol error 0x\(String(code, radix: 16)))"
+        case .incomplete(let errno): "handshake with \(endpoint) closed before it finished (errno \(errno))"
         }
     }
 }

@@ -45,12 +45,22 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Silent heartbeats before reconnecting to the daemon (match the daemon's workers.liveness).")
     var liveness = 20
 
+    @Option(
+        name: .customLong("drain-ms"),
+        help: "After SIGTERM, at most this many milliseconds serving while the daemon moves this worker's partitions."
+    )
+    var drain = 10_000
+
+    @OptionGroup(title: "Worker link CURVE (a daemon with workers.curve)")
+    var curve: WorkerCurveOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
     func validate() throws {
         guard heartbeat >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard liveness >= 2 else { throw ValidationError("--liveness must be at least 2") }
+        guard drain >= 0 else { throw ValidationError("--drain-ms must not be negative") }
     }
 
     func run() async throws {
@@ -61,6 +71,8 @@ struct WorkerCommand: AsyncParsableCommand {
         var options = MetricWorker.Options(family: family, endpoint: connect, parentPID: parentPID)
         options.heartbeatMilliseconds = heartbeat
         options.liveness = liveness
+        options.drainMilliseconds = drain
+        options.curve = try curve.keys()
         let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         let group = ServiceGroup(
