@@ -15,7 +15,9 @@ Under a steady stream of new deals moving forward (counts only grow; common.Mono
      partitions and the family's partitions are owned exactly once;
   2. a remote revenue worker gets SIGTERM, a remote stage_conversion worker SIGKILL, a remote
      win_rate worker SIGSTOP (and SIGCONT later), the spawned revenue worker SIGKILL; after each,
-     its partitions are owned by the others again and rounds catch up with the ACKs;
+     its partitions are owned by the others again and rounds catch up with the ACKs; then one
+     more win_rate worker joins while the stream is paused (a move with no new event, so
+     whatever the switch publishes again shows as a second message at one log_seq);
   3. the follower (SUB + SNAPSHOT, Clone) checks every message the whole time: no lost update,
      no series removed (so none re-added), no series log_seq going backwards, no two messages
      for one series at one log_seq, no count going down; states at sampled rounds equal the
@@ -279,6 +281,20 @@ class Scenario:
         w = remote_of("win_rate")  # one more SIGTERM while the woken one may be rejoining
         w["proc"].send_signal(signal.SIGTERM)
         self.step("SIGTERM win_rate pid %d" % w["pid"], "win_rate", must_not_have=[w["pid"]])
+        self.sample()
+
+        # a join while no event arrives: the switch round is at the last round's log_seq, so
+        # anything the move publishes again is visible as a second message at one log_seq
+        self.feeder.pause_flag.set()
+        time.sleep(0.3)
+        self.caught_up()
+        self.follower.drain()
+        idle_at = self.feeder.last_log_seq()
+        w = self.start_remote("win_rate", hosts[1])
+        self.step("join win_rate on %s (pid %d) while the stream is paused at log_seq %d" % (hosts[1].name, w["pid"], idle_at),
+                  "win_rate", must_have=[w["pid"]])
+        self.feeder.pause_flag.clear()
+        time.sleep(a.dwell)
         self.sample()
 
         # 3. the end of the stream
