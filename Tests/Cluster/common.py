@@ -432,6 +432,7 @@ class RoundChecker:
         self.seq, self.log_seq = end["seq"], end["log_seq"]
         self.series_log_seq = {t: p.get("log_seq", 0) for t, p in state.items()}
         self.violations: list[str] = []
+        self.all_violations: list[str] = []  # up to 500 per kind, for the evidence file
         self.kinds: dict[str, int] = {}
         self.updates = 0
         self.rounds = 0
@@ -443,6 +444,8 @@ class RoundChecker:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if self.kinds[kind] <= 5:
             self.violations.append("%s: %s" % (kind, text))
+        if self.kinds[kind] <= 500:
+            self.all_violations.append("%s: %s" % (kind, text))
 
     def request_sample(self, at: float):
         self.sample_at.append(at)

@@ -329,6 +329,17 @@ class Scenario:
         # 4. dealstream workers
         self.check_workers_cli()
 
+    def save_evidence(self):
+        """Every acknowledged event in log order (event i is at log position i for a fresh
+        store) and every violation the follower saw, beside the daemon's and workers' logs."""
+        if getattr(self, "feeder", None):
+            with open(os.path.join(self.tmp, "events.ndjson"), "wb") as f:
+                for e in self.feeder.events():
+                    f.write(e + b"\n")
+        if getattr(self, "follower", None):
+            with open(os.path.join(self.tmp, "violations.txt"), "w") as f:
+                f.write("\n".join(self.follower.all_violations) + "\n")
+
     def sample(self):
         if len(self.follower.samples) + len(self.follower.sample_at) < self.args.samples:
             self.follower.request_sample(time.monotonic())
@@ -426,7 +437,9 @@ def main() -> int:
         keep = args.keep or report.failed
         if scenario:
             if keep:
-                print("# logs in %s" % scenario.tmp, file=sys.stderr)
+                scenario.save_evidence()
+                print("# logs in %s (events.ndjson: every acked event in log order; violations.txt)" % scenario.tmp,
+                      file=sys.stderr)
                 if report.failed:
                     print("# daemon log (last lines): %s" % scenario.log_tail(25), file=sys.stderr)
             else:
