@@ -28,8 +28,10 @@ Under a steady stream of new deals moving forward (counts only grow; common.Mono
 
     python3 Tests/Cluster/test_cluster.py [--binary PATH] [--rate 200] [--per-heavy 4] ...
 
-Prints PASS/FAIL lines and "cluster-scale: N passed, M failed"; exits 1 on a failure. Not root or
-no `ip`: prints "SKIP: ..." and exits 0.
+Prints PASS/FAIL lines and "cluster-scale: N passed, M failed"; exits 1 on a failure, and then
+keeps its folder (printed): the daemon's and every remote worker's log, events.ndjson (every
+acknowledged event in log order: event i is at log position i) and violations.txt. Not root or
+no `ip`/`unshare`: prints "SKIP: ..." and exits 0.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def parse_args():
     p.add_argument("--binary", default=os.path.join(common.ROOT, ".build", "debug", "dealstream"))
     p.add_argument("--rate", type=float, default=200, help="events per second of the steady stream")
     p.add_argument("--batch", type=int, default=10, help="events per EVENTS request")
-    p.add_argument("--per-heavy", type=int, default=4, help="workers per heavy family at the peak (spawned one included)")
+    p.add_argument("--per-heavy", type=int, default=4, choices=range(2, 9), metavar="{2..8}",
+                   help="workers per heavy family at the peak (spawned one included)")
     p.add_argument("--partitions", type=int, default=64, help="workers.partitions")
     p.add_argument("--settle", type=float, default=40, help="seconds allowed for a join, a leave or a catch-up")
     p.add_argument("--samples", type=int, default=16, help="rounds (one after each step) whose state is compared with the reference")
