@@ -14,8 +14,9 @@ final class BenchDaemon {
     var updates: String { "ipc://" + directory.appendingPathComponent("u").path }
     var pid: Int32 { process.processIdentifier }
 
-    /// With `dataDirectory`, the daemon runs on that (kept) directory; otherwise on a fresh one.
-    init(modelPath: String, shards: Int, dataDirectory: String? = nil) throws {
+    /// With `dataDirectory`, the daemon runs on that (kept) directory; otherwise on a fresh
+    /// one. `config` is a config file's JSON (flags still win over it).
+    init(modelPath: String, shards: Int, dataDirectory: String? = nil, config: String? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "ds-bench-\(getpid())-\(UUID().uuidString.prefix(6))"
         )
@@ -30,6 +31,11 @@ final class BenchDaemon {
             "\(shards)",
             "--ingest", ingest, "--updates", updates, "--snapshot", snapshot, "--log-level", "warning",
         ]
+        if let config {
+            let path = directory.appendingPathComponent("config.json").path
+            try Data(config.utf8).write(to: URL(fileURLWithPath: path))
+            process.arguments! += ["--config", path]
+        }
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
     }

@@ -16,9 +16,10 @@ enum EndToEnd {
         shards: Int,
         connectors: Int,
         batch: Int,
-        window: Int
+        window: Int,
+        config: String? = nil
     ) throws -> Double {
-        let daemon = try BenchDaemon(modelPath: modelPath, shards: shards)
+        let daemon = try BenchDaemon(modelPath: modelPath, shards: shards, config: config)
         defer { daemon.stop() }
         let context = try ZMQContext()
         try daemon.waitReady(context: context)
