@@ -310,13 +310,17 @@ struct BenchCommand: ParsableCommand {
                 window: window,
                 port: nextPort()
             )
-            if single == nil { single = rate }
+            if single == nil { single = rate.rate }
             report(
                 Figure(
                     name: "end-to-end JSON, 3 connectors, \(ScaleOut.family) only, \(workers) worker process(es)",
-                    value: rate,
+                    value: rate.rate,
                     unit: "events/s",
-                    extra: [("ratio to 1 worker", rate / max(single ?? rate, 1))]
+                    extra: [
+                        ("ratio to 1 worker", rate.rate / max(single ?? rate.rate, 1)),
+                        ("daemon CPU µs/event", rate.daemonMicroseconds),
+                        ("workers' CPU µs/event", rate.workersMicroseconds),
+                    ]
                 )
             )
         }

@@ -122,6 +122,7 @@ enum ScaleOut {
         let cluster = try Cluster(port: port)
         defer { cluster.remove() }
         let directory = cluster.folder.appendingPathComponent("data").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var options = SyntheticEvents.Options()
         options.deals = deals
         options.updatesPerDeal = 1
@@ -214,7 +215,8 @@ enum ScaleOut {
         return Double(DispatchTime.now().uptimeNanoseconds - killed) / 1e9
     }
 
-    /// End-to-end throughput of the family's events with `workers` worker processes.
+    /// End-to-end throughput of the family's events with `workers` worker processes, and
+    /// the CPU the daemon and the workers used per event (what bounds each on its own core).
     static func throughput(
         events: [[UInt8]],
         modelPath: String,
@@ -223,11 +225,12 @@ enum ScaleOut {
         window: Int,
         port: Int
     ) throws
-        -> Double
+        -> (rate: Double, daemonMicroseconds: Double, workersMicroseconds: Double)
     {
         let cluster = try Cluster(port: port)
         defer { cluster.remove() }
-        return try EndToEnd.run(
+        var cpu = (daemon: 0.0, workers: 0.0)
+        let rate = try EndToEnd.run(
             events: events,
             encoding: .json,
             modelPath: modelPath,
@@ -235,8 +238,14 @@ enum ScaleOut {
             connectors: 3,
             batch: batch,
             window: window,
-            config: cluster.config(perFamily: workers)
+            config: cluster.config(perFamily: workers),
+            afterRun: { daemon in
+                cpu.daemon = ProcessMemory.cpuSeconds(daemon.pid) ?? 0
+                cpu.workers = daemon.workerPIDs.compactMap(ProcessMemory.cpuSeconds).reduce(0, +)
+            }
         )
+        let n = Double(events.count)
+        return (rate, cpu.daemon / n * 1e6, cpu.workers / n * 1e6)
     }
 }
 
