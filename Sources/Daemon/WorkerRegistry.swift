@@ -138,6 +138,25 @@ struct WorkerRegistry {
     /// rebuild position, which is at least this (the position dispatched when it became
     /// vacant): results up to here may be folded together (`coalesce`).
     private(set) var vacancyFloor: UInt64?
+    /// The owning sessions while every partition has an owner that is also its target (no
+    /// move under way, nothing vacant): then a round's position is just their lowest
+    /// report. Nil otherwise. Kept by every change of ownership, read every loop turn.
+    private var steadyOwners: [SessionID]?
+
+    private mutating func refreshSteadyOwners() {
+        var owners = Set<SessionID>()
+        for family in families {
+            let own = ownership[family]!
+            for p in 0..<partitionCount {
+                guard let o = own.owner[p], own.target[p] == o else {
+                    steadyOwners = nil
+                    return
+                }
+                owners.insert(o)
+            }
+        }
+        steadyOwners = owners.sorted()
+    }
 
     init(families: [MetricFamily], partitionCount: Int) {
         self.families = families
@@ -198,6 +217,7 @@ struct WorkerRegistry {
             if own.target[p] == id { own.target[p] = nil }
         }
         ownership[session.family] = own
+        refreshSteadyOwners()
         return session
     }
 
@@ -251,6 +271,7 @@ struct WorkerRegistry {
             }
         }
         ownership[family] = own
+        refreshSteadyOwners()
         for session in members {
             let held = session.held(count: partitionCount)
             var missing: [Int] = []
@@ -349,6 +370,14 @@ struct WorkerRegistry {
     /// reported it; a target whose lane is whole at or below it and that has reported it
     /// takes over there. Nil while some partition cannot be published.
     func roundPosition() -> (position: UInt64, switches: [Switch])? {
+        if let owners = steadyOwners {
+            var position = UInt64.max
+            for o in owners {
+                guard let r = sessions[o]?.reported else { return nil }
+                position = min(position, r)
+            }
+            return owners.isEmpty ? nil : (position, [])
+        }
         var position = UInt64.max
         var vacantNeeds: UInt64 = 0
         for family in families {
@@ -420,6 +449,7 @@ struct WorkerRegistry {
             }
         }
         if families.allSatisfy({ ownership[$0]!.owner.allSatisfy { $0 != nil } }) { vacancyFloor = nil }
+        if !switches.isEmpty { refreshSteadyOwners() }
         for id in sessions.keys.sorted() {
             let session = sessions[id]!
             let own = ownership[session.family]!

@@ -36,9 +36,11 @@ extension WorkerLinkServer {
             ]
         )
         try rebalance(session.family)
-        if registry.owned(by: id).isEmpty
-            || registry.sessions.values.allSatisfy({ $0.family != session.family || $0.leaving })
-        {
+        let alone = registry.sessions.values.allSatisfy { $0.family != session.family || $0.leaving }
+        if registry.owned(by: id).isEmpty || alone {
+            // Nothing to hand over, or nobody to hand it to: it may go now (its partitions,
+            // if any, are vacant until a worker of the family joins).
+            refuse(session.identity, alone ? "left: no other worker of the family takes over" : "left")
             try dropSession(id, reason: "left", level: .info)
         }
     }

@@ -271,7 +271,7 @@ struct WorkerLoop {
                         logger.info(
                             "Partitions released",
                             metadata: [
-                                "worker.partitions": "\(partitions.sorted().map(String.init).joined(separator: ","))",
+                                "worker.partitions": "\(PartitionSet(count: 65_536, members: partitions))",
                                 "worker.lanes": "\(shard!.laneSummary)",
                             ]
                         )

@@ -18,6 +18,10 @@ struct BenchCommand: ParsableCommand {
             JSON and protobuf, 1 and 3 connectors, 1 and 3 shards, with the ratio to the raw ipc \
             rate of single events of the same size;
               3. ACK and event → published update latency (p50, p99; HdrHistogram) at steady rates;
+              5. with --scale-out, only the scale-out figures instead (docs/workers.md): the catch-up \
+            time of a worker joining a running daemon at --scale-out-deals live deals, the time from a \
+            worker's kill -9 to the next published round under a steady stream, and end-to-end \
+            throughput with 1, 2 and 4 worker processes for the revenue family;
               4. recovery and memory: a history of --recovery-deals × --updates-per-deal events is \
             imported into a data directory, then a daemon restarts on it from the log alone and \
             again from a checkpoint; peak RSS of the daemon and each worker with that many live \
@@ -58,6 +62,19 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "One JSON object per figure instead of a table.")
     var json = false
 
+    @Flag(name: .customLong("scale-out"), help: "Only the scale-out figures (joining, death, 1/2/4 workers).")
+    var scaleOut = false
+
+    @Option(
+        name: .customLong("scale-out-deals"),
+        parsing: .upToNextOption,
+        help: "Live deals for the catch-up figure of a joining worker."
+    )
+    var scaleOutDeals: [Int] = [100_000, 1_000_000]
+
+    @Option(name: .customLong("death-rate"), help: "Events/s of the steady stream while a worker is killed.")
+    var deathRate = 2000
+
     func run() throws {
         guard let data = FileManager.default.contents(atPath: model) else {
             throw ValidationError("--model: cannot read \(model)")
@@ -80,6 +97,11 @@ struct BenchCommand: ParsableCommand {
         let streams: [(EventEncoding, [[UInt8]])] = [(.json, jsonStream), (.protobuf, protobufStream)]
         func size(_ s: [[UInt8]]) -> Int { s.reduce(0) { $0 + $1.count } / max(1, s.count) }
 
+        if scaleOut {
+            try runScaleOut(model: parsed, stream: jsonStream, report: report)
+            finish(figures, runStart: runStart, report: report)
+            return
+        }
         // 1. The transport alone.
         var rawIPCSingle: [EventEncoding: Double] = [:]
         for transport in ["ipc", "tcp"] {
@@ -238,11 +260,69 @@ struct BenchCommand: ParsableCommand {
                 )
             )
         }
+        finish(figures, runStart: runStart, report: report)
+    }
+
+    private func finish(_ figures: [Figure], runStart: Date, report: (Figure) -> Void) {
         report(Figure(name: "benchmark run time", value: Date().timeIntervalSince(runStart), unit: "s"))
         if !json {
-            let width = (figures.map(\.name.count).max() ?? 10) + 2
+            let all =
+                figures + [Figure(name: "benchmark run time", value: Date().timeIntervalSince(runStart), unit: "s")]
+            let width = (all.map(\.name.count).max() ?? 10) + 2
             print("\(pad("figure", width))value")
-            for f in figures { print("\(pad(f.name, width))\(f.formatted)") }
+            for f in all { print("\(pad(f.name, width))\(f.formatted)") }
+        }
+    }
+
+    /// The scale-out figures (`ScaleOut`).
+    private func runScaleOut(model parsed: Model, stream: [[UInt8]], report: (Figure) -> Void) throws {
+        var port = 27704
+        func nextPort() -> Int {
+            port += 1
+            return port
+        }
+        for deals in scaleOutDeals {
+            let r = try ScaleOut.catchUp(model: parsed, modelPath: model, deals: deals, port: nextPort())
+            report(
+                Figure(
+                    name: "joining \(ScaleOut.family) worker owns its share, \(r.liveDeals) live deals",
+                    value: r.seconds,
+                    unit: "s",
+                    extra: [("live deals/s rebuilt", Double(r.liveDeals) / r.seconds)]
+                )
+            )
+        }
+        let death = try ScaleOut.deathToRound(model: parsed, modelPath: model, rate: deathRate, port: nextPort())
+        report(
+            Figure(
+                name: "kill -9 of 1 of 2 \(ScaleOut.family) workers → next published round, \(deathRate) events/s",
+                value: death,
+                unit: "s"
+            )
+        )
+        var single: Double?
+        for workers in [1, 2, 4] {
+            let rate = try ScaleOut.throughput(
+                events: stream,
+                modelPath: model,
+                workers: workers,
+                batch: batch,
+                window: window,
+                port: nextPort()
+            )
+            if single == nil { single = rate.rate }
+            report(
+                Figure(
+                    name: "end-to-end JSON, 3 connectors, \(ScaleOut.family) only, \(workers) worker process(es)",
+                    value: rate.rate,
+                    unit: "events/s",
+                    extra: [
+                        ("ratio to 1 worker", rate.rate / max(single ?? rate.rate, 1)),
+                        ("daemon CPU µs/event", rate.daemonMicroseconds),
+                        ("workers' CPU µs/event", rate.workersMicroseconds),
+                    ]
+                )
+            )
         }
     }
 

@@ -14,8 +14,9 @@ final class BenchDaemon {
     var updates: String { "ipc://" + directory.appendingPathComponent("u").path }
     var pid: Int32 { process.processIdentifier }
 
-    /// With `dataDirectory`, the daemon runs on that (kept) directory; otherwise on a fresh one.
-    init(modelPath: String, shards: Int, dataDirectory: String? = nil) throws {
+    /// With `dataDirectory`, the daemon runs on that (kept) directory; otherwise on a fresh
+    /// one. `config` is a config file's JSON (flags still win over it).
+    init(modelPath: String, shards: Int, dataDirectory: String? = nil, config: String? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "ds-bench-\(getpid())-\(UUID().uuidString.prefix(6))"
         )
@@ -30,6 +31,11 @@ final class BenchDaemon {
             "\(shards)",
             "--ingest", ingest, "--updates", updates, "--snapshot", snapshot, "--log-level", "warning",
         ]
+        if let config {
+            let path = directory.appendingPathComponent("config.json").path
+            try Data(config.utf8).write(to: URL(fileURLWithPath: path))
+            process.arguments! += ["--config", path]
+        }
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
     }
@@ -87,6 +93,16 @@ enum ProcessMemory {
         }
         guard let peak = kilobytes("VmHWM"), let current = kilobytes("VmRSS") else { return nil }
         return (peak * 1024, current * 1024)
+    }
+
+    /// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+    static func cpuSeconds(_ pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func children(of parent: Int32) -> [Int32] {

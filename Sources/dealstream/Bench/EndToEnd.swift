@@ -16,9 +16,11 @@ enum EndToEnd {
         shards: Int,
         connectors: Int,
         batch: Int,
-        window: Int
+        window: Int,
+        config: String? = nil,
+        afterRun: ((BenchDaemon) -> Void)? = nil
     ) throws -> Double {
-        let daemon = try BenchDaemon(modelPath: modelPath, shards: shards)
+        let daemon = try BenchDaemon(modelPath: modelPath, shards: shards, config: config)
         defer { daemon.stop() }
         let context = try ZMQContext()
         try daemon.waitReady(context: context)
@@ -46,7 +48,9 @@ enum EndToEnd {
             highest.value,
             timeoutMilliseconds: 300_000
         )
-        return Double(events.count) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        let rate = Double(events.count) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        afterRun?(daemon)
+        return rate
     }
 }
 
