@@ -22,7 +22,8 @@ extension DaemonConfiguration {
     /// Every key that the environment and flags can set, in the file's dotted form.
     public static let environmentKeys: [String] = [
         "model", "data_dir", "endpoints.ingest", "endpoints.updates", "endpoints.snapshot", "endpoints.workers",
-        "workers.shards", "workers.spawn", "workers.families", "workers.heartbeat_ms", "workers.liveness",
+        "workers.shards", "workers.per_family", "workers.partitions", "workers.result_timeout_ms", "workers.spawn",
+        "workers.families", "workers.heartbeat_ms", "workers.liveness",
         "publish.interval_ms", "publish.idle_progress_ms", "publish.subscriber_hwm", "limits.max_batch_events",
         "limits.max_frame_bytes", "limits.max_outstanding_batches", "limits.max_outstanding_facts",
         "checkpoint.every_records", "ingest.curve.secret_key_file", "ingest.curve.connectors", "http.listen",
@@ -100,7 +101,12 @@ extension DaemonConfiguration {
             case "endpoints.updates": c.updatesEndpoint = try nonEmpty()
             case "endpoints.snapshot": c.snapshotEndpoint = try nonEmpty()
             case "endpoints.workers": c.workerEndpoint = try nonEmpty()
-            case "workers.shards": c.shards = try int(min: 1)
+            case "workers.shards", "workers.per_family": c.workersPerFamily = try int(min: 1)
+            case "workers.partitions":
+                let n = try int(min: 1)
+                guard n <= 4096 else { throw ConfigurationError(key: field, reason: "at most 4096") }
+                c.partitionSetting = n
+            case "workers.result_timeout_ms": c.resultTimeoutMilliseconds = try int(min: 100)
             case "workers.spawn":
                 switch text {
                 case "true", "1", "yes": c.spawnWorkers = true

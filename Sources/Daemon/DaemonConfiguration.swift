@@ -14,7 +14,14 @@ public import PipelineMetrics
 ///   - `endpoints.updates` (string, default `tcp://127.0.0.1:7702`)
 ///   - `endpoints.snapshot` (string, default `tcp://127.0.0.1:7703`)
 ///   - `endpoints.workers` (string, default `ipc://<data_dir>/workers.sock`): where workers connect
-///   - `workers.shards` (int, default 1): shards per metric family
+///   - `workers.per_family` (int, or an object family → int with `"*"` for the rest; default
+///     1): worker processes the daemon spawns per metric family; `workers.shards` is a
+///     synonym (what it was called when the count was fixed). Workers started by hand join
+///     on top of these, at any time.
+///   - `workers.partitions` (int, default 64, 1…4096): how many partitions each family's
+///     series are split into; fixed for a data directory (recorded there at first start)
+///   - `workers.result_timeout_ms` (int, default 5000): a worker that leaves a batch or a
+///     rebuild chunk unanswered this long is dropped (and, if spawned, killed)
 ///   - `workers.spawn` (bool, default true): start and supervise the worker processes
 ///   - `workers.families` ([string], default all ten): metric families to serve
 ///   - `workers.heartbeat_ms` (int, default 500), `workers.liveness` (int, default 20)
@@ -45,7 +52,13 @@ public struct DaemonConfiguration: Sendable {
     public var updatesEndpoint = "tcp://127.0.0.1:7702"
     public var snapshotEndpoint = "tcp://127.0.0.1:7703"
     public var workerEndpoint: String?
-    public var shards = 1
+    /// Worker processes spawned per family (`workers.per_family`, `--workers-per-family`, `--shards`).
+    public var workersPerFamily = 1
+    /// Per-family exceptions to `workersPerFamily`.
+    public var workersPerFamilyOverrides: [MetricFamily: Int] = [:]
+    /// `workers.partitions`; nil: the data directory's (64 for a new one), see `PartitionCountFile`.
+    public var partitionSetting: Int?
+    public var resultTimeoutMilliseconds = 5000
     public var spawnWorkers = true
     public var families: [MetricFamily] = MetricFamily.allCases
     public var heartbeatMilliseconds = 500
@@ -76,6 +89,12 @@ public struct DaemonConfiguration: Sendable {
     }
 
     public init() {}
+
+    /// The partition count in force (after `PartitionCountFile.settle`, the data directory's).
+    public var partitions: Int { partitionSetting ?? PartitionCountFile.defaultCount }
+
+    /// How many workers the daemon spawns for `family`.
+    public func workersToSpawn(_ family: MetricFamily) -> Int { workersPerFamilyOverrides[family] ?? workersPerFamily }
 
     /// The worker endpoint, defaulting to an ipc socket in the data directory.
     public var resolvedWorkerEndpoint: String {
@@ -114,7 +133,24 @@ public struct DaemonConfiguration: Sendable {
             case "workers":
                 for (k, v) in try object(value, key) {
                     switch k {
-                    case "shards": c.shards = try int(v, "workers.shards", min: 1)
+                    case "shards", "per_family":
+                        if case .object(let members) = v {
+                            for (name, count) in members {
+                                let n = try int(count, "workers.\(k).\(name)", min: 0)
+                                if name == "*" {
+                                    c.workersPerFamily = n
+                                } else if let family = MetricFamily(rawValue: name) {
+                                    c.workersPerFamilyOverrides[family] = n
+                                } else {
+                                    throw ConfigurationError(key: "workers.\(k).\(name)", reason: "unknown family")
+                                }
+                            }
+                        } else {
+                            c.workersPerFamily = try int(v, "workers.\(k)", min: 1)
+                        }
+                    case "partitions": c.partitionSetting = try int(v, "workers.partitions", min: 1, max: 4096)
+                    case "result_timeout_ms":
+                        c.resultTimeoutMilliseconds = try int(v, "workers.result_timeout_ms", min: 100)
                     case "spawn":
                         guard case .bool(let b) = v else {
                             throw ConfigurationError(key: "workers.spawn", reason: "not a boolean")
@@ -210,9 +246,12 @@ public struct DaemonConfiguration: Sendable {
         return m
     }
 
-    static func int(_ v: JSONValue, _ key: String, min: Int) throws(ConfigurationError) -> Int {
-        guard case .int(let i) = v, i >= min else {
-            throw ConfigurationError(key: key, reason: "not an integer ≥ \(min)")
+    static func int(_ v: JSONValue, _ key: String, min: Int, max: Int = .max) throws(ConfigurationError) -> Int {
+        guard case .int(let i) = v, i >= min, i <= max else {
+            throw ConfigurationError(
+                key: key,
+                reason: max == .max ? "not an integer ≥ \(min)" : "not an integer in \(min)…\(max)"
+            )
         }
         return Int(i)
     }

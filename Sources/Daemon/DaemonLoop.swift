@@ -9,7 +9,7 @@ import ZeroMQ
 /// One thread owns all sockets and all mutable state, so every publication round and
 /// every snapshot is one consistent state with no locking. The parts, each in its own
 /// file, are owned by this thread: `IngestCommitter` (resolve, group commit, checkpoint
-/// policy), `WorkerLinkServer` (admit, rebuild, fan-out, heartbeats), `Publisher` (rounds
+/// policy), `WorkerLinkServer` (admit, partitions and moves, rebuild, fan-out, heartbeats), `Publisher` (rounds
 /// and snapshots). One event goes: `IngestFront` (decode, on its own thread) →
 /// `serviceIngest` here → `IngestCommitter.commit` → ACK → `WorkerLinkServer.dispatch` →
 /// a worker's `RESULT` → `Publisher.publishRound` → subscribers.
@@ -98,7 +98,8 @@ final class DaemonLoop {
             metrics: metrics
         )
         defer { workers.close() }
-        publisher.restore(committer.readPublished(), slots: workers.registry.slots, notAfter: committer.logSeq)
+        let layout = PublishedState.Layout(families: configuration.families, partitions: configuration.partitions)
+        publisher.restore(committer.readPublished(), layout: layout, notAfter: committer.logSeq)
         metrics.restored(logSeq: committer.logSeq, published: publisher.state, checkpoint: committer.checkpointPath)
         logger.info(
             "Daemon listening",
@@ -107,22 +108,23 @@ final class DaemonLoop {
                 "endpoint.updates": "\(configuration.updatesEndpoint)",
                 "endpoint.snapshot": "\(configuration.snapshotEndpoint)",
                 "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
-                "workers.slots": "\(workers.registry.slots.count)",
+                "workers.partitions": "\(configuration.partitions)",
                 "ingest.curve": "\(configuration.ingestCurve.map { "on, \($0.connectors.count) connectors" } ?? "off")",
                 "workers.curve": "\(configuration.workerCurve.map { "on, \($0.allowlist.count) keys" } ?? "off")",
             ]
         )
         bound()
-        try poll(front: front, wake: wake, publisher: publisher, workers: workers)
+        try poll(front: front, wake: wake, publisher: publisher, workers: workers, layout: layout)
 
         // Graceful end: the requests the ingest thread read before the stop are answered
         // (it reads no more); publish what is ready and checkpoint, so the next start
         // replays nothing.
-        while front.hasRequests { try serviceIngest(front, wake: wake, workers: workers, publisher: publisher) }
-        let (results, position) = workers.takeRoundResults(notBefore: publisher.state.logSeq)
-        try publisher.publishRound(results, at: position)
+        while front.hasRequests {
+            try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
+        }
+        try publisher.publishRound(workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state))
         committer.finalCheckpoint()
-        committer.savePublished(publisher.state.encoded(slots: workers.registry.slots))
+        committer.savePublished(publisher.state.encoded(layout: layout))
         logger.info(
             "Daemon loop stopped",
             metadata: [
@@ -142,7 +144,13 @@ final class DaemonLoop {
     /// the loop, and under heavy load a round covers more positions, each series published
     /// once for all of them. With nothing new, `_progress` still goes out every
     /// `publish.idle_progress_ms`.
-    private func poll(front: IngestFront, wake: ZMQSocket, publisher: Publisher, workers: WorkerLinkServer) throws {
+    private func poll(
+        front: IngestFront,
+        wake: ZMQSocket,
+        publisher: Publisher,
+        workers: WorkerLinkServer,
+        layout: PublishedState.Layout
+    ) throws {
         let configuredGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
         var minimumGap = configuredGap
         let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
@@ -165,16 +173,19 @@ final class DaemonLoop {
             if ready[0] { try workers.serviceWorkers() }
             try workers.continueRebuilds()
             if ready[3] { while try wake.receive(blocking: false) != nil {} }
-            if acceptIngest { try serviceIngest(front, wake: wake, workers: workers, publisher: publisher) }
-            if ready[2] { try publisher.serviceSnapshots() }
+            if acceptIngest {
+                try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
+            }
+            if ready[2] { try publisher.serviceSnapshots(status: workers.statusJSON) }
             if ready[1] { try publisher.drainSubscriptions() }
-            for pid in deadWorkers.drain() { workers.dropSessions(pid: pid) }
+            for pid in deadWorkers.drain() { try workers.dropSessions(pid: pid) }
             let after = WorkerRegistry.now()
             if after >= lastRound + idleProgress
                 || (after >= lastRound + minimumGap && workers.hasPublishableResults(after: publisher.state.logSeq))
             {
-                let (results, position) = workers.takeRoundResults(notBefore: publisher.state.logSeq)
-                try publisher.publishRound(results, at: position)
+                try publisher.publishRound(
+                    workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state)
+                )
                 lastRound = after
                 minimumGap = max(configuredGap, min(WorkerRegistry.now() - after, idleProgress))
             }
@@ -191,7 +202,8 @@ final class DaemonLoop {
         _ front: IngestFront,
         wake: ZMQSocket,
         workers: WorkerLinkServer,
-        publisher: Publisher
+        publisher: Publisher,
+        layout: PublishedState.Layout
     ) throws {
         let requests = front.take(limit: groupLimit, eventLimit: groupEventLimit)
         guard !requests.isEmpty else { return }
@@ -202,7 +214,7 @@ final class DaemonLoop {
             let reason = Array("store: \(error); nothing of this request was stored".utf8)
             try front.send(requests.map { $0.envelope + [IngestProtocol.err, $0.requestID, reason] }, wake: wake)
             metrics.refused(requests.count)
-            workers.resetAllSessions()
+            try workers.resetAllSessions()
             return
         }
         try front.send(
@@ -212,7 +224,7 @@ final class DaemonLoop {
         metrics.acknowledged(requests, group.acks)
         try workers.dispatch(group.changes)
         if committer.checkpointIfDue() {
-            committer.savePublished(publisher.state.encoded(slots: workers.registry.slots))
+            committer.savePublished(publisher.state.encoded(layout: layout))
         }
     }
 }

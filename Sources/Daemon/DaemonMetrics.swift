@@ -48,8 +48,9 @@ public final class DaemonMetrics: @unchecked Sendable {
     var sessionsUp: [MetricFamily: Prometheus.Gauge] = [:]
     var restarts: [MetricFamily: Prometheus.Counter] = [:]
     var moves: [MetricFamily: Prometheus.Counter] = [:]
-    var outstandingFacts: [Slot: Prometheus.Gauge] = [:]
-    var outstandingBatches: [Slot: Prometheus.Gauge] = [:]
+    var outstandingFacts: [MetricFamily: Prometheus.Gauge] = [:]
+    var outstandingBatches: [MetricFamily: Prometheus.Gauge] = [:]
+    var vacantPartitions: [MetricFamily: Prometheus.Gauge] = [:]
 
     /// Positions as last set (the lag is their difference); the loop thread writes them.
     let logged = Atomic<UInt64>(0)
@@ -57,8 +58,6 @@ public final class DaemonMetrics: @unchecked Sendable {
     let publishedSeq = Atomic<UInt64>(0)
     /// Unix time of the last checkpoint written (or found at start), 0: none.
     let lastCheckpoint = Atomic<UInt64>(0)
-    /// The pid of each slot's last session, to count a slot moving to another worker.
-    var lastPID: [Slot: Int] = [:]
 
     /// What an event was rejected for (the `reason` label).
     enum RejectionClass: String, CaseIterable {
@@ -82,13 +81,12 @@ public final class DaemonMetrics: @unchecked Sendable {
         }
     }
 
-    public convenience init(families: [MetricFamily] = MetricFamily.allCases, shards: Int = 1) {
+    public convenience init(families: [MetricFamily] = MetricFamily.allCases) {
         self.init(
             exposition: MetricsExposition(),
             probe: ProbeState(),
             notifier: .fromEnvironment(),
-            families: families,
-            shards: shards
+            families: families
         )
     }
 
@@ -96,8 +94,7 @@ public final class DaemonMetrics: @unchecked Sendable {
         exposition: MetricsExposition,
         probe: ProbeState,
         notifier: SystemdNotifier,
-        families: [MetricFamily],
-        shards: Int
+        families: [MetricFamily]
     ) {
         self.exposition = exposition
         self.probe = probe
@@ -185,7 +182,7 @@ public final class DaemonMetrics: @unchecked Sendable {
             let labels = [("family", family.rawValue)]
             sessionsUp[family] = e.gauge(
                 "dealstream_worker_sessions",
-                "Worker slots with a live session, by family.",
+                "Worker sessions connected, by family.",
                 labels: labels
             )
             restarts[family] = e.counter(
@@ -195,23 +192,24 @@ public final class DaemonMetrics: @unchecked Sendable {
             )
             moves[family] = e.counter(
                 "dealstream_worker_partition_moves_total",
-                "A slot taken by another worker process than its last one.",
+                "Partitions moved to another worker session (joins, leaves, deaths).",
                 labels: labels
             )
-            for shard in 0..<shards {
-                let slot = Slot(family: family, shard: shard)
-                let slotLabels = labels + [("shard", "\(shard)")]
-                outstandingFacts[slot] = e.gauge(
-                    "dealstream_worker_outstanding_facts",
-                    "Facts sent to the slot's worker and not yet answered.",
-                    labels: slotLabels
-                )
-                outstandingBatches[slot] = e.gauge(
-                    "dealstream_worker_outstanding_batches",
-                    "Fact batches sent to the slot's worker and not yet answered.",
-                    labels: slotLabels
-                )
-            }
+            outstandingFacts[family] = e.gauge(
+                "dealstream_worker_outstanding_facts",
+                "Facts sent to the family's workers and not yet answered, summed over its sessions.",
+                labels: labels
+            )
+            outstandingBatches[family] = e.gauge(
+                "dealstream_worker_outstanding_batches",
+                "Fact batches not yet answered by the family's slowest session.",
+                labels: labels
+            )
+            vacantPartitions[family] = e.gauge(
+                "dealstream_worker_vacant_partitions",
+                "Partitions of the family with no worker serving them (rounds wait for them).",
+                labels: labels
+            )
         }
         exposition.onScrape { [weak self] in
             guard let self else { return }

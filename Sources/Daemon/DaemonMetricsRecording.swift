@@ -80,28 +80,32 @@ extension DaemonMetrics {
         }
     }
 
-    /// The worker slots as the loop sees them (each heartbeat): sessions up per family,
-    /// outstanding work per slot, and whether every slot has a caught-up worker.
+    /// The worker sessions as the loop sees them (each heartbeat): sessions per family,
+    /// outstanding work per family, vacant partitions, and whether every partition has a
+    /// caught-up owner.
     func workers(_ registry: WorkerRegistry) {
         var up: [MetricFamily: Int] = [:]
-        var allCaughtUp = true
-        for slot in registry.slots {
-            let session = registry.sessions[slot]
-            if session != nil { up[slot.family, default: 0] += 1 }
-            outstandingFacts[slot]?.set(Double(session?.outstandingFacts ?? 0))
-            outstandingBatches[slot]?.set(Double(session?.outstanding ?? 0))
-            // Caught up: its rebuild is sent and answered (it has reported a position).
-            if session == nil || session?.rebuildCursor != nil || session?.reported == nil { allCaughtUp = false }
+        var facts: [MetricFamily: Int] = [:]
+        var batches: [MetricFamily: Int] = [:]
+        for session in registry.sessions.values {
+            up[session.family, default: 0] += 1
+            facts[session.family, default: 0] += session.outstandingFacts
+            batches[session.family] = max(batches[session.family] ?? 0, session.outstanding)
         }
-        for (family, gauge) in sessionsUp { gauge.set(Double(up[family] ?? 0)) }
+        var allCaughtUp = true
+        for family in registry.families {
+            let vacant = registry.vacant(family)
+            if vacant > 0 { allCaughtUp = false }
+            vacantPartitions[family]?.set(Double(vacant))
+            sessionsUp[family]?.set(Double(up[family] ?? 0))
+            outstandingFacts[family]?.set(Double(facts[family] ?? 0))
+            outstandingBatches[family]?.set(Double(batches[family] ?? 0))
+        }
         probe.setCaughtUp(allCaughtUp)
     }
 
-    /// A worker admitted for `slot`.
-    func workerAdmitted(_ slot: Slot, pid: Int) {
-        if let last = lastPID[slot], last != pid { moves[slot.family]?.increment() }
-        lastPID[slot] = pid
-    }
+    /// Partitions of `family` moved to another session.
+    func partitionsMoved(_ family: MetricFamily, count: Int) { moves[family]?.increment(by: Int64(count)) }
 
     // MARK: other threads
 
@@ -124,6 +128,6 @@ extension DaemonMetrics {
         checkpointLast.set(unixTime)
     }
 
-    /// The supervisor restarts the worker of `slot`.
-    func workerRestarted(_ slot: Slot) { restarts[slot.family]?.increment() }
+    /// The supervisor restarts a worker of `family`.
+    func workerRestarted(_ family: MetricFamily) { restarts[family]?.increment() }
 }

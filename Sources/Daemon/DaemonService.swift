@@ -22,7 +22,7 @@ public struct DaemonService: Service {
     public init(configuration: DaemonConfiguration, logger: Logger, metrics: DaemonMetrics? = nil) {
         self.configuration = configuration
         self.logger = logger
-        self.metrics = metrics ?? DaemonMetrics(families: configuration.families, shards: configuration.shards)
+        self.metrics = metrics ?? DaemonMetrics(families: configuration.families)
     }
 
     /// The path of this executable, used to spawn `dealstream worker`.
@@ -32,7 +32,7 @@ public struct DaemonService: Service {
 
     public func run() async throws {
         // workers.curve: the spawned workers' ephemeral key pair (WorkerSecurity.swift).
-        let configuration = try self.configuration.withSpawnedWorkerKey()
+        var configuration = try self.configuration.withSpawnedWorkerKey()
         guard let modelPath = configuration.modelPath else {
             throw ConfigurationError(
                 key: "model",
@@ -45,6 +45,7 @@ public struct DaemonService: Service {
         let modelBytes = Array(modelData)
         let model = try Model.parse(modelBytes)
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        configuration.partitionSetting = try PartitionCountFile.settle(configuration)
 
         let context = try ZMQContext(ioThreads: 1)
         let deadWorkers = DeadWorkerInbox()
@@ -64,7 +65,6 @@ public struct DaemonService: Service {
             let supervisor = Supervisor(
                 executable: DaemonService.executablePath,
                 endpoint: configuration.resolvedWorkerEndpoint,
-                shards: configuration.shards,
                 extraArguments: [
                     "--heartbeat-ms", "\(configuration.heartbeatMilliseconds)", "--liveness",
                     "\(configuration.liveness)",
@@ -72,13 +72,13 @@ public struct DaemonService: Service {
                 ] + configuration.spawnedWorkerCurveArguments,
                 environment: configuration.spawnedWorkerEnvironment,
                 slots: configuration.families.flatMap { f in
-                    (0..<configuration.shards).map { Slot(family: f, shard: $0) }
+                    (0..<configuration.workersToSpawn(f)).map { SpawnSlot(family: f, ordinal: $0) }
                 },
                 logger: logger,
                 deadWorkers: deadWorkers,
                 spawnedWorkers: spawnedWorkers,
                 loopStart: loop.start,
-                restarted: { [metrics] in metrics.workerRestarted($0) }
+                restarted: { [metrics] in metrics.workerRestarted($0.family) }
             )
             // Shut down in reverse: the loop first (it answers what is in hand and publishes
             // a last round), then the workers.

@@ -11,7 +11,7 @@ struct PublishedState {
     struct Entry {
         /// The payload as published, with its `seq` and `log_seq`.
         var payload: [UInt8]
-        var slot: Slot
+        var owner: SeriesOwner
     }
 
     private(set) var table: [TopicKey: Entry] = [:]
@@ -22,7 +22,7 @@ struct PublishedState {
     /// to publish (topic, payload) to `send`, `_progress` last. An empty payload removes
     /// the series (published once more with `"removed":true`).
     mutating func publish(
-        round changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)],
+        round changes: [(topic: TopicKey, payload: [UInt8], owner: SeriesOwner)],
         logSeq: UInt64,
         send: ([[UInt8]]) throws -> Void
     ) rethrows {
@@ -35,16 +35,21 @@ struct PublishedState {
             } else {
                 seq += 1
                 let stamped = Topics.stamped(change.payload, seq: seq, logSeq: logSeq)
-                table[change.topic] = Entry(payload: stamped, slot: change.slot)
+                table[change.topic] = Entry(payload: stamped, owner: change.owner)
                 try send([change.topic.bytes, stamped])
             }
         }
         try send([Topics.progress, Topics.position(seq: seq, logSeq: logSeq)])
     }
 
-    /// The topics a slot has published (a scan: needed only when a worker is rebuilt).
-    func topics(of slot: Slot) -> Set<TopicKey> {
-        Set(table.lazy.filter { $0.value.slot == slot }.map(\.key))
+    /// The topics published for some partitions of a family (a scan: needed only when
+    /// partitions move).
+    func topics(of family: MetricFamily, partitions: PartitionSet) -> Set<TopicKey> {
+        Set(
+            table.lazy.filter { $0.value.owner.family == family && partitions.contains($0.value.owner.partition) }.map(
+                \.key
+            )
+        )
     }
 
     /// The snapshot of every series whose topic starts with `prefix`.
@@ -61,37 +66,43 @@ extension PublishedState {
     /// The published state as bytes, saved with every checkpoint and at a graceful stop:
     /// a restart serves it (an earlier consistent state) at once, while the workers are
     /// still being rebuilt, instead of an empty snapshot.
-    func encoded(slots: [Slot]) -> [UInt8] {
+    func encoded(layout: Layout) -> [UInt8] {
         var w = BinaryWriter(capacity: 32 + table.count * 320)
         w.u32(PublishedState.fileFormat)
-        w.string(PublishedState.layout(slots))
+        w.string(layout.description)
         w.u64(seq)
         w.u64(logSeq)
         w.u64(UInt64(table.count))
         for (topic, entry) in table {
             w.bytes(topic.bytes)
             w.bytes(entry.payload)
-            w.string(entry.slot.family.rawValue)
-            w.u32(UInt32(entry.slot.shard))
+            w.string(entry.owner.family.rawValue)
+            w.u32(UInt32(entry.owner.partition))
         }
         return w.bytes
     }
 
-    /// The worker layout a saved state belongs to: which shard owns a series depends on it.
-    static func layout(_ slots: [Slot]) -> String { slots.map(\.description).sorted().joined(separator: ",") }
+    /// What a saved state belongs to: the families served and the partition count (which
+    /// partition a series is in depends on it). How many workers serve them does not matter.
+    struct Layout: CustomStringConvertible {
+        var families: [MetricFamily]
+        var partitions: Int
+        var description: String {
+            families.map(\.rawValue).sorted().joined(separator: ",") + ";partitions=\(partitions)"
+        }
+    }
 
-    /// Reads `encoded(slots:)` bytes; fails unless they were saved by a daemon with the
-    /// same worker layout (families and shard count): with another one, series would
-    /// belong to other slots and their removals could be lost.
-    init(encoded bytes: [UInt8], slots: [Slot]) throws(BinaryDecodingError) {
+    /// Reads `encoded(layout:)` bytes; fails unless they were saved by a daemon with the
+    /// same layout (families and partition count): with another one, series would belong
+    /// to other partitions and their removals could be lost.
+    init(encoded bytes: [UInt8], layout: Layout) throws(BinaryDecodingError) {
         var r = BinaryReader(bytes)
         guard try r.u32("format") == PublishedState.fileFormat else {
             throw BinaryDecodingError("unknown published-state format")
         }
-        guard try r.string("layout") == PublishedState.layout(slots) else {
-            throw BinaryDecodingError("saved with another worker layout (families or shard count)")
+        guard try r.string("layout") == layout.description else {
+            throw BinaryDecodingError("saved with another layout (families or partition count)")
         }
-        let known = Set(slots)
         seq = try r.u64("seq")
         logSeq = try r.u64("log_seq")
         let count = try r.u64("count")
@@ -102,11 +113,11 @@ extension PublishedState {
             guard let family = MetricFamily(rawValue: try r.string("family")) else {
                 throw BinaryDecodingError("unknown family")
             }
-            let slot = Slot(family: family, shard: Int(try r.u32("shard")))
-            guard known.contains(slot) else {
-                throw BinaryDecodingError("series of slot \(slot), which this daemon does not run")
+            let owner = SeriesOwner(family: family, partition: Int(try r.u32("partition")))
+            guard layout.families.contains(family), owner.partition < layout.partitions else {
+                throw BinaryDecodingError("series of \(owner), which this daemon does not serve")
             }
-            table[topic] = Entry(payload: payload, slot: slot)
+            table[topic] = Entry(payload: payload, owner: owner)
         }
         guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the published state") }
     }

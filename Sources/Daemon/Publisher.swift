@@ -5,11 +5,11 @@ import ZeroMQ
 
 /// Publication and snapshots: the updates socket (XPUB) and the snapshot socket (ROUTER).
 ///
-/// Owned by the loop thread, like everything the loop touches. A round takes the workers'
-/// results up to the position every slot has reported, coalesces them per topic (later
-/// values win), publishes the changed series and `_progress`, and stores them in the
-/// `PublishedState` that snapshots are answered from, so a snapshot is always one whole
-/// round (PROTOCOL.md §3, the Clone pattern).
+/// Owned by the loop thread, like everything the loop touches. A round publishes the
+/// changes `WorkerRegistry.takeRound` took (each series once, from its partition's one
+/// owner) and `_progress`, and stores them in the `PublishedState` that snapshots are
+/// answered from, so a snapshot is always one whole round (PROTOCOL.md §3, the Clone
+/// pattern). The snapshot socket also answers `STATUS` (docs/workers.md).
 final class Publisher {
     private let updates: ZMQSocket
     private let snapshots: ZMQSocket
@@ -50,11 +50,11 @@ final class Publisher {
     }
 
     /// Takes the published state a checkpoint or graceful stop saved, if it was saved for
-    /// this worker layout and is not ahead of the restored log.
-    func restore(_ bytes: [UInt8]?, slots: [Slot], notAfter logSeq: UInt64) {
+    /// this layout and is not ahead of the restored log.
+    func restore(_ bytes: [UInt8]?, layout: PublishedState.Layout, notAfter logSeq: UInt64) {
         guard let bytes else { return }
         do {
-            let saved = try PublishedState(encoded: bytes, slots: slots)
+            let saved = try PublishedState(encoded: bytes, layout: layout)
             guard saved.logSeq <= logSeq else { return }
             state = saved
             logger.info(
@@ -73,37 +73,26 @@ final class Publisher {
         while try updates.receive(blocking: false) != nil {}
     }
 
-    /// One round at `position` (from `WorkerLinkServer.takeRoundResults`): publishes the
-    /// coalesced changes of `results`, then `_progress`. Without a position only
-    /// `_progress` goes out, at the last published one.
-    func publishRound(_ results: [(Slot, [WorkerRegistry.Result])], at position: UInt64?) throws {
+    /// One round (from `WorkerLinkServer.takeRound`): publishes its changes, then
+    /// `_progress`. Without one only `_progress` goes out, at the last published position.
+    func publishRound(_ round: WorkerRegistry.Round?) throws {
         rounds += 1
         defer { metrics?.published(state, subscribers: subscribers.drain()) }
-        guard let position else {
+        guard let round else {
             try updates.send([Topics.progress, Topics.position(seq: state.seq, logSeq: state.logSeq)], blocking: false)
             return
         }
-        // Every topic belongs to one slot (its family and shard), so only the results of
-        // one slot can need coalescing.
-        var changes: [(topic: TopicKey, payload: [UInt8], slot: Slot)] = []
-        for (slot, pending) in results {
-            let result = WorkerRegistry.Result.merged(pending)
-            if result.isFull {
-                // A session's first result holds all its series: whatever the slot
-                // published before and is not in it is gone.
-                let fresh = Set(result.series.lazy.filter { !$0.payload.isEmpty }.map(\.topic))
-                for gone in state.topics(of: slot).subtracting(fresh) { changes.append((gone, [], slot)) }
-            }
-            for s in result.series { changes.append((s.topic, s.payload, slot)) }
-        }
-        try state.publish(round: changes, logSeq: position) { try updates.send($0, blocking: false) }
+        try state.publish(round: round.changes, logSeq: round.position) { try updates.send($0, blocking: false) }
     }
 
     /// The largest snapshot request (command and prefix) answered; a bigger one gets `ERR`.
     static let maximumSnapshotRequestBytes = 64 << 10
+    /// The request (one frame) that lists the worker sessions.
+    static let statusCommand = Array("STATUS".utf8)
 
-    /// Answers every waiting `SNAPSHOT` request from the published state.
-    func serviceSnapshots() throws {
+    /// Answers every waiting `SNAPSHOT` request from the published state, and `STATUS`
+    /// with `status()` (the worker sessions).
+    func serviceSnapshots(status: () -> [UInt8]) throws {
         while let frames = try snapshots.receive(blocking: false) {
             let (envelope, body) = IngestProtocol.splitEnvelope(frames)
             let size = body.reduce(0) { $0 + $1.count }
@@ -113,12 +102,16 @@ final class Publisher {
                 try snapshots.send(envelope + [IngestProtocol.err, Array(reason.utf8)], blocking: false)
                 continue
             }
+            if body == [Publisher.statusCommand] {
+                try snapshots.send(envelope + [Publisher.statusCommand, status()], blocking: false)
+                continue
+            }
             guard let command = body.first, command == IngestProtocol.snapshot, body.count <= 2 else {
                 let shown = String(decoding: (body.first ?? []).prefix(32), as: UTF8.self).filter { !$0.isNewline }
                 let reason =
                     body.first == IngestProtocol.snapshot
                     ? "SNAPSHOT takes one prefix frame"
-                    : "unknown command \"\(shown)\" (expected SNAPSHOT)"
+                    : "unknown command \"\(shown)\" (expected SNAPSHOT or STATUS)"
                 try snapshots.send(envelope + [IngestProtocol.err, Array(reason.utf8)], blocking: false)
                 continue
             }

@@ -16,20 +16,28 @@ final class RebuildSource {
         self.facts = facts
     }
 
-    /// The `FACTS` message of one rebuild chunk: up to `count` facts from `start` as
-    /// `projection`'s family sees them (the first chunk also carries every string), and
-    /// where the next chunk starts.
-    func message(from start: Int, count: Int, projection: FamilyProjection) -> (message: [[UInt8]], end: Int) {
+    /// The `FACTS` message of one rebuild chunk of `lane`: up to `count` facts from
+    /// `start` as `projection`'s family sees them, with the strings the session has not
+    /// been sent yet (`stringsSent` of them it has), and where the next chunk starts. The
+    /// last chunk asks for a result: the lane's whole state.
+    func message(
+        lane: UInt32,
+        from start: Int,
+        count: Int,
+        stringsSent: Int,
+        projection: FamilyProjection
+    ) -> (message: [[UInt8]], end: Int) {
         let end = min(start + count, facts.count)
         let projected = facts[start..<end].compactMap(projection.project)
+        let newStrings = stringsSent < strings.count ? strings[stringsSent...] : []
         let header = WorkerLink.FactBatch.encodeHeader(
             logSeq: logSeq,
             wantsResult: end == facts.count,
-            firstStringID: start == 0 ? 0 : UInt32(strings.count),
-            strings: start == 0 ? strings[...] : strings[strings.count...]
+            isLastChunk: end == facts.count,
+            lane: lane,
+            firstStringID: UInt32(stringsSent),
+            strings: newStrings
         )
-        return (
-            [Array(WorkerLink.Command.facts.rawValue.utf8), header, WorkerLink.FactBatch.encodeChanges(projected)], end
-        )
+        return ([WorkerLink.Command.facts.frame, header, WorkerLink.FactBatch.encodeChanges(projected)], end)
     }
 }

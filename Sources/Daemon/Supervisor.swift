@@ -7,10 +7,12 @@ import ZeroMQ
 
 /// Starts the worker processes of the daemon and restarts any that exits.
 ///
-/// Each slot (metric family, shard) gets one process running `dealstream worker`,
-/// connected to the daemon's worker endpoint over ipc. A worker that exits is reported to
-/// the daemon loop (which drops its session, so publication waits for its replacement)
-/// and restarted with exponential back-off. Workers also ask the kernel for SIGTERM when
+/// Each family gets `workers.per_family` processes running `dealstream worker`, connected
+/// to the daemon's worker endpoint. Each child gets a secret token of its own in its
+/// environment, which it presents in `READY`: that is how the loop knows a session is one
+/// of its children (and the only kind of process it ever signals). A worker that exits is
+/// reported to the daemon loop (which moves its partitions to the family's other workers,
+/// or waits for its replacement) and restarted with exponential back-off. Workers also ask the kernel for SIGTERM when
 /// the daemon dies, so none outlives it, even after `kill -9`.
 ///
 /// A `Service`: `run()` waits until the loop has bound its endpoints (`loopStart`), then
@@ -20,7 +22,7 @@ import ZeroMQ
 /// from that one long-lived thread; its blocking waits never touch the cooperative pool.
 final class Supervisor: Service {
     private struct Child {
-        var slot: Slot
+        var slot: SpawnSlot
         var process: Process
         var started: Date
         var backoff: Double
@@ -34,39 +36,36 @@ final class Supervisor: Service {
 
     private let executable: String
     private let endpoint: String
-    private let shards: Int
     /// Flags every worker gets besides its slot (heartbeat, liveness, log level).
     private let extraArguments: [String]
     /// The environment of every worker (with `workers.curve`, its secret key); nil: the daemon's.
     private let environment: [String: String]?
-    private let slots: [Slot]
+    private let slots: [SpawnSlot]
     private let logger: Logger
     private let deadWorkers: DeadWorkerInbox
     private let spawnedWorkers: SpawnedWorkers
     /// How the loop's start went: workers are spawned once it has bound its endpoints.
     private let loopStart: LoopStart
     /// Told of each restart (`DaemonMetrics.workerRestarted`).
-    private let restarted: @Sendable (Slot) -> Void
+    private let restarted: @Sendable (SpawnSlot) -> Void
     private let events = Mutex<[Event]>([])
     private let wake = DispatchSemaphore(value: 0)
 
     init(
         executable: String,
         endpoint: String,
-        shards: Int,
         extraArguments: [String],
         environment: [String: String]? = nil,
-        slots: [Slot],
+        slots: [SpawnSlot],
         logger: Logger,
         deadWorkers: DeadWorkerInbox,
         spawnedWorkers: SpawnedWorkers,
         loopStart: LoopStart,
-        restarted: @escaping @Sendable (Slot) -> Void = { _ in }
+        restarted: @escaping @Sendable (SpawnSlot) -> Void = { _ in }
     ) {
         self.restarted = restarted
         self.executable = executable
         self.endpoint = endpoint
-        self.shards = shards
         self.extraArguments = extraArguments
         self.environment = environment
         self.slots = slots
@@ -99,7 +98,7 @@ final class Supervisor: Service {
     private func supervise() {
         var children: [Int32: Child] = [:]
         /// Restarts waiting for their back-off: when, which slot, with what back-off.
-        var restarts: [(at: Date, slot: Slot, backoff: Double)] = slots.map { (Date(), $0, 0.1) }
+        var restarts: [(at: Date, slot: SpawnSlot, backoff: Double)] = slots.map { (Date(), $0, 0.1) }
         while true {
             let now = Date()
             for restart in restarts where restart.at <= now {
@@ -137,19 +136,21 @@ final class Supervisor: Service {
     }
 
     private func spawn(
-        _ slot: Slot,
+        _ slot: SpawnSlot,
         backoff: Double,
         into children: inout [Int32: Child],
-        restarts: inout [(at: Date, slot: Slot, backoff: Double)]
+        restarts: inout [(at: Date, slot: SpawnSlot, backoff: Double)]
     ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments =
             [
-                "worker", "--family", slot.family.rawValue, "--shard", "\(slot.shard)", "--shards", "\(shards)",
-                "--connect", endpoint, "--parent-pid", "\(getpid())",
+                "worker", "--family", slot.family.rawValue, "--connect", endpoint, "--parent-pid", "\(getpid())",
             ] + extraArguments
-        if let environment { process.environment = environment }
+        let token = SpawnedWorkers.newToken()
+        var environment = self.environment ?? ProcessInfo.processInfo.environment
+        environment["DEALSTREAM_WORKER_TOKEN"] = token
+        process.environment = environment
         process.terminationHandler = { [weak self] p in
             self?.post(
                 .exited(
@@ -162,7 +163,7 @@ final class Supervisor: Service {
         do {
             try process.run()
             children[process.processIdentifier] = Child(slot: slot, process: process, started: Date(), backoff: backoff)
-            spawnedWorkers.insert(process.processIdentifier)
+            spawnedWorkers.insert(process.processIdentifier, token: Array(token.utf8))
             logger.info(
                 "Worker started",
                 metadata: ["worker.slot": "\(slot)", "worker.pid": "\(process.processIdentifier)"]
@@ -200,11 +201,34 @@ final class DeadWorkerInbox: Sendable {
     }
 }
 
-/// Pids of the worker processes this daemon spawned (kept by the supervisor), so the loop
-/// may kill a hung one and never a process it does not own.
+/// The worker processes this daemon spawned (kept by the supervisor) and the secret token
+/// each was given, so the loop can tell its own children's sessions from any other, may
+/// kill a hung child, and never signals a process it does not own.
 final class SpawnedWorkers: Sendable {
-    private let pids = Mutex<Set<Int32>>([])
-    func insert(_ pid: Int32) { _ = pids.withLock { $0.insert(pid) } }
-    func remove(_ pid: Int32) { _ = pids.withLock { $0.remove(pid) } }
-    func contains(_ pid: Int32) -> Bool { pids.withLock { $0.contains(pid) } }
+    private let children = Mutex<(pids: Set<Int32>, tokens: [[UInt8]: Int32])>(([], [:]))
+
+    /// A new random token (32 hex digits from the system's random source).
+    static func newToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16) }.joined(separator: "-")
+    }
+
+    func insert(_ pid: Int32, token: [UInt8]) {
+        children.withLock {
+            $0.pids.insert(pid)
+            $0.tokens[token] = pid
+        }
+    }
+
+    func remove(_ pid: Int32) {
+        children.withLock { c in
+            c.pids.remove(pid)
+            c.tokens = c.tokens.filter { $0.value != pid }
+        }
+    }
+
+    func contains(_ pid: Int32) -> Bool { children.withLock { $0.pids.contains(pid) } }
+
+    /// The child that was given `token`, if one is running.
+    func pid(forToken token: [UInt8]) -> Int32? { children.withLock { $0.tokens[token] } }
 }

@@ -3,17 +3,17 @@ import PipelineMetrics
 import Wire
 
 /// The fan-out: every committed group becomes one fact batch per family, projected (see
-/// `FamilyProjection`), sent to every session of that family. Kept beside
-/// `WorkerLinkServer`, whose state it changes, on the same loop thread.
+/// `FamilyProjection`), sent to every session of that family (each applies it to all its
+/// lanes). Kept beside `WorkerLinkServer`, whose state it changes, on the same loop thread.
 extension WorkerLinkServer {
-    /// Sends every session its family's projection of the changes (see `FamilyProjection`),
-    /// if the position moved. A slot with nothing to apply and nothing outstanding has
-    /// reported this position already: it gets no message.
+    /// Sends every session its family's projection of the changes, if the position moved.
+    /// A session with nothing to apply and nothing outstanding has reported this position
+    /// already: it gets no message.
     func dispatch(_ changes: [FactChange]) throws {
         let position = committer.logSeq
         guard position != dispatchedLogSeq || !changes.isEmpty else { return }
         dispatchedLogSeq = position
-        rebuildSource = nil  // stale now; sessions still rebuilding keep their own
+        rebuildSource = nil  // stale now; lanes still rebuilding keep their own
         let strings = committer.store.strings.strings
         var blobs: [MetricFamily: (blob: [UInt8], facts: Int)] = [:]
         for (family, projection) in projections {
@@ -21,10 +21,11 @@ extension WorkerLinkServer {
             blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.count)
             factsSent += projected.count
         }
-        for slot in registry.slots {
-            guard let session = registry.sessions[slot], let (blob, facts) = blobs[slot.family] else { continue }
-            if facts == 0 && session.rebuildCursor == nil && session.outstanding == 0 && session.reported != nil {
-                registry.update(slot) { $0.reported = position }
+        var unreachable: [WorkerRegistry.SessionID] = []
+        for (id, session) in registry.sessions {
+            guard let (blob, facts) = blobs[session.family] else { continue }
+            if facts == 0 && session.outstanding == 0 && session.reported != nil {
+                registry.update(id) { $0.reported = position }
                 continue
             }
             let header = WorkerLink.FactBatch.encodeHeader(
@@ -33,25 +34,17 @@ extension WorkerLinkServer {
                 firstStringID: UInt32(session.stringsSent),
                 strings: strings[session.stringsSent...]
             )
-            let message = [Array(WorkerLink.Command.facts.rawValue.utf8), header, blob]
-            if session.rebuildCursor != nil {
-                // Behind a rebuild still being sent: keep the order, send it afterwards.
-                registry.update(slot) {
-                    $0.queued.append(message)
+            if try send(session, [WorkerLink.Command.facts.frame, header, blob]) {
+                let now = WorkerRegistry.now()
+                registry.update(id) {
                     $0.stringsSent = strings.count
-                    $0.await(position, facts: facts)
-                }
-                continue
-            }
-            if try send(session, message) {
-                registry.update(slot) {
-                    $0.stringsSent = strings.count
-                    $0.await(position, facts: facts)
-                    $0.lastSent = WorkerRegistry.now()
+                    $0.await(position, facts: facts, at: now)
+                    $0.lastSent = now
                 }
             } else {
-                dropSession(slot, reason: "unreachable")
+                unreachable.append(id)
             }
         }
+        for id in unreachable { try dropSession(id, reason: "unreachable") }
     }
 }

@@ -6,14 +6,14 @@ import PipelineMetrics
 import Wire
 import ZeroMQ
 
-/// The daemon's side of the worker link (`Sources/Wire/WorkerLink.swift`): admits
-/// workers, rebuilds them, fans out fact batches, keeps the heartbeats and collects the
-/// results that `Publisher` rounds take.
+/// The daemon's side of the worker link (`Sources/Wire/WorkerLink.swift`, docs/workers.md):
+/// admits workers, gives them partitions, rebuilds them, fans out fact batches, keeps the
+/// heartbeats, checks and collects the results that `Publisher` rounds take.
 ///
-/// Owned by the loop thread. Every slot (family, shard) has at most one session in the
-/// `WorkerRegistry`; a session is rebuilt from the current facts a few chunks per loop
-/// iteration, so the loop keeps serving everyone meanwhile, and live batches that arrive
-/// during its rebuild queue behind it.
+/// Owned by the loop thread. Who owns which partition is the `WorkerRegistry`'s; this
+/// sends what it decides. A lane is rebuilt from the current facts a couple of chunks at a
+/// time (each acknowledged before more are sent), so the loop keeps serving everyone and a
+/// live batch never waits behind a whole rebuild.
 final class WorkerLinkServer {
     let socket: ZMQSocket
     let configuration: DaemonConfiguration
@@ -25,13 +25,17 @@ final class WorkerLinkServer {
     let metrics: DaemonMetrics?
     /// What each family reads of the facts (see `FamilyProjection`).
     let projections: [MetricFamily: FamilyProjection]
+    /// Whether workers this daemon did not spawn may join: only when the endpoint
+    /// authenticates them (CURVE with an allowlist, `workers.curve`).
+    let acceptsUnspawnedWorkers: Bool
     var registry: WorkerRegistry
     /// The position of the last fact batch sent.
     var dispatchedLogSeq: UInt64
-    /// The rebuild source at the current position, shared by the workers that join there.
+    /// The rebuild source at the current position, shared by the lanes opened there.
     var rebuildSource: RebuildSource?
     let rebuildChunk = 20_000
-    let rebuildChunksPerIteration = 4
+    /// Rebuild chunks sent to a lane and not yet acknowledged, at most.
+    let chunksInFlight = 2
     var factsSent = 0
 
     /// Binds the worker endpoint.
@@ -54,8 +58,9 @@ final class WorkerLinkServer {
         projections = Dictionary(
             uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) }
         )
-        registry = WorkerRegistry(families: configuration.families, shards: configuration.shards)
+        registry = WorkerRegistry(families: configuration.families, partitionCount: configuration.partitions)
         dispatchedLogSeq = committer.logSeq
+        acceptsUnspawnedWorkers = configuration.workerCurve != nil
         socket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
         try socket.set(.sendHighWaterMark, 0)
         try socket.set(.receiveHighWaterMark, 0)
@@ -74,35 +79,43 @@ final class WorkerLinkServer {
 
     // MARK: messages from workers
 
-    /// Reads every waiting worker message: `READY`, `RESULT`, `HEARTBEAT`.
+    /// Reads every waiting worker message: `READY`, `RESULT`, `PROGRESS`, `HEARTBEAT`, `BYE`.
     func serviceWorkers() throws {
         while let frames = try socket.receive(blocking: false) {
             guard frames.count >= 2 else { continue }
             let identity = frames[0]
             let command = WorkerLink.Command(rawValue: String(decoding: frames[1], as: UTF8.self))
-            let slot = registry.slot(of: identity)
-            if let slot { registry.update(slot) { $0.lastHeard = WorkerRegistry.now() } }
+            let id = registry.session(of: identity)
+            if let id { registry.update(id) { $0.lastHeard = WorkerRegistry.now() } }
             switch command {
             case .ready:
                 guard frames.count == 3, let ready = try? WorkerLink.Ready.decode(frames[2]) else {
-                    refuse(identity, "malformed READY")
+                    refuse(identity, "malformed READY (this daemon speaks worker protocol 2)")
                     continue
                 }
                 try admit(ready, identity: identity)
             case .result:
-                guard let slot, frames.count >= 3, frames.count % 2 == 1,
+                guard let id, frames.count >= 3, frames.count % 2 == 1,
                     let header = try? WorkerLink.ResultHeader.decode(frames[2])
                 else {
-                    logger.warning(
-                        "Malformed or unexpected RESULT from a worker",
-                        metadata: ["worker.slot": "\(slot.map { "\($0)" } ?? "none")"]
-                    )
+                    logger.warning("Malformed or unexpected RESULT dropped", metadata: ["worker.session": "\(id ?? 0)"])
                     continue
                 }
-                receiveResult(frames, header: header, slot: slot)
+                try receiveResult(frames, header: header, from: id)
+            case .progress:
+                guard let id, frames.count == 3, let progress = try? WorkerLink.Progress.decode(frames[2]) else {
+                    continue
+                }
+                registry.update(id) { s in
+                    if s.lanes[progress.lane]?.chunksInFlight.isEmpty == false {
+                        s.lanes[progress.lane]!.chunksInFlight.removeFirst()
+                    }
+                }
             case .heartbeat:
                 // A worker we do not know (daemon restarted): make it register again.
-                if slot == nil { refuse(identity, "unknown session, send READY") }
+                if id == nil { refuse(identity, "unknown session, send READY") }
+            case .bye:
+                if let id { try leave(id) }
             default:
                 logger.warning(
                     "Unknown command from a worker",
@@ -112,28 +125,68 @@ final class WorkerLinkServer {
         }
     }
 
-    private func receiveResult(_ frames: [[UInt8]], header: WorkerLink.ResultHeader, slot: Slot) {
-        var series: [(topic: TopicKey, payload: [UInt8])] = []
+    /// Checks a result's series against the session (its family, the partitions of its
+    /// lanes, a payload that is a JSON object) and keeps what passes; the rest is dropped
+    /// and logged, never published.
+    private func receiveResult(
+        _ frames: [[UInt8]],
+        header: WorkerLink.ResultHeader,
+        from id: WorkerRegistry.SessionID
+    )
+        throws
+    {
+        guard let session = registry.sessions[id] else { return }
+        guard header.logSeq <= dispatchedLogSeq, header.logSeq >= (session.reported ?? 0) else {
+            logger.warning(
+                "RESULT at an impossible position dropped",
+                metadata: [
+                    "worker.session": "\(id)", "worker.pid": "\(session.pid)", "result.log_seq": "\(header.logSeq)",
+                    "workers.dispatched_log_seq": "\(dispatchedLogSeq)",
+                ]
+            )
+            return
+        }
+        let held = session.held(count: registry.partitionCount)
+        var series: [WorkerRegistry.Series] = []
         series.reserveCapacity((frames.count - 3) / 2)
+        var rejected = 0
+        var example = ""
         var i = 3
         while i + 1 < frames.count {
-            series.append((TopicKey(frames[i]), frames[i + 1]))
+            let topic = frames[i]
+            let payload = frames[i + 1]
             i += 2
+            if let partition = registry.partition(ofTopic: topic, family: session.family), held.contains(partition),
+                payload.isEmpty || WorkerLinkServer.isJSONObject(payload)
+            {
+                series.append(.init(topic: TopicKey(topic), payload: payload, partition: partition))
+            } else {
+                rejected += 1
+                if example.isEmpty { example = String(decoding: topic.prefix(80), as: UTF8.self) }
+            }
         }
-        registry.update(slot) { s in
-            s.results.append(.init(logSeq: header.logSeq, isFull: s.awaitingFull, series: series))
-            s.awaitingFull = false
-            s.covered(upTo: header.logSeq)
-            s.reported = header.logSeq
+        if rejected > 0 {
+            logger.warning(
+                "Series outside the worker's family or partitions, or unreadable, dropped",
+                metadata: [
+                    "worker.session": "\(id)", "worker.family": "\(session.family.rawValue)",
+                    "worker.host": "\(session.host)", "worker.pid": "\(session.pid)", "series.dropped": "\(rejected)",
+                    "series.example": "\(example)",
+                ]
+            )
         }
-        if registry.hasVacantSlot { registry.coalesceResults(of: slot) }
+        registry.receive(.init(logSeq: header.logSeq, series: series), complete: header.completeLanes, from: id)
+    }
+
+    /// Whether a payload is one JSON object (what `Topics.stamped` and subscribers need).
+    static func isJSONObject(_ payload: [UInt8]) -> Bool {
+        guard payload.first == UInt8(ascii: "{"), let value = try? JSONParser.parse(payload) else { return false }
+        if case .object = value { return true }
+        return false
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {
-        _ = try? socket.send(
-            [identity, Array(WorkerLink.Command.refused.rawValue.utf8), Array(reason.utf8)],
-            blocking: false
-        )
+        _ = try? socket.send([identity, WorkerLink.Command.refused.frame, Array(reason.utf8)], blocking: false)
     }
 
     func send(_ session: WorkerRegistry.Session, _ frames: [[UInt8]]) throws -> Bool {
@@ -146,23 +199,69 @@ final class WorkerLinkServer {
 
     // MARK: what publication and ingest ask
 
-    /// Whether a round would publish something beyond `publishedLogSeq`: every slot has
-    /// reported, and some result is at or below the common position.
+    /// Whether a round would publish something beyond `publishedLogSeq`.
     func hasPublishableResults(after publishedLogSeq: UInt64) -> Bool {
-        guard let position = registry.commonPosition else { return false }
-        return position > publishedLogSeq || registry.hasResults(upTo: position)
+        registry.hasPublishableResults(after: publishedLogSeq)
     }
 
-    /// The results a round at the common position takes, and that position; nothing while
-    /// a slot has not reported or the common position is behind what is published (a
-    /// restored published state ahead of the workers being rebuilt).
-    func takeRoundResults(
-        notBefore publishedLogSeq: UInt64
-    )
-        -> (results: [(Slot, [WorkerRegistry.Result])], position: UInt64?)
-    {
-        guard let position = registry.commonPosition, position >= publishedLogSeq else { return ([], nil) }
-        return (registry.takeResults(upTo: position), position)
+    /// Takes the next round (see `WorkerRegistry.takeRound`), tells the previous owners of
+    /// switched partitions to release them, and logs each completed move.
+    func takeRound(notBefore publishedLogSeq: UInt64, published: PublishedState) throws -> WorkerRegistry.Round? {
+        let sessionsBefore = registry.sessions
+        guard
+            let round = registry.takeRound(
+                notBefore: publishedLogSeq,
+                publishedTopics: { published.topics(of: $0, partitions: $1) }
+            )
+        else { return nil }
+        logMoves(round.switches, sessions: sessionsBefore)
+        for (id, partitions) in round.release {
+            guard let session = registry.sessions[id] else { continue }
+            if try !send(session, [WorkerLink.Command.release.frame, WorkerLink.encodeRelease(partitions)]) {
+                try dropSession(id, reason: "unreachable")
+            }
+        }
+        for session in registry.sessions.values where session.leaving && session.lanes.isEmpty {
+            try dropSession(session.id, reason: "left", level: .info)
+        }
+        return round
+    }
+
+    private func logMoves(
+        _ switches: [WorkerRegistry.Switch],
+        sessions: [WorkerRegistry.SessionID: WorkerRegistry.Session]
+    ) {
+        var groups:
+            [String: (
+                family: MetricFamily, from: WorkerRegistry.SessionID?, to: WorkerRegistry.SessionID, partitions: [Int]
+            )] = [:]
+        for sw in switches {
+            let key = "\(sw.family.rawValue)/\(sw.from ?? 0)/\(sw.to)"
+            groups[key, default: (sw.family, sw.from, sw.to, [])].partitions.append(sw.partition)
+        }
+        let now = WorkerRegistry.now()
+        for group in groups.values.sorted(by: { $0.to < $1.to }) {
+            let to = sessions[group.to]
+            let opened = group.partitions.first.flatMap { to?.lane(holding: $0)?.opened } ?? now
+            let moves = switches.filter { $0.isMove && $0.family == group.family && $0.to == group.to }.count
+            if moves > 0 { metrics?.partitionsMoved(group.family, count: moves) }
+            logger.info(
+                "Partitions moved",
+                metadata: [
+                    "worker.family": "\(group.family.rawValue)",
+                    "move.partitions": "\(PartitionSet(count: registry.partitionCount, members: group.partitions))",
+                    "move.from":
+                        "\(group.from.flatMap { sessions[$0] }.map(WorkerLinkServer.describe) ?? "none (vacant)")",
+                    "move.to": "\(to.map(WorkerLinkServer.describe) ?? "\(group.to)")",
+                    "move.catch_up_ms": "\((now - opened) / 1_000_000)",
+                ]
+            )
+        }
+    }
+
+    /// A session as logs name it: host, pid, session number.
+    static func describe(_ session: WorkerRegistry.Session) -> String {
+        "\(session.host) pid \(session.pid) (session \(session.id))"
     }
 
     /// Whether any worker is too far behind to send it more: ingest then waits.

@@ -3,55 +3,86 @@ import Dispatch
 import PipelineMetrics
 import Wire
 
-/// The worker slots the daemon expects and the session serving each.
+/// The worker sessions, which partitions each family's sessions own, and their results.
 ///
-/// A slot (family, shard) is served by at most one worker session at a time. A session
-/// starts with `READY`, is rebuilt from the daemon's current facts, and then receives
-/// every fact batch; its `RESULT`s wait here until a publication round can take them
-/// (the round's position is the lowest position every slot has reported).
+/// Every family's series are split into `partitionCount` partitions (`Partitioning`). A
+/// partition has at most one *owner* (the session whose results are published for it)
+/// and one *target* (the session that should own it). When they differ a move is under
+/// way: the target is rebuilt for the partition in a lane of its own while the owner keeps
+/// serving it, and a round switches ownership at one position once the target's lane has
+/// reported its whole state (docs/workers.md). Pure state: the `WorkerLinkServer` sends
+/// what the plans here say.
 struct WorkerRegistry {
+    typealias SessionID = UInt64
+
+    /// A series a worker reported, checked: its topic, payload (empty: removed), partition.
+    struct Series {
+        var topic: TopicKey
+        var payload: [UInt8]
+        var partition: Int
+    }
+
     struct Result {
         var logSeq: UInt64
-        /// The first result of a session holds every series of the slot.
-        var isFull: Bool
-        var series: [(topic: TopicKey, payload: [UInt8])]
+        var series: [Series]
 
-        /// One slot's consecutive results as one: each topic once, in the order it first
-        /// appeared, with its latest payload; full if any of them was (only a session's
-        /// first result is, and results of an earlier session are dropped when a new one
-        /// is admitted, so a full one is always first). The one place results coalesce.
+        /// Consecutive results of one session as one: each topic once, in the order it
+        /// first appeared, with its latest payload. The one place results coalesce.
         static func merged(_ results: [Result]) -> Result {
             if results.count == 1 { return results[0] }
             var order: [TopicKey] = []
-            var latest: [TopicKey: [UInt8]] = [:]
+            var latest: [TopicKey: Series] = [:]
             for result in results {
-                for (topic, payload) in result.series where latest.updateValue(payload, forKey: topic) == nil {
-                    order.append(topic)
-                }
+                for s in result.series where latest.updateValue(s, forKey: s.topic) == nil { order.append(s.topic) }
             }
-            return Result(
-                logSeq: results.last!.logSeq,
-                isFull: results.contains(where: \.isFull),
-                series: order.map { ($0, latest[$0]!) }
-            )
+            return Result(logSeq: results.last!.logSeq, series: order.map { latest[$0]! })
         }
     }
 
+    /// Partitions a session was given at once, rebuilt from one position.
+    struct Lane {
+        let id: UInt32
+        var partitions: PartitionSet
+        /// What the lane is rebuilt from; nil once every chunk is sent.
+        var rebuild: RebuildSource?
+        /// The next fact of `rebuild` to send.
+        var cursor = 0
+        /// When each chunk not yet acknowledged (`PROGRESS`) was sent.
+        var chunksInFlight: [UInt64] = []
+        /// When the lane was opened (for the catch-up time in logs).
+        let opened: UInt64
+        /// The position of the result that carried the lane's whole state; nil until then.
+        var completeAt: UInt64?
+    }
+
     struct Session {
-        var identity: [UInt8]
-        var pid: Int
+        let id: SessionID
+        let identity: [UInt8]
+        let family: MetricFamily
+        let pid: Int
+        let host: String
+        /// The pid of the child process this daemon spawned, proved by its token; nil for a
+        /// worker started elsewhere (which is never signalled).
+        let spawnedPID: Int32?
         var lastHeard: UInt64
         var lastSent: UInt64
-        var stringsSent: Int
-        /// The batches sent that asked for a result and are not yet covered by one (a worker
-        /// may answer several batches with one result): their positions and fact counts.
-        var awaited: [(position: UInt64, facts: Int)] = []
+        var stringsSent = 0
+        /// Batches sent that asked for a result and are not yet covered by one: position,
+        /// fact count, when sent (a worker may answer several batches with one result).
+        var awaited: [(position: UInt64, facts: Int, sentAt: UInt64)] = []
         var outstanding: Int { awaited.count }
         /// The facts in `awaited`, kept as they come and go (read on every loop iteration).
         var outstandingFacts = 0
+        var lanes: [UInt32: Lane] = [:]
+        var nextLane: UInt32 = 0
+        var results: [Result] = []
+        /// Highest position reported, nil until the first result.
+        var reported: UInt64?
+        /// Said `BYE`: gets no new partitions, keeps serving until its own have moved.
+        var leaving = false
 
-        mutating func await(_ position: UInt64, facts: Int) {
-            awaited.append((position, facts))
+        mutating func await(_ position: UInt64, facts: Int, at now: UInt64) {
+            awaited.append((position, facts, now))
             outstandingFacts += facts
         }
 
@@ -62,84 +93,369 @@ struct WorkerRegistry {
             awaited.removeFirst(n)
         }
 
-        var awaitingFull = true
-        /// What this session is rebuilt from (shared with the others rebuilt at the same
-        /// position); nil once the rebuild is sent.
-        var rebuild: RebuildSource?
-        /// Index of the next fact of `rebuild` to send; nil once the rebuild is sent.
-        var rebuildCursor: Int? = 0
-        /// Live fact batches that arrive while the rebuild is being sent, in order.
-        var queued: [[[UInt8]]] = []
-        var results: [Result] = []
-        /// Highest position reported (results received), `nil` until the rebuild result.
-        var reported: UInt64?
+        /// Every partition in one of its lanes.
+        func held(count: Int) -> PartitionSet {
+            var set = PartitionSet(count: count)
+            for lane in lanes.values { for p in lane.partitions.members { set.insert(p) } }
+            return set
+        }
+
+        /// The lane holding `partition`, if any.
+        func lane(holding partition: Int) -> Lane? { lanes.values.first { $0.partitions.contains(partition) } }
+
+        /// When the oldest message still waiting for an answer (batch or chunk) was sent.
+        var oldestUnanswered: UInt64? {
+            let chunk = lanes.values.compactMap(\.chunksInFlight.first).min()
+            switch (awaited.first?.sentAt, chunk) {
+            case (let a?, let c?): return min(a, c)
+            case (let a?, nil): return a
+            case (nil, let c): return c
+            }
+        }
     }
 
-    let slots: [Slot]
-    let shards: Int
-    private(set) var sessions: [Slot: Session] = [:]
-    private var slotByIdentity: [[UInt8]: Slot] = [:]
+    /// Owner and target of every partition of one family.
+    struct Ownership {
+        var owner: [SessionID?]
+        var target: [SessionID?]
+        /// Whether the partition ever had an owner (a switch of one that had is a move; the
+        /// first owner after a start is not).
+        var everOwned: [Bool]
+        init(count: Int) {
+            owner = Array(repeating: nil, count: count)
+            target = Array(repeating: nil, count: count)
+            everOwned = Array(repeating: false, count: count)
+        }
+    }
 
-    init(families: [MetricFamily], shards: Int) {
-        self.shards = shards
-        slots = families.flatMap { f in (0..<shards).map { Slot(family: f, shard: $0) } }
+    let families: [MetricFamily]
+    let partitionCount: Int
+    private(set) var ownership: [MetricFamily: Ownership]
+    private(set) var sessions: [SessionID: Session] = [:]
+    private var sessionByIdentity: [[UInt8]: SessionID] = [:]
+    private var nextSessionID: SessionID = 1
+    /// While some partition has no owner, no round can publish before its new owner's
+    /// rebuild position, which is at least this (the position dispatched when it became
+    /// vacant): results up to here may be folded together (`coalesce`).
+    private(set) var vacancyFloor: UInt64?
+
+    init(families: [MetricFamily], partitionCount: Int) {
+        self.families = families
+        self.partitionCount = partitionCount
+        ownership = Dictionary(uniqueKeysWithValues: families.map { ($0, Ownership(count: partitionCount)) })
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    func slot(of identity: [UInt8]) -> Slot? { slotByIdentity[identity] }
+    func session(of identity: [UInt8]) -> SessionID? { sessionByIdentity[identity] }
 
-    enum Admission {
-        case admitted(Slot)
-        case refused(String)
-    }
-
-    /// Decides whether a `READY` may take its slot. A slot whose session has gone silent
-    /// for `expiry` nanoseconds is taken over.
-    mutating func admit(_ ready: WorkerLink.Ready, identity: [UInt8], expiry: UInt64) -> Admission {
-        guard let family = MetricFamily(rawValue: ready.family) else {
-            return .refused("unknown metric family \(ready.family)")
-        }
-        guard ready.shards == shards else {
-            return .refused("daemon runs \(shards) shard(s) per family, worker asked for \(ready.shards)")
-        }
-        let slot = Slot(family: family, shard: ready.shard)
-        guard slots.contains(slot) else { return .refused("daemon does not serve \(slot)") }
-        let now = WorkerRegistry.now()
-        if let existing = sessions[slot], existing.identity != identity, now - existing.lastHeard < expiry {
-            return .refused("slot \(slot) is served by pid \(existing.pid)")
-        }
-        drop(slot)
-        sessions[slot] = Session(identity: identity, pid: ready.pid, lastHeard: now, lastSent: now, stringsSent: 0)
-        slotByIdentity[identity] = slot
-        return .admitted(slot)
-    }
-
-    mutating func drop(_ slot: Slot) {
-        if let old = sessions.removeValue(forKey: slot) { slotByIdentity[old.identity] = nil }
-    }
-
-    mutating func update(_ slot: Slot, _ body: (inout Session) -> Void) {
-        if var s = sessions[slot] {
+    mutating func update(_ id: SessionID, _ body: (inout Session) -> Void) {
+        if var s = sessions[id] {
             body(&s)
-            sessions[slot] = s
+            sessions[id] = s
         }
     }
 
-    /// The position every slot has reported: what the next round may publish.
-    var commonPosition: UInt64? {
-        var lowest: UInt64?
-        for slot in slots {
-            guard let reported = sessions[slot]?.reported else { return nil }
-            lowest = min(lowest ?? reported, reported)
-        }
-        return lowest
+    // MARK: joining and leaving
+
+    /// Adds a session (its partitions come from `rebalance`).
+    mutating func add(
+        identity: [UInt8],
+        family: MetricFamily,
+        pid: Int,
+        host: String,
+        spawnedPID: Int32?
+    ) -> SessionID {
+        let id = nextSessionID
+        nextSessionID += 1
+        let now = WorkerRegistry.now()
+        sessions[id] = Session(
+            id: id,
+            identity: identity,
+            family: family,
+            pid: pid,
+            host: host,
+            spawnedPID: spawnedPID,
+            lastHeard: now,
+            lastSent: now
+        )
+        sessionByIdentity[identity] = id
+        return id
     }
 
-    /// Whether some session holds a result at or below `position`.
-    func hasResults(upTo position: UInt64) -> Bool {
-        sessions.values.contains { ($0.results.first?.logSeq).map { $0 <= position } ?? false }
+    /// Removes a session: what it owned is vacant until its new owners are rebuilt.
+    /// `dispatched` is the position sent to the workers so far. Returns the session.
+    @discardableResult
+    mutating func remove(_ id: SessionID, dispatched: UInt64) -> Session? {
+        guard let session = sessions.removeValue(forKey: id) else { return nil }
+        sessionByIdentity[session.identity] = nil
+        var own = ownership[session.family]!
+        for p in 0..<partitionCount {
+            if own.owner[p] == id {
+                own.owner[p] = nil
+                if vacancyFloor == nil { vacancyFloor = dispatched }
+            }
+            if own.target[p] == id { own.target[p] = nil }
+        }
+        ownership[session.family] = own
+        return session
     }
+
+    /// What a rebalance asks the link server to do.
+    struct Plan {
+        /// New lanes: session, the partitions to rebuild for.
+        var assign: [(SessionID, PartitionSet)] = []
+        /// Partitions a session holds and should stop computing now.
+        var release: [(SessionID, [Int])] = []
+        /// For logs: partitions, from whom (the owner, nil if vacant), to whom.
+        var moves: [(partitions: [Int], from: SessionID?, to: SessionID)] = []
+    }
+
+    /// Spreads the family's partitions evenly over its sessions that are not leaving,
+    /// moving as few as it can: partitions of a gone session go to the least loaded, then
+    /// one at a time from the most to the least loaded until they differ by at most one.
+    mutating func rebalance(_ family: MetricFamily) -> Plan {
+        var plan = Plan()
+        let members = sessions.values.filter { $0.family == family }
+        let live = Set(members.filter { !$0.leaving }.map(\.id))
+        var own = ownership[family]!
+        for p in 0..<partitionCount {
+            if let t = own.target[p], live.contains(t) { continue }
+            own.target[p] = own.owner[p].flatMap { live.contains($0) ? $0 : nil }
+        }
+        if !live.isEmpty {
+            var load = Dictionary(uniqueKeysWithValues: live.map { ($0, 0) })
+            for case let t? in own.target { load[t, default: 0] += 1 }
+            func least() -> SessionID {
+                load.min { $0.value < $1.value || ($0.value == $1.value && $0.key < $1.key) }!.key
+            }
+            func most() -> SessionID {
+                load.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
+            }
+            for p in 0..<partitionCount where own.target[p] == nil {
+                let t = least()
+                own.target[p] = t
+                load[t]! += 1
+            }
+            while load[most()]! - load[least()]! > 1 {
+                let from = most()
+                let to = least()
+                let candidates = (0..<partitionCount).filter { own.target[$0] == from }
+                // Cheapest first: back to its owner, then one `from` is still being built for.
+                let p =
+                    candidates.first { own.owner[$0] == to } ?? candidates.first { own.owner[$0] != from }
+                    ?? candidates.last!
+                own.target[p] = to
+                load[from]! -= 1
+                load[to]! += 1
+            }
+        }
+        ownership[family] = own
+        for session in members {
+            let held = session.held(count: partitionCount)
+            var missing: [Int] = []
+            var extra: [Int] = []
+            for p in 0..<partitionCount {
+                let wanted = own.target[p] == session.id
+                if wanted && !held.contains(p) { missing.append(p) }
+                if !wanted && held.contains(p) && own.owner[p] != session.id { extra.append(p) }
+            }
+            if !missing.isEmpty {
+                plan.assign.append((session.id, PartitionSet(count: partitionCount, members: missing)))
+                var byOwner: [SessionID?: [Int]] = [:]
+                for p in missing { byOwner[own.owner[p], default: []].append(p) }
+                for (from, ps) in byOwner.sorted(by: { ($0.key ?? 0) < ($1.key ?? 0) }) {
+                    plan.moves.append((ps, from, session.id))
+                }
+            }
+            if !extra.isEmpty {
+                plan.release.append((session.id, extra))
+                releaseLocally(session.id, extra)
+            }
+        }
+        return plan
+    }
+
+    /// Opens a lane for `partitions` in session `id`, rebuilt from `source`.
+    mutating func openLane(_ id: SessionID, partitions: PartitionSet, source: RebuildSource) -> UInt32? {
+        guard var s = sessions[id] else { return nil }
+        let lane = s.nextLane
+        s.nextLane += 1
+        s.lanes[lane] = Lane(id: lane, partitions: partitions, rebuild: source, opened: WorkerRegistry.now())
+        sessions[id] = s
+        return lane
+    }
+
+    /// Removes `partitions` from the session's lanes (after a `RELEASE` is sent).
+    private mutating func releaseLocally(_ id: SessionID, _ partitions: [Int]) {
+        update(id) { s in
+            for (laneID, var lane) in s.lanes {
+                for p in partitions { lane.partitions.remove(p) }
+                s.lanes[laneID] = lane.partitions.isEmpty ? nil : lane
+            }
+        }
+    }
+
+    // MARK: results
+
+    /// Stores a checked result; `complete` are the lanes whose whole state is in it.
+    mutating func receive(_ result: Result, complete: [UInt32], from id: SessionID) {
+        update(id) { s in
+            for lane in complete where s.lanes[lane] != nil && s.lanes[lane]!.completeAt == nil {
+                s.lanes[lane]!.completeAt = result.logSeq
+            }
+            s.results.append(result)
+            s.covered(upTo: result.logSeq)
+            s.reported = max(s.reported ?? 0, result.logSeq)
+        }
+        coalesce(id)
+    }
+
+    /// Folds the session's results up to `vacancyFloor` into one (see `Result.merged`):
+    /// keeps memory bounded by the number of series, not by how long a partition is vacant.
+    private mutating func coalesce(_ id: SessionID) {
+        guard let floor = vacancyFloor, var s = sessions[id] else { return }
+        let n = s.results.prefix { $0.logSeq <= floor }.count
+        guard n > 1 else { return }
+        let folded = Result.merged(Array(s.results.prefix(n)))
+        s.results.replaceSubrange(0..<n, with: [folded])
+        sessions[id] = s
+    }
+
+    /// The partition of `family` that `topic` would be in if it is a series the family
+    /// publishes (its metric, dimension and a key), or nil.
+    func partition(ofTopic topic: [UInt8], family: MetricFamily) -> Int? {
+        guard let (metric, dimension, key) = Topics.seriesParts(topic),
+            family.publishes(metricSegment: metric),
+            family.dimensions.contains(dimension)
+        else { return nil }
+        return Partitioning.partition(of: dimension, key: key, count: partitionCount)
+    }
+
+    // MARK: rounds
+
+    /// A partition to switch to its target in a round.
+    struct Switch {
+        var family: MetricFamily
+        var partition: Int
+        var from: SessionID?
+        var to: SessionID
+        /// Whether the partition had an owner before (a move), rather than its first.
+        var isMove: Bool
+    }
+
+    /// The position the next round may publish, and the switches it makes: every
+    /// partition's owner (or, for a vacant one, its target once rebuilt) must have
+    /// reported it; a target whose lane is whole at or below it and that has reported it
+    /// takes over there. Nil while some partition cannot be published.
+    func roundPosition() -> (position: UInt64, switches: [Switch])? {
+        var position = UInt64.max
+        var vacantNeeds: UInt64 = 0
+        for family in families {
+            let own = ownership[family]!
+            for p in 0..<partitionCount {
+                if let o = own.owner[p] {
+                    guard let r = sessions[o]?.reported else { return nil }
+                    position = min(position, r)
+                } else {
+                    guard let t = own.target[p], let s = sessions[t], let r = s.reported,
+                        let y = s.lane(holding: p)?.completeAt
+                    else { return nil }
+                    position = min(position, r)
+                    vacantNeeds = max(vacantNeeds, y)
+                }
+            }
+        }
+        guard position != .max, vacantNeeds <= position else { return nil }
+        var switches: [Switch] = []
+        for family in families {
+            let own = ownership[family]!
+            for p in 0..<partitionCount {
+                guard let t = own.target[p], t != own.owner[p], let s = sessions[t], let r = s.reported, r >= position,
+                    let y = s.lane(holding: p)?.completeAt, y <= position
+                else { continue }
+                switches.append(
+                    Switch(family: family, partition: p, from: own.owner[p], to: t, isMove: own.everOwned[p])
+                )
+            }
+        }
+        return (position, switches)
+    }
+
+    /// Whether a round would publish something beyond `publishedLogSeq`.
+    func hasPublishableResults(after publishedLogSeq: UInt64) -> Bool {
+        guard let (position, switches) = roundPosition() else { return false }
+        if position > publishedLogSeq || !switches.isEmpty { return true }
+        return sessions.values.contains { ($0.results.first?.logSeq).map { $0 <= position } ?? false }
+    }
+
+    /// One round's work: the position, the series to publish (removals have an empty
+    /// payload) with their owners, and the moves it completed.
+    struct Round {
+        var position: UInt64
+        var changes: [(topic: TopicKey, payload: [UInt8], owner: SeriesOwner)] = []
+        var switches: [Switch] = []
+        /// Partitions the previous owners must stop computing.
+        var release: [(SessionID, [Int])] = []
+    }
+
+    /// Takes the round at `roundPosition()`: switches, then each owning session's results
+    /// up to the position, only the series of the partitions it owns. A switched
+    /// partition's new owner reported its whole state: series published before and not in
+    /// it are removed. `publishedTopics` gives the published topics of a family's partitions.
+    mutating func takeRound(
+        notBefore publishedLogSeq: UInt64,
+        publishedTopics: (MetricFamily, PartitionSet) -> Set<TopicKey>
+    ) -> Round? {
+        guard let (position, switches) = roundPosition(), position >= publishedLogSeq else { return nil }
+        var round = Round(position: position, switches: switches)
+        var released: [SessionID: [Int]] = [:]
+        var switchedTo: [SessionID: PartitionSet] = [:]
+        for sw in switches {
+            ownership[sw.family]!.owner[sw.partition] = sw.to
+            ownership[sw.family]!.everOwned[sw.partition] = true
+            switchedTo[sw.to, default: PartitionSet(count: partitionCount)].insert(sw.partition)
+            if let from = sw.from, from != sw.to, sessions[from] != nil {
+                released[from, default: []].append(sw.partition)
+            }
+        }
+        if families.allSatisfy({ ownership[$0]!.owner.allSatisfy { $0 != nil } }) { vacancyFloor = nil }
+        for id in sessions.keys.sorted() {
+            let session = sessions[id]!
+            let own = ownership[session.family]!
+            let owns = own.owner.contains(id)
+            // A session that owns nothing keeps the results from its first whole lane on:
+            // they are what it takes over with; earlier ones carry nothing it will publish.
+            guard owns else {
+                let firstWhole = session.lanes.values.compactMap(\.completeAt).min()
+                update(id) { s in s.results.removeAll { $0.logSeq <= position && $0.logSeq < (firstWhole ?? .max) } }
+                continue
+            }
+            let n = session.results.prefix { $0.logSeq <= position }.count
+            let merged = n == 0 ? Result(logSeq: position, series: []) : Result.merged(Array(session.results.prefix(n)))
+            update(id) { $0.results.removeFirst(n) }
+            var fresh: Set<TopicKey> = []
+            for series in merged.series where own.owner[series.partition] == id {
+                round.changes.append(
+                    (series.topic, series.payload, SeriesOwner(family: session.family, partition: series.partition))
+                )
+                if !series.payload.isEmpty { fresh.insert(series.topic) }
+            }
+            if let taken = switchedTo[id] {
+                for gone in publishedTopics(session.family, taken).subtracting(fresh) {
+                    let partition = partition(ofTopic: gone.bytes, family: session.family) ?? 0
+                    round.changes.append((gone, [], SeriesOwner(family: session.family, partition: partition)))
+                }
+            }
+        }
+        for (id, partitions) in released.sorted(by: { $0.key < $1.key }) {
+            round.release.append((id, partitions))
+            releaseLocally(id, partitions)
+        }
+        return round
+    }
+
+    // MARK: what ingest and status ask
 
     /// Whether any session is too far behind to send it more (ingest then waits): too
     /// many batches, or too many facts, unanswered.
@@ -147,32 +463,15 @@ struct WorkerRegistry {
         sessions.values.contains { $0.outstanding >= batches || $0.outstandingFacts >= facts }
     }
 
-    /// Whether some slot has no worker at all: its replacement will be rebuilt at a
-    /// position at least as far as anything dispatched so far.
-    var hasVacantSlot: Bool { slots.contains { sessions[$0] == nil } }
-
-    /// Folds the slot's pending results into one (see `Result.merged`). Only correct while
-    /// `hasVacantSlot`: no round can publish before the vacant slot's rebuild position,
-    /// which is beyond every result pending now. Keeps memory bounded by the number of
-    /// series, not by how long a worker is away.
-    mutating func coalesceResults(of slot: Slot) {
-        guard var s = sessions[slot], s.results.count > 1 else { return }
-        s.results = [Result.merged(s.results)]
-        sessions[slot] = s
+    /// The partitions `id` owns.
+    func owned(by id: SessionID) -> PartitionSet {
+        guard let s = sessions[id] else { return PartitionSet(count: partitionCount) }
+        return PartitionSet(
+            count: partitionCount,
+            members: (0..<partitionCount).filter { ownership[s.family]!.owner[$0] == id }
+        )
     }
 
-    /// Removes and returns, per slot, the results up to `position`.
-    mutating func takeResults(upTo position: UInt64) -> [(Slot, [Result])] {
-        var out: [(Slot, [Result])] = []
-        for slot in slots {
-            guard var s = sessions[slot] else { continue }
-            let ready = s.results.prefix { $0.logSeq <= position }
-            if !ready.isEmpty {
-                out.append((slot, Array(ready)))
-                s.results.removeFirst(ready.count)
-                sessions[slot] = s
-            }
-        }
-        return out
-    }
+    /// Partitions of `family` with no owner (rounds wait for them).
+    func vacant(_ family: MetricFamily) -> Int { ownership[family]!.owner.reduce(0) { $0 + ($1 == nil ? 1 : 0) } }
 }

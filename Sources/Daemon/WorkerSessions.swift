@@ -1,59 +1,146 @@
 import Foundation
 import Logging
+import PipelineMetrics
 import Wire
 
-/// How worker sessions end: the process exited, the store was reloaded, or the session
-/// went silent (heartbeats, Paranoid Pirate). Kept beside `WorkerLinkServer`, whose state
-/// it changes, on the same loop thread.
+/// How worker sessions end and what is known of them: the process exited, said `BYE`, the
+/// store was reloaded, the session went silent (heartbeats, Paranoid Pirate) or held work
+/// without answering; and `STATUS`. Kept beside `WorkerLinkServer`, whose state it
+/// changes, on the same loop thread.
 extension WorkerLinkServer {
-    func dropSession(_ slot: Slot, reason: String) {
-        logger.warning("Worker session dropped", metadata: ["worker.slot": "\(slot)", "reason": "\(reason)"])
-        registry.drop(slot)
+    /// Ends a session; its partitions go to the family's other sessions.
+    func dropSession(_ id: WorkerRegistry.SessionID, reason: String, level: Logger.Level = .warning) throws {
+        guard let session = registry.remove(id, dispatched: dispatchedLogSeq) else { return }
+        logger.log(
+            level: level,
+            "Worker session ended",
+            metadata: [
+                "worker.session": "\(id)", "worker.family": "\(session.family.rawValue)",
+                "worker.host": "\(session.host)", "worker.pid": "\(session.pid)", "reason": "\(reason)",
+            ]
+        )
+        try rebalance(session.family)
+    }
+
+    /// The worker said `BYE`: it gets no partitions any more and its own move to the others
+    /// now; it is dropped once they have (or at once if it owns nothing).
+    func leave(_ id: WorkerRegistry.SessionID) throws {
+        guard let session = registry.sessions[id], !session.leaving else { return }
+        registry.update(id) { $0.leaving = true }
+        logger.info(
+            "Worker leaving",
+            metadata: [
+                "worker.session": "\(id)", "worker.family": "\(session.family.rawValue)",
+                "worker.host": "\(session.host)", "worker.pid": "\(session.pid)",
+                "worker.partitions": "\(registry.owned(by: id))",
+            ]
+        )
+        try rebalance(session.family)
+        if registry.owned(by: id).isEmpty
+            || registry.sessions.values.allSatisfy({ $0.family != session.family || $0.leaving })
+        {
+            try dropSession(id, reason: "left", level: .info)
+        }
     }
 
     /// The supervisor saw process `pid` exit: its sessions are gone.
-    func dropSessions(pid: Int32) {
-        for slot in registry.slots where registry.sessions[slot]?.pid == Int(pid) {
-            dropSession(slot, reason: "process \(pid) exited")
+    func dropSessions(pid: Int32) throws {
+        for session in registry.sessions.values where session.spawnedPID == pid {
+            try dropSession(session.id, reason: "process \(pid) exited")
         }
     }
 
     /// After the store was reloaded, every worker must be rebuilt from it.
-    func resetAllSessions() {
-        for slot in registry.slots {
-            if let s = registry.sessions[slot] { refuse(s.identity, "daemon state reloaded, send READY") }
-            registry.drop(slot)
-        }
+    func resetAllSessions() throws {
         dispatchedLogSeq = committer.logSeq
+        rebuildSource = nil
+        for session in registry.sessions.values {
+            refuse(session.identity, "daemon state reloaded, send READY")
+            registry.remove(session.id, dispatched: dispatchedLogSeq)
+        }
     }
 
-    /// Heartbeats to sessions that have had nothing for an interval; drops silent ones.
+    /// Heartbeats to sessions that have had nothing for an interval; drops silent ones and
+    /// ones that hold work unanswered for longer than `workers.result_timeout_ms`.
     func heartbeat() throws {
         defer { metrics?.workers(registry) }
         let now = WorkerRegistry.now()
         let interval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
-        for slot in registry.slots {
-            guard let s = registry.sessions[slot] else { continue }
-            if now - s.lastHeard > expiryNanoseconds {
-                dropSession(slot, reason: "silent for \(configuration.liveness) heartbeats")
-                // A spawned worker that stopped answering is hung: kill it so the
-                // supervisor starts a fresh one. (A remote worker is only dropped.)
-                if spawnedWorkers.contains(Int32(s.pid)) {
+        let resultTimeout = UInt64(configuration.resultTimeoutMilliseconds) * 1_000_000
+        for session in registry.sessions.values.sorted(by: { $0.id < $1.id }) {
+            guard registry.sessions[session.id] != nil else { continue }
+            var hung: String?
+            if now - session.lastHeard > expiryNanoseconds {
+                hung = "silent for \(configuration.liveness) heartbeats"
+            } else if let oldest = session.oldestUnanswered, now - oldest > resultTimeout {
+                hung = "no answer for \(configuration.resultTimeoutMilliseconds) ms to work it was sent"
+            }
+            if let hung {
+                try dropSession(session.id, reason: hung)
+                // A spawned worker that stopped answering is hung: kill it so the supervisor
+                // starts a fresh one. Only a child this daemon started, proved by its token;
+                // never a pid a peer announced.
+                if let pid = session.spawnedPID, spawnedWorkers.contains(pid) {
                     logger.warning(
                         "Killing hung worker",
-                        metadata: ["worker.slot": "\(slot)", "worker.pid": "\(s.pid)"]
+                        metadata: ["worker.session": "\(session.id)", "worker.pid": "\(pid)"]
                     )
-                    kill(Int32(s.pid), SIGKILL)
+                    kill(pid, SIGKILL)
                 }
                 continue
             }
-            if now - s.lastSent >= interval {
-                if try send(s, [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]) {
-                    registry.update(slot) { $0.lastSent = now }
+            if now - session.lastSent >= interval {
+                if try send(session, [WorkerLink.Command.heartbeat.frame]) {
+                    registry.update(session.id) { $0.lastSent = now }
                 } else {
-                    dropSession(slot, reason: "unreachable")
+                    try dropSession(session.id, reason: "unreachable")
                 }
             }
         }
+    }
+
+    /// The `STATUS` answer: every worker session (family, host, pid, partitions owned and
+    /// being rebuilt, facts behind, last heard), as one JSON object (docs/workers.md).
+    func statusJSON() -> [UInt8] {
+        let now = WorkerRegistry.now()
+        func list(_ set: PartitionSet) -> String { "[" + set.members.map(String.init).joined(separator: ",") + "]" }
+        func quoted(_ s: String) -> String {
+            var out = "\""
+            for c in s.unicodeScalars {
+                switch c {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case _ where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+                default: out.unicodeScalars.append(c)
+                }
+            }
+            return out + "\""
+        }
+        var workers: [String] = []
+        for session in registry.sessions.values.sorted(by: { ($0.family.rawValue, $0.id) < ($1.family.rawValue, $1.id) }
+        ) {
+            let owned = registry.owned(by: session.id)
+            var building = PartitionSet(count: registry.partitionCount)
+            for lane in session.lanes.values where lane.completeAt == nil {
+                for p in lane.partitions.members { building.insert(p) }
+            }
+            workers.append(
+                "{\"session\":\(session.id),\"family\":\(quoted(session.family.rawValue)),"
+                    + "\"host\":\(quoted(session.host)),\"pid\":\(session.pid),"
+                    + "\"spawned\":\(session.spawnedPID != nil),\"leaving\":\(session.leaving),"
+                    + "\"partitions\":\(list(owned)),\"building\":\(list(building)),"
+                    + "\"facts_behind\":\(session.outstandingFacts),\"batches_behind\":\(session.outstanding),"
+                    + "\"reported_log_seq\":\(session.reported.map(String.init) ?? "null"),"
+                    + "\"last_heard_ms\":\((now - min(now, session.lastHeard)) / 1_000_000)}"
+            )
+        }
+        var vacant: [String] = []
+        for family in registry.families where registry.vacant(family) > 0 {
+            vacant.append("\(quoted(family.rawValue)):\(registry.vacant(family))")
+        }
+        let json =
+            "{\"partitions\":\(registry.partitionCount),\"dispatched_log_seq\":\(dispatchedLogSeq),"
+            + "\"vacant\":{\(vacant.joined(separator: ","))},\"workers\":[\(workers.joined(separator: ","))]}"
+        return Array(json.utf8)
     }
 }

@@ -24,7 +24,7 @@ struct CellAggregates: Sendable {
     var spend = ExactSum()
 }
 
-/// The incremental computation of one metric family on one shard.
+/// The incremental computation of one metric family on a set of partitions.
 ///
 /// `apply` retracts a record's old facts and adds its new ones in every cell they touch
 /// that this shard owns; `flush` renders the series of the cells changed since the last
@@ -33,7 +33,8 @@ struct CellAggregates: Sendable {
 public struct MetricEngine: Sendable {
     public let family: MetricFamily
     public let model: Model
-    public let assignment: ShardAssignment
+    /// The partitions this engine computes (see `Partitioning`); `restrict` shrinks it.
+    public private(set) var assignment: PartitionSet
     let needsAmountSketch: Bool
     let needsDurationSketch: Bool
     let needsStages: Bool
@@ -52,7 +53,7 @@ public struct MetricEngine: Sendable {
     /// Cells changed since the last flush: a flag per cell and their list (no hashing).
     private var dirtyFlags: [Bool] = []
     private var dirty: [Int] = []
-    /// Per string id, a bit per dimension: whether this shard owns that key (0xFF: not yet known).
+    /// Per string id, a bit per dimension: whether this engine owns that key (0xFF: not yet known).
     private var ownership: [UInt8] = []
     private var published: [SeriesID: [(String, FieldValue)]] = [:]
     private var retention: RetentionEngine?
@@ -68,7 +69,7 @@ public struct MetricEngine: Sendable {
         }
     }
 
-    public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {
+    public init(family: MetricFamily, model: Model, assignment: PartitionSet) {
         self.family = family
         self.model = model
         self.assignment = assignment
@@ -117,6 +118,40 @@ public struct MetricEngine: Sendable {
         if needsStages { c.reached = [Int32](repeating: 0, count: stageSlots) }
         cells.append(c)
         return i
+    }
+
+    /// Stops computing every partition not in `kept` (a move handed them to another
+    /// worker): their cells and what was rendered of them are dropped, with no removals
+    /// (their new owner publishes them). Linear in the cells held; runs once per move.
+    public mutating func restrict(to kept: PartitionSet, strings: StringTable, allKey: UInt32) {
+        precondition(kept.count == assignment.count, "partition count is fixed")
+        assignment = kept
+        ownership = []
+        if family.reads.accounts {
+            if !owns(.all, allKey, strings: strings) {
+                retention = nil
+                published = [:]
+            }
+            return
+        }
+        var remap = [Int](repeating: -1, count: cells.count)
+        var keptKeys: [CellKey] = []
+        var keptCells: [CellAggregates] = []
+        var table = CellTable()
+        for i in cells.indices where owns(cellKeys[i].dimension, cellKeys[i].key, strings: strings) {
+            remap[i] = keptCells.count
+            table.insert(cellKeys[i].packed, keptCells.count)
+            keptKeys.append(cellKeys[i])
+            keptCells.append(cells[i])
+        }
+        let wasDirty = dirty
+        cellIndex = table
+        cellKeys = keptKeys
+        cells = keptCells
+        dirtyFlags = [Bool](repeating: false, count: cells.count)
+        dirty = []
+        for i in wasDirty where remap[i] >= 0 { markDirty(remap[i]) }
+        for id in published.keys where !owns(id.dimension, id.key, strings: strings) { published[id] = nil }
     }
 
     /// Applies one change of facts.

@@ -124,3 +124,12 @@ public struct FamilyReads: Sendable, Equatable {
         self.accounts = accounts
     }
 }
+
+extension MetricFamily {
+    /// Whether a topic's (encoded) metric segment is one of this family's metrics
+    /// (`stage_conversion:<pipeline>:<from>:<to>` for stage conversion).
+    public func publishes(metricSegment segment: String) -> Bool {
+        if self == .stageConversion { return segment.hasPrefix("stage_conversion:") }
+        return metrics.contains { $0.name == segment }
+    }
+}

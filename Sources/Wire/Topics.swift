@@ -26,6 +26,46 @@ public enum Topics {
         }
     }
 
+    /// The metric segment (still encoded), dimension and decoded key of a series topic
+    /// `<metric>/<dimension>/<key>/<period>`; nil for anything else. What the daemon checks
+    /// a worker's result against (its family and partitions).
+    public static func seriesParts(_ topic: [UInt8]) -> (metric: String, dimension: Dimension, key: String)? {
+        let segments = topic.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard segments.count == 4, !segments[0].isEmpty, !segments[2].isEmpty, !segments[3].isEmpty,
+            let dimension = Dimension.allCases.first(where: { Array($0.name.utf8)[...] == segments[1] }),
+            let key = percentDecode(segments[2])
+        else { return nil }
+        return (String(decoding: segments[0], as: UTF8.self), dimension, key)
+    }
+
+    /// Undoes `percentEncode`; nil for a malformed escape or invalid UTF-8.
+    static func percentDecode(_ bytes: ArraySlice<UInt8>) -> String? {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = bytes.startIndex
+        func hexValue(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        while i < bytes.endIndex {
+            if bytes[i] == UInt8(ascii: "%") {
+                guard i + 2 < bytes.endIndex, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
+                    return nil
+                }
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
     /// `<metric>/<dimension>/<key>/<period>`, each segment percent-encoded; for
     /// stage_conversion the metric segment is `stage_conversion:<p>:<from>:<to>`.
     public static func topic(_ id: SeriesID, strings: StringTable, model: Model) -> [UInt8] {

@@ -2,22 +2,33 @@ public import DealModel
 public import PipelineMetrics
 public import Wire
 
-/// The state of one metric family on one shard: the engine and the string table the
-/// daemon streams.
+/// The state of one metric family in one worker session: the string table the daemon
+/// streams, and one engine per *lane* (a set of partitions the daemon assigned at once).
 ///
 /// A value owned by the worker's socket thread (`WorkerLoop`), which is its only user: it
 /// applies whole fact batches and renders what changed, with no hop to another thread or
-/// actor on the hot path.
+/// actor on the hot path. A lane being rebuilt gets its rebuild chunks first; the live
+/// batches that arrive meanwhile wait in the lane and are applied, in order, after its
+/// last chunk: the aggregates (sketches, retention) are order-sensitive, so a lane sees
+/// exactly the facts at its rebuild position followed by every change after it.
 public struct MetricShard {
     public let family: MetricFamily
     public let model: Model
-    private var engine: MetricEngine
     private var strings = StringTable()
+    private var lanes: [UInt32: Lane] = [:]
+    /// Lanes whose rebuild finished since the last flush: their first flush is whole.
+    private var completed: [UInt32] = []
 
-    public init(family: MetricFamily, model: Model, assignment: ShardAssignment) {
+    struct Lane {
+        var engine: MetricEngine
+        /// Live batches received while the rebuild is still coming, in order.
+        var waiting: [[FactChange]]? = []
+        var rebuiltFacts: UInt64 = 0
+    }
+
+    public init(family: MetricFamily, model: Model) {
         self.family = family
         self.model = model
-        self.engine = MetricEngine(family: family, model: model, assignment: assignment)
     }
 
     /// A rendered series: topic, and payload (empty when the series was removed).
@@ -26,29 +37,105 @@ public struct MetricShard {
         public var payload: [UInt8]
     }
 
-    /// Applies a batch of fact changes.
-    public mutating func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) {
+    /// Opens a lane for `assign.partitions`; its rebuild chunks follow.
+    public mutating func assign(_ assign: WorkerLink.Assign) throws(BinaryDecodingError) {
+        guard lanes[assign.lane] == nil else { throw BinaryDecodingError("lane \(assign.lane) assigned twice") }
+        let set = PartitionSet(count: assign.partitionCount, members: assign.partitions)
+        lanes[assign.lane] = Lane(engine: MetricEngine(family: family, model: model, assignment: set))
+    }
+
+    /// Stops computing `partitions` (moved to another worker); a lane left with none is closed.
+    public mutating func release(_ partitions: [Int]) {
+        for (id, var lane) in lanes {
+            var kept = lane.engine.assignment
+            for p in partitions { kept.remove(p) }
+            guard kept != lane.engine.assignment else { continue }
+            if kept.isEmpty {
+                lanes[id] = nil
+                completed.removeAll { $0 == id }
+                continue
+            }
+            lane.engine.restrict(to: kept, strings: strings, allKey: MetricShard.allKey)
+            lanes[id] = lane
+        }
+    }
+
+    /// The daemon interns `"*"` first.
+    static let allKey: UInt32 = 0
+
+    /// The lanes and their partitions (for logs).
+    public var laneCount: Int { lanes.count }
+
+    public var laneSummary: String {
+        lanes.keys.sorted().map { "\($0):\(lanes[$0]!.engine.assignment)" }.joined(separator: " ")
+    }
+
+    /// Applies a batch: a live one to every lane (waiting in lanes still being rebuilt), a
+    /// rebuild chunk to its lane. Returns the facts the lane has applied for a chunk.
+    @discardableResult
+    public mutating func apply(_ batch: WorkerLink.FactBatch) throws(BinaryDecodingError) -> UInt64 {
         guard Int(batch.firstStringID) == strings.count else {
             throw BinaryDecodingError(
                 "string table out of step: have \(strings.count), batch starts at \(batch.firstStringID)"
             )
         }
         for s in batch.strings { strings.append(s) }
-        let allKey: UInt32 = 0  // the daemon interns "*" first
-        for change in batch.changes { engine.apply(change, strings: strings, allKey: allKey) }
+        if batch.lane == WorkerLink.everyLane {
+            for id in lanes.keys {
+                if lanes[id]!.waiting != nil {
+                    lanes[id]!.waiting!.append(batch.changes)
+                } else {
+                    for change in batch.changes {
+                        lanes[id]!.engine.apply(change, strings: strings, allKey: MetricShard.allKey)
+                    }
+                }
+            }
+            return 0
+        }
+        guard var lane = lanes.removeValue(forKey: batch.lane) else {
+            // A lane released while its rebuild was on the way: nothing to do.
+            return 0
+        }
+        guard let waiting = lane.waiting else {
+            lanes[batch.lane] = lane
+            throw BinaryDecodingError("rebuild chunk for lane \(batch.lane), which is already rebuilt")
+        }
+        for change in batch.changes { lane.engine.apply(change, strings: strings, allKey: MetricShard.allKey) }
+        lane.rebuiltFacts += UInt64(batch.changes.count)
+        if batch.isLastChunk {
+            for changes in waiting {
+                for change in changes { lane.engine.apply(change, strings: strings, allKey: MetricShard.allKey) }
+            }
+            lane.waiting = nil
+            completed.append(batch.lane)
+        }
+        lanes[batch.lane] = lane
+        return lane.rebuiltFacts
     }
 
-    /// The series changed since the last flush, rendered.
-    public mutating func flush() -> [Rendered] {
+    /// The series changed since the last flush in every rebuilt lane, rendered, and the
+    /// lanes whose whole state this flush holds for the first time.
+    public mutating func flush() -> (series: [Rendered], completeLanes: [UInt32]) {
         let strings = self.strings
         let model = self.model
-        return engine.flush().map { update in
-            let topic = Topics.topic(update.id, strings: strings, model: model)
-            guard let fields = update.fields else { return Rendered(topic: topic, payload: []) }
-            return Rendered(
-                topic: topic,
-                payload: Topics.payload(update.id, fields: fields, strings: strings, model: model)
-            )
+        var out: [Rendered] = []
+        for id in lanes.keys.sorted() where lanes[id]!.waiting == nil {
+            for update in lanes[id]!.engine.flush() {
+                let topic = Topics.topic(update.id, strings: strings, model: model)
+                guard let fields = update.fields else {
+                    out.append(Rendered(topic: topic, payload: []))
+                    continue
+                }
+                out.append(
+                    Rendered(
+                        topic: topic,
+                        payload: Topics.payload(update.id, fields: fields, strings: strings, model: model)
+                    )
+                )
+            }
         }
+        let complete = completed
+        completed = []
+        return (out, complete)
     }
 }

@@ -9,42 +9,57 @@ import Synchronization
 import Wire
 import ZeroMQ
 
-/// A metric worker process: serves one metric family on one shard for a daemon.
+/// A metric worker process: serves the partitions of one metric family the daemon gives it.
 ///
-/// It connects a DEALER to the daemon's worker endpoint, announces itself (`READY`),
-/// and from then on applies the fact batches the daemon streams and answers each with
-/// the series it changed. Liveness follows the Guide's Paranoid Pirate pattern: if the
-/// daemon is silent for `liveness` heartbeats the worker reconnects with back-off; a
-/// worker the daemon spawned also exits when the daemon is gone.
+/// It connects a DEALER to the daemon's worker endpoint, announces itself (`READY`), is
+/// given partitions (`ASSIGN`, rebuilt from the daemon's facts), and from then on applies
+/// the fact batches the daemon streams and answers each with the series it changed. Any
+/// number of workers may serve one family, joining and leaving at any time (docs/workers.md).
+/// Liveness follows the Guide's Paranoid Pirate pattern: if the daemon is silent for
+/// `liveness` heartbeats the worker reconnects with back-off; a worker the daemon spawned
+/// also exits when the daemon is gone.
 ///
-/// A `Service`: run it in a `ServiceGroup`; graceful shutdown (SIGTERM, or the parent's
-/// death signal) stops the socket thread after the batch in hand.
+/// A `Service`: run it in a `ServiceGroup`. Graceful shutdown (SIGTERM) says `BYE`; a
+/// worker started by hand then keeps serving until the daemon has moved its partitions to
+/// the others (at most `drainMilliseconds`), so no round waits for it.
 public struct MetricWorker: Service {
     /// How a worker finds its daemon and what it serves.
     public struct Options: Sendable {
         public var family: MetricFamily
-        public var shard: Int
-        public var shards: Int
         /// The daemon's worker endpoint, e.g. `ipc:///var/lib/dealstream/workers.sock`.
         public var endpoint: String
         /// Exit when this process (the daemon that spawned us) is gone.
         public var parentPID: Int32?
         public var heartbeatMilliseconds: Int = 500
         public var liveness: Int = 20
+        /// After `BYE`, how long a worker started by hand keeps serving while its partitions move.
+        public var drainMilliseconds: Int = 10_000
+        /// The secret a spawned worker got from its daemon (`DEALSTREAM_WORKER_TOKEN`).
+        public var token: [UInt8]
+        /// This host's name, as `STATUS` and the daemon's logs show it.
+        public var host: String
         /// CURVE keys for a daemon with `workers.curve` (WorkerLinkSecurity.swift); nil: plain.
         public var curve: WorkerLinkCurve? = nil
 
-        public init(family: MetricFamily, shard: Int, shards: Int, endpoint: String, parentPID: Int32? = nil) {
+        public init(
+            family: MetricFamily,
+            endpoint: String,
+            parentPID: Int32? = nil,
+            environment: [String: String]? = nil
+        ) {
+            let environment = environment ?? ProcessInfo.processInfo.environment
             self.family = family
-            self.shard = shard
-            self.shards = shards
             self.endpoint = endpoint
             self.parentPID = parentPID
+            token = Array((environment[MetricWorker.tokenVariable] ?? "").utf8)
+            host = ProcessInfo.processInfo.hostName
         }
     }
 
     public let options: Options
     public let logger: Logger
+    /// The environment variable a spawned worker finds its daemon's secret in.
+    public static let tokenVariable = "DEALSTREAM_WORKER_TOKEN"
 
     public init(options: Options, logger: Logger) {
         self.options = options
@@ -117,9 +132,10 @@ struct WorkerLoop {
 
     /// Renders what changed since the last result and sends it, at position `logSeq`.
     func sendResult(_ socket: ZMQSocket, _ shard: inout MetricShard, _ logSeq: UInt64) throws {
-        let rendered = shard.flush()
+        let (rendered, complete) = shard.flush()
         var reply: [[UInt8]] = [
-            Array(WorkerLink.Command.result.rawValue.utf8), WorkerLink.ResultHeader(logSeq: logSeq).encode(),
+            WorkerLink.Command.result.frame,
+            WorkerLink.ResultHeader(logSeq: logSeq, completeLanes: complete).encode(),
         ]
         reply.reserveCapacity(2 + rendered.count * 2)
         for r in rendered {
@@ -129,9 +145,9 @@ struct WorkerLoop {
         try socket.send(reply)
     }
 
-    /// One connection to the daemon, from READY until the daemon goes silent.
+    /// One connection to the daemon, from READY until the daemon goes silent or we stop.
     func session() throws -> SessionEnd {
-        let socket = try ZMQSocket(context: context, type: .dealer)
+        let socket = try ZMQSocket(context: context, type: .dealer, lingerMilliseconds: 1000)
         defer { socket.close() }
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.sendHighWaterMark, 0)
@@ -139,11 +155,11 @@ struct WorkerLoop {
         try socket.connect(options.endpoint)
         let ready = WorkerLink.Ready(
             family: options.family.rawValue,
-            shard: options.shard,
-            shards: options.shards,
-            pid: Int(getpid())
+            pid: Int(getpid()),
+            host: options.host,
+            token: options.token
         )
-        try socket.send([Array(WorkerLink.Command.ready.rawValue.utf8), ready.encode()])
+        try socket.send([WorkerLink.Command.ready.frame, ready.encode()])
         var poller = ZMQPoller()
         poller.add(socket)
         var shard: MetricShard?
@@ -157,20 +173,17 @@ struct WorkerLoop {
         var lastRenderNanoseconds: UInt64 = 0
         /// The position of the latest applied batch that asked for a result, not yet answered.
         var resultDue: UInt64?
-        let heartbeat = [Array(WorkerLink.Command.heartbeat.rawValue.utf8)]
+        var highestApplied: UInt64 = 0
+        /// When `BYE` was sent (graceful stop of a worker started by hand), if it was.
+        var leavingSince: DispatchTime?
+        let heartbeat = [WorkerLink.Command.heartbeat.frame]
         func elapsed(since t: DispatchTime) -> UInt64 { DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds }
         var gap: UInt64 { min(lastRenderNanoseconds, 20_000_000) }
-        var rebuilt = false
         func answerIfDue() throws {
             guard let due = resultDue, shard != nil, elapsed(since: lastResult) >= gap else { return }
             let started = DispatchTime.now()
             try sendResult(socket, &shard!, due)
             lastRenderNanoseconds = elapsed(since: started)
-            if !rebuilt {
-                // The rebuild's batches are freed: give their memory back.
-                rebuilt = true
-                CLinuxShims_releaseFreeMemory()
-            }
             resultDue = nil
             lastResult = .now()
             lastSent = .now()
@@ -180,12 +193,30 @@ struct WorkerLoop {
             try socket.send(heartbeat)
             lastSent = .now()
         }
-        while !stop.isSet {
+        while true {
+            if stop.isSet {
+                // Spawned workers stop with their daemon (or are replaced by it): no drain.
+                guard shard != nil, options.parentPID == nil else {
+                    try? socket.send([WorkerLink.Command.bye.frame])
+                    return .stopped
+                }
+                if leavingSince == nil {
+                    try socket.send([WorkerLink.Command.bye.frame])
+                    leavingSince = .now()
+                    logger.info("Leaving: handing partitions over", metadata: ["worker.lanes": "\(shard!.laneSummary)"])
+                }
+                if shard!.laneCount == 0
+                    || elapsed(since: leavingSince!) > UInt64(options.drainMilliseconds) * 1_000_000
+                {
+                    return .stopped
+                }
+            }
             var timeout = options.heartbeatMilliseconds
             if resultDue != nil {
                 let waited = elapsed(since: lastResult)
                 timeout = waited >= gap ? 0 : Int((gap - waited + 999_999) / 1_000_000)
             }
+            if leavingSince != nil { timeout = min(timeout, 50) }
             let ready = try poller.poll(timeoutMilliseconds: timeout)
             if let parent = options.parentPID, getppid() != parent { return .stopped }
             if ready[0] {
@@ -194,20 +225,25 @@ struct WorkerLoop {
                     switch WorkerLink.Command(rawValue: String(decoding: frames[0], as: UTF8.self)) {
                     case .reset:
                         resultDue = nil
+                        highestApplied = 0
                         lastRenderNanoseconds = 0
-                        rebuilt = false
                         guard frames.count == 2 else { throw BinaryDecodingError("RESET needs the model frame") }
                         let model = try Model.parse(frames[1])
-                        shard = MetricShard(
-                            family: options.family,
-                            model: model,
-                            assignment: ShardAssignment(shard: options.shard, shards: options.shards)
-                        )
+                        shard = MetricShard(family: options.family, model: model)
+                        logger.info("Session started", metadata: ["worker.family": "\(options.family.rawValue)"])
+                    case .assign:
+                        guard shard != nil, frames.count == 2 else {
+                            throw BinaryDecodingError("ASSIGN before RESET or malformed")
+                        }
+                        let assign = try WorkerLink.Assign.decode(frames[1])
+                        try shard!.assign(assign)
                         logger.info(
-                            "Session started",
+                            "Partitions assigned, rebuilding",
                             metadata: [
-                                "worker.family": "\(options.family.rawValue)",
-                                "worker.shard": "\(options.shard)/\(options.shards)",
+                                "worker.lane": "\(assign.lane)",
+                                "worker.partitions":
+                                    "\(PartitionSet(count: assign.partitionCount, members: assign.partitions))",
+                                "rebuild.log_seq": "\(assign.logSeq)",
                             ]
                         )
                     case .facts:
@@ -215,8 +251,30 @@ struct WorkerLoop {
                             throw BinaryDecodingError("FACTS before RESET or malformed")
                         }
                         let batch = try WorkerLink.FactBatch.decode(header: frames[1], changes: frames[2])
-                        try shard!.apply(batch)
-                        if batch.wantsResult { resultDue = batch.logSeq }
+                        let applied = try shard!.apply(batch)
+                        if batch.lane != WorkerLink.everyLane {
+                            try socket.send([
+                                WorkerLink.Command.progress.frame,
+                                WorkerLink.Progress(lane: batch.lane, facts: applied).encode(),
+                            ])
+                            lastSent = .now()
+                        }
+                        // Results are at the highest position applied: never behind an earlier one.
+                        highestApplied = max(highestApplied, batch.logSeq)
+                        if batch.wantsResult { resultDue = highestApplied }
+                    case .release:
+                        guard shard != nil, frames.count == 2 else {
+                            throw BinaryDecodingError("RELEASE before RESET or malformed")
+                        }
+                        let partitions = try WorkerLink.decodeRelease(frames[1], count: 65_536)
+                        shard!.release(partitions)
+                        logger.info(
+                            "Partitions released",
+                            metadata: [
+                                "worker.partitions": "\(partitions.sorted().map(String.init).joined(separator: ","))",
+                                "worker.lanes": "\(shard!.laneSummary)",
+                            ]
+                        )
                     case .heartbeat:
                         break
                     case .refused:
@@ -240,6 +298,5 @@ struct WorkerLoop {
             try answerIfDue()
             try heartbeatIfDue()
         }
-        return .stopped
     }
 }

@@ -16,7 +16,7 @@ struct DaemonCommand: AsyncParsableCommand {
         discussion: """
             Restores its state from --data-dir (the last checkpoint, then the event logs after it), \
             binds the ingest, updates and snapshot endpoints (PROTOCOL.md), starts one worker process \
-            per metric family and shard, and runs until SIGTERM or SIGINT, which stop it cleanly \
+            per metric family (more may join from any host, at any time), and runs until SIGTERM or SIGINT, which stop it cleanly \
             (requests in hand answered, a checkpoint written, workers stopped); a second signal exits \
             at once. Flags override the environment (DEALSTREAM_<KEY PATH>, e.g. \
             DEALSTREAM_PUBLISH_INTERVAL_MS), which overrides the config file, which overrides the \
@@ -43,8 +43,17 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "A JSON config file (see config/dealstream.json).")
     var config: String?
 
-    @Option(help: "Shards per metric family (default 1).")
+    @Option(
+        name: .customLong("workers-per-family"),
+        help: "Worker processes the daemon spawns per metric family (default 1); workers started by hand join on top."
+    )
+    var workersPerFamily: Int?
+
+    @Option(help: ArgumentHelp("Synonym of --workers-per-family (its old name).", valueName: "n"))
     var shards: Int?
+
+    @Option(help: "Partitions per family's series (default 64); fixed for a data directory.")
+    var partitions: Int?
 
     @Option(help: "Ingest endpoint, ROUTER (default tcp://127.0.0.1:7701).")
     var ingest: String?
@@ -90,6 +99,15 @@ struct DaemonCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
+        if let workersPerFamily, workersPerFamily < 1 {
+            throw ValidationError("--workers-per-family must be at least 1")
+        }
+        if shards != nil && workersPerFamily != nil {
+            throw ValidationError("--shards is a synonym of --workers-per-family: give one of them")
+        }
+        if let partitions, !(1...4096).contains(partitions) {
+            throw ValidationError("--partitions must be in 1…4096")
+        }
         if let publishInterval, publishInterval < 1 {
             throw ValidationError("--publish-interval-ms must be at least 1")
         }
@@ -103,7 +121,8 @@ struct DaemonCommand: AsyncParsableCommand {
         var flags: [String: String] = [:]
         flags["model"] = model
         flags["data_dir"] = dataDirectory
-        flags["workers.shards"] = shards.map(String.init)
+        flags["workers.per_family"] = (workersPerFamily ?? shards).map(String.init)
+        flags["workers.partitions"] = partitions.map(String.init)
         flags["endpoints.ingest"] = ingest
         flags["endpoints.updates"] = updates
         flags["endpoints.snapshot"] = snapshot
@@ -138,8 +157,7 @@ struct DaemonCommand: AsyncParsableCommand {
             exposition: MetricsExposition(),
             probe: ProbeState(liveTimeout: .milliseconds(c.heartbeatMilliseconds * c.liveness)),
             notifier: .fromEnvironment(),
-            families: c.families,
-            shards: c.shards
+            families: c.families
         )
         metrics.exposition.bootstrapSwiftMetrics()
         if let signal = debugFreezeSignal { DebugFreeze.arm(signal: signal, probe: metrics.probe, logger: logger) }

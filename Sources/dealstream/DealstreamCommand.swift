@@ -17,7 +17,7 @@ struct DealstreamCommand: AsyncParsableCommand {
         subcommands: [
             DaemonCommand.self, WorkerCommand.self, SendCommand.self, TailCommand.self, GenerateCommand.self,
             BenchCommand.self,
-            ConnectCommand.self, KeygenCommand.self, RepairCommand.self, WebCommand.self,
+            ConnectCommand.self, KeygenCommand.self, RepairCommand.self, WebCommand.self, WorkersCommand.self,
         ]
     )
 }

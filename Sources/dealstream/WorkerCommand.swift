@@ -12,9 +12,11 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run one metric worker (the daemon starts these; you can too, e.g. on another host).",
         discussion: """
-            Connects to the daemon's worker endpoint, announces the metric family and shard it \
-            serves, and is rebuilt from the daemon's state. A worker started by hand over tcp joins \
-            exactly like the ones the daemon spawns over ipc. Families: \
+            Connects to the daemon's worker endpoint, announces the metric family it serves, and \
+            is given a fair share of the family's partitions, rebuilt from the daemon's facts while \
+            their old owners keep serving them. Start as many as you like, on any host, at any time; \
+            SIGTERM hands the partitions back before exiting. A worker that is not the daemon's own \
+            child joins only an endpoint with CURVE (workers.curve). Families: \
             \(MetricFamily.allCases.map(\.rawValue).joined(separator: ", ")).
             """
     )
@@ -22,11 +24,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "The metric family to serve.")
     var family: MetricFamily
 
-    @Option(help: "Which shard (0-based).")
-    var shard: Int = 0
+    @Option(help: ArgumentHelp("Ignored: the daemon assigns partitions (kept for old scripts).", visibility: .hidden))
+    var shard: Int?
 
-    @Option(help: "How many shards the family has (must match the daemon's --shards).")
-    var shards: Int = 1
+    @Option(help: ArgumentHelp("Ignored: the daemon assigns partitions (kept for old scripts).", visibility: .hidden))
+    var shards: Int?
 
     @Option(help: "The daemon's worker endpoint, e.g. tcp://daemon-host:7704 or ipc:///path/workers.sock.")
     var connect: String
@@ -43,6 +45,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Silent heartbeats before reconnecting to the daemon (match the daemon's workers.liveness).")
     var liveness = 20
 
+    @Option(
+        name: .customLong("drain-ms"),
+        help: "After SIGTERM, at most this many milliseconds serving while the daemon moves this worker's partitions."
+    )
+    var drain = 10_000
+
     @OptionGroup(title: "Worker link CURVE (a daemon with workers.curve)")
     var curve: WorkerCurveOptions
 
@@ -50,22 +58,20 @@ struct WorkerCommand: AsyncParsableCommand {
     var logging: LoggingOptions
 
     func validate() throws {
-        guard shards >= 1, shard >= 0, shard < shards else { throw ValidationError("--shard must be in 0..<--shards") }
         guard heartbeat >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard liveness >= 2 else { throw ValidationError("--liveness must be at least 2") }
+        guard drain >= 0 else { throw ValidationError("--drain-ms must not be negative") }
     }
 
     func run() async throws {
         let logger = logging.logger("dealstream.worker")
-        var options = MetricWorker.Options(
-            family: family,
-            shard: shard,
-            shards: shards,
-            endpoint: connect,
-            parentPID: parentPID
-        )
+        if shard != nil || shards != nil {
+            logger.warning("--shard and --shards are ignored: the daemon assigns partitions")
+        }
+        var options = MetricWorker.Options(family: family, endpoint: connect, parentPID: parentPID)
         options.heartbeatMilliseconds = heartbeat
         options.liveness = liveness
+        options.drainMilliseconds = drain
         options.curve = try curve.keys()
         let worker = MetricWorker(options: options, logger: logger)
         signal(SIGPIPE, SIG_IGN)

@@ -8,19 +8,22 @@ import Wire
 /// What a publication round does with the workers' results: coalescing, removals,
 /// stamping, snapshots, and the saved state a restart serves.
 struct PublicationTests {
-    private let slot = Slot(family: .revenue, shard: 0)
+    private let slot = SeriesOwner(family: .revenue, partition: 0)
     private func topic(_ s: String) -> TopicKey { TopicKey(Array(s.utf8)) }
     private func payload(_ v: Int) -> [UInt8] { Array("{\"metric\":\"revenue\",\"value\":\(v)}".utf8) }
 
-    @Test func mergedKeepsFirstOrderAndLatestValuesAndFullness() {
+    private func series(_ t: String, _ p: [UInt8]) -> WorkerRegistry.Series {
+        .init(topic: topic(t), payload: p, partition: 0)
+    }
+
+    @Test func mergedKeepsFirstOrderAndLatestValues() {
         let results: [WorkerRegistry.Result] = [
-            .init(logSeq: 3, isFull: true, series: [(topic("a"), payload(1)), (topic("b"), payload(2))]),
-            .init(logSeq: 5, isFull: false, series: [(topic("c"), payload(3)), (topic("a"), payload(4))]),
-            .init(logSeq: 9, isFull: false, series: [(topic("b"), [])]),
+            .init(logSeq: 3, series: [series("a", payload(1)), series("b", payload(2))]),
+            .init(logSeq: 5, series: [series("c", payload(3)), series("a", payload(4))]),
+            .init(logSeq: 9, series: [series("b", [])]),
         ]
         let merged = WorkerRegistry.Result.merged(results)
         #expect(merged.logSeq == 9)
-        #expect(merged.isFull)
         #expect(merged.series.map(\.topic) == [topic("a"), topic("b"), topic("c")])
         #expect(merged.series.map(\.payload) == [payload(4), [], payload(3)])
     }
@@ -44,18 +47,23 @@ struct PublicationTests {
             ]
         )
         #expect(state.snapshot(prefix: []).map(\.topic) == [Array("b".utf8)])
-        #expect(state.topics(of: slot) == [topic("b")])
+        #expect(state.topics(of: .revenue, partitions: PartitionSet(count: 4, members: [0])) == [topic("b")])
+        #expect(state.topics(of: .revenue, partitions: PartitionSet(count: 4, members: [1])).isEmpty)
     }
 
-    @Test func theSavedStateComesBackOnlyForTheSameWorkerLayout() throws {
+    @Test func theSavedStateComesBackOnlyForTheSameFamiliesAndPartitionCount() throws {
         var state = PublishedState()
         state.publish(round: [(topic("revenue/all/*/all"), payload(7), slot)], logSeq: 2) { _ in }
-        let bytes = state.encoded(slots: [slot])
-        let restored = try PublishedState(encoded: bytes, slots: [slot])
+        let layout = PublishedState.Layout(families: [.revenue], partitions: 64)
+        let bytes = state.encoded(layout: layout)
+        let restored = try PublishedState(encoded: bytes, layout: layout)
         #expect(restored.snapshot(prefix: []).map(\.payload) == state.snapshot(prefix: []).map(\.payload))
         #expect(restored.seq == 1 && restored.logSeq == 2)
         #expect(throws: (any Error).self) {
-            try PublishedState(encoded: bytes, slots: [slot, Slot(family: .revenue, shard: 1)])
+            try PublishedState(encoded: bytes, layout: .init(families: [.revenue], partitions: 32))
+        }
+        #expect(throws: (any Error).self) {
+            try PublishedState(encoded: bytes, layout: .init(families: [.revenue, .roi], partitions: 64))
         }
     }
 }

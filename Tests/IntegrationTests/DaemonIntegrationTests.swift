@@ -105,16 +105,28 @@ struct DaemonIntegrationTests {
         let diff = differences(before, after)
         #expect(diff.isEmpty, "\(diff.count) differences, e.g. \(diff.prefix(3))")
         #expect(restarted.terminate() == 0)
-        // A daemon with another shard count cannot use it (its series belong to other
-        // slots): it starts empty and lets the workers rebuild.
-        let resharded = try DaemonProcess(
+        // Another number of workers per family serves the same state: the saved state is kept
+        // by partition, and which worker owns a partition does not matter.
+        let rescaled = try DaemonProcess(
             directory: directory,
             shards: 3,
             modelJSON: DaemonIntegrationTests.modelJSON,
             extraArguments: ["--no-spawn"]
         )
-        #expect(try resharded.snapshot().series.isEmpty)
-        #expect(resharded.terminate() == 0)
+        let (rescaledState, rescaledPosition) = try rescaled.snapshot()
+        #expect(rescaledPosition == lastLogSeq)
+        #expect(differences(before, rescaledState).isEmpty)
+        #expect(rescaled.terminate() == 0)
+        // Another partition count for this data directory is refused, naming the setting.
+        let repartitioned = try DaemonProcess(
+            directory: directory,
+            shards: 1,
+            modelJSON: DaemonIntegrationTests.modelJSON,
+            extraArguments: ["--no-spawn", "--partitions", "16"]
+        )
+        repartitioned.process.waitUntilExit()
+        #expect(repartitioned.process.terminationStatus != 0)
+        #expect(repartitioned.log.contains("workers.partitions"), "\(repartitioned.log)")
     }
 
     @Test func malformedRequestsGetErrAndChangeNothing() throws {

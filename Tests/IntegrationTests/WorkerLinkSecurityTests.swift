@@ -67,9 +67,9 @@ struct WorkerLinkSecurityTests {
         return socket
     }
 
-    /// `READY` for `family` shard 0 of 1, then a forged `RESULT` far ahead of the log.
+    /// `READY` for `family`, then a forged `RESULT` far ahead of the log.
     static func attack(_ socket: ZMQSocket, family: String) throws {
-        let ready = WorkerLink.Ready(family: family, shard: 0, shards: 1, pid: Int(getpid()))
+        let ready = WorkerLink.Ready(family: family, pid: Int(getpid()), host: "fake")
         _ = try socket.send([Array(WorkerLink.Command.ready.rawValue.utf8), ready.encode()], blocking: false)
         _ = try socket.send(
             [
@@ -237,7 +237,7 @@ struct WorkerLinkSecurityTests {
             endpoint,
             keys: CurveClientKeys(serverKey: keys.workerLink.publicKey, keyPair: keys.worker)
         )
-        let ready = WorkerLink.Ready(family: "revenue", shard: 0, shards: 1, pid: Int(getpid()))
+        let ready = WorkerLink.Ready(family: "revenue", pid: Int(getpid()), host: "allowed")
         _ = try allowed.send([Array(WorkerLink.Command.ready.rawValue.utf8), ready.encode()], blocking: false)
         let answers = try Self.messages(allowed, within: 3000)
         #expect(

@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import PipelineMetrics
 import Testing
 import ZeroMQ
 
@@ -59,7 +60,7 @@ struct ConfigurationSourcesTests {
             ],
             flags: ["workers.shards": "4"]
         )
-        #expect(c.shards == 4)  // flag over environment (3) over file (2)
+        #expect(c.workersPerFamily == 4)  // flag over environment (3) over file (2); shards is its synonym
         #expect(c.publishIntervalMilliseconds == 9)  // environment over file (7)
         #expect(c.idleProgressMilliseconds == 30)  // file over default (20)
         #expect(c.liveness == 5)
@@ -71,6 +72,33 @@ struct ConfigurationSourcesTests {
         #expect(c.httpListen == "0.0.0.0:9780")
         #expect(c.logFormat == "json")
         #expect(c.logLevel == "info")
+    }
+
+    @Test func workersPerFamilyTakesOverridesAndPartitionsAreBounded() throws {
+        let folder = try Folder(
+            config: #"{"workers": {"per_family": {"*": 2, "revenue": 4}, "partitions": 128, "result_timeout_ms": 900}}"#
+        )
+        defer { folder.cleanUp() }
+        let c = try DaemonConfiguration.resolve(file: folder.configPath, environment: [:])
+        #expect(c.workersToSpawn(.revenue) == 4 && c.workersToSpawn(.winRate) == 2)
+        #expect(c.partitions == 128 && c.resultTimeoutMilliseconds == 900)
+        for (config, key) in [
+            (#"{"workers": {"partitions": 5000}}"#, "workers.partitions"),
+            (#"{"workers": {"per_family": {"nope": 1}}}"#, "workers.per_family.nope"),
+            (#"{"workers": {"per_family": 0}}"#, "workers.per_family"),
+        ] {
+            let bad = try Folder(config: config)
+            defer { bad.cleanUp() }
+            #expect(throws: ConfigurationError.self) {
+                try DaemonConfiguration.resolve(file: bad.configPath, environment: [:])
+            }
+            do { _ = try DaemonConfiguration.resolve(file: bad.configPath, environment: [:]) } catch {
+                #expect(error.key == key)
+            }
+        }
+        #expect(throws: ConfigurationError.self) {
+            try DaemonConfiguration.resolve(file: nil, environment: [:], flags: ["workers.partitions": "0"])
+        }
     }
 
     @Test func anUnknownOrBadKeyIsAnErrorNamingItAndItsSource() throws {

@@ -33,7 +33,11 @@ public func publishedState(
     for family in MetricFamily.allCases {
         for shard in 0..<shards {
             engines.append(
-                MetricEngine(family: family, model: model, assignment: ShardAssignment(shard: shard, shards: shards))
+                MetricEngine(
+                    family: family,
+                    model: model,
+                    assignment: PartitionSet(count: 64, members: (0..<64).filter { $0 % shards == shard })
+                )
             )
         }
     }

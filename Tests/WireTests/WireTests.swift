@@ -136,20 +136,20 @@ struct WorkerLinkTests {
     /// Found by scripts/fuzz: a READY whose pid does not fit an Int trapped the daemon.
     @Test func readyWithAnOutOfRangePidIsRefusedNotATrap() throws {
         var w = BinaryWriter()
-        w.u32(1)
+        w.u32(2)
         w.string("revenue")
-        w.u32(0)
-        w.u32(1)
         w.u64(.max)
+        w.string("host")
+        w.bytes([])
         #expect(throws: BinaryDecodingError.self) { try WorkerLink.Ready.decode(w.bytes) }
-        var bad = BinaryWriter()
-        bad.u32(1)
-        bad.string("revenue")
-        bad.u32(3)
-        bad.u32(2)
-        bad.u64(7)
-        #expect(throws: BinaryDecodingError.self) { try WorkerLink.Ready.decode(bad.bytes) }
-        let good = WorkerLink.Ready(family: "revenue", shard: 1, shards: 2, pid: 42)
+        var old = BinaryWriter()
+        old.u32(1)
+        old.string("revenue")
+        old.u32(0)
+        old.u32(1)
+        old.u64(7)
+        #expect(throws: BinaryDecodingError.self) { try WorkerLink.Ready.decode(old.bytes) }
+        let good = WorkerLink.Ready(family: "revenue", pid: 42, host: "h1", token: Array("t".utf8))
         #expect(try WorkerLink.Ready.decode(good.encode()) == good)
     }
 
@@ -169,5 +169,40 @@ struct WorkerLinkTests {
                 Array(#"{"applied":1,"duplicate":0,"stale":0,"rejected":[],"log_seq":5}"#.utf8)
             )?.logSeq == 5
         )
+    }
+}
+
+extension WorkerLinkTests {
+    @Test func assignReleaseProgressAndResultHeadersRoundTripAndRefuseNonsense() throws {
+        let assign = WorkerLink.Assign(lane: 3, logSeq: 99, partitionCount: 64, partitions: [0, 5, 63])
+        #expect(try WorkerLink.Assign.decode(assign.encode()) == assign)
+        let outOfRange = WorkerLink.Assign(lane: 3, logSeq: 99, partitionCount: 64, partitions: [64])
+        #expect(throws: BinaryDecodingError.self) { try WorkerLink.Assign.decode(outOfRange.encode()) }
+        #expect(try WorkerLink.decodeRelease(WorkerLink.encodeRelease([1, 2]), count: 64) == [1, 2])
+        let progress = WorkerLink.Progress(lane: 1, facts: 40_000)
+        #expect(try WorkerLink.Progress.decode(progress.encode()) == progress)
+        let header = WorkerLink.ResultHeader(logSeq: 7, completeLanes: [0, 2])
+        #expect(try WorkerLink.ResultHeader.decode(header.encode()) == header)
+        #expect(throws: BinaryDecodingError.self) { try WorkerLink.ResultHeader.decode(header.encode() + [0]) }
+        let chunk = WorkerLink.FactBatch(
+            logSeq: 5,
+            wantsResult: true,
+            isLastChunk: true,
+            lane: 2,
+            firstStringID: 0,
+            strings: ["*"],
+            changes: []
+        )
+        let frames = chunk.encode()
+        let decoded = try WorkerLink.FactBatch.decode(header: frames[0], changes: frames[1])
+        #expect(decoded.lane == 2 && decoded.isLastChunk && decoded.wantsResult && decoded.strings == ["*"])
+    }
+
+    @Test func seriesPartsReadTopicsAndRefuseEverythingElse() throws {
+        let parts = try #require(Topics.seriesParts(Array("revenue/owner/Ann%20B%2F1/2024-Q1".utf8)))
+        #expect(parts.metric == "revenue" && parts.dimension == .owner && parts.key == "Ann B/1")
+        for bad in ["zzz/injected", "revenue/nodim/x/all", "revenue/all/%ZZ/all", "revenue/all//all", "a/b/c/d/e"] {
+            #expect(Topics.seriesParts(Array(bad.utf8)) == nil, "\(bad)")
+        }
     }
 }

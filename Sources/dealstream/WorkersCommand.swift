@@ -1,0 +1,111 @@
+import ArgumentParser
+import DealModel
+import Foundation
+import ZeroMQ
+
+/// `dealstream workers`: who serves which partitions, asked of a running daemon.
+struct WorkersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workers",
+        abstract: "List the worker sessions of a running daemon: family, host, pid, partitions, lag.",
+        discussion: """
+            Sends STATUS to the daemon's snapshot endpoint (docs/workers.md) and prints one row per \
+            worker session: its family, host and pid, whether the daemon spawned it, the partitions \
+            it owns (publishes) and is being rebuilt for, the facts sent to it and not yet answered, \
+            and how long ago it was last heard. Families with partitions no worker serves are named \
+            below the table (their rounds wait). --json prints the daemon's answer as it came.
+            """
+    )
+
+    @Option(help: "Snapshot endpoint of the daemon.")
+    var snapshot = "tcp://127.0.0.1:7703"
+
+    @Option(help: "Seconds to wait for the answer.")
+    var timeout: Double = 5
+
+    @Flag(help: "Print the daemon's JSON answer.")
+    var json = false
+
+    func run() throws {
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context: context, type: .dealer)
+        defer { socket.close() }
+        try socket.connect(snapshot)
+        try socket.send([[], Array("STATUS".utf8)])
+        var poller = ZMQPoller()
+        poller.add(socket)
+        guard try poller.poll(timeoutMilliseconds: Int(timeout * 1000))[0], let frames = try socket.receive() else {
+            throw ValidationError("no answer from \(snapshot) within \(timeout) s (is the daemon running?)")
+        }
+        let body = frames.first?.isEmpty == true ? Array(frames.dropFirst()) : frames
+        guard body.count == 2, body[0] == Array("STATUS".utf8) else {
+            let reason = body.count > 1 ? String(decoding: body.last!, as: UTF8.self) : "unexpected answer"
+            throw ValidationError("\(snapshot): \(reason)")
+        }
+        if json {
+            print(String(decoding: body[1], as: UTF8.self))
+            return
+        }
+        print(try WorkersCommand.table(body[1]))
+    }
+
+    /// The STATUS answer as a table.
+    static func table(_ answer: [UInt8]) throws -> String {
+        guard case .object(let top) = try JSONParser.parse(answer) else {
+            throw ValidationError("STATUS is not an object")
+        }
+        func field(_ members: [(String, JSONValue)], _ name: String) -> JSONValue? {
+            members.first { $0.0 == name }?.1
+        }
+        func text(_ v: JSONValue?) -> String {
+            switch v {
+            case .string(let s)?: s
+            case .int(let i)?: "\(i)"
+            case .bool(let b)?: b ? "yes" : "no"
+            case .array(let items)?: ranges(items.compactMap { if case .int(let i) = $0 { Int(i) } else { nil } })
+            case .null?, nil: "-"
+            default: "\(v!)"
+            }
+        }
+        var rows = [["FAMILY", "HOST", "PID", "SPAWNED", "OWNS", "BUILDING", "FACTS BEHIND", "LAST HEARD"]]
+        if case .array(let workers)? = field(top, "workers") {
+            for case .object(let w) in workers {
+                rows.append([
+                    text(field(w, "family")), text(field(w, "host")), text(field(w, "pid")), text(field(w, "spawned")),
+                    text(field(w, "partitions")), text(field(w, "building")), text(field(w, "facts_behind")),
+                    "\(text(field(w, "last_heard_ms"))) ms ago",
+                ])
+            }
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max()! }
+        var out = rows.map { row in
+            row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(
+                separator: "  "
+            )
+        }
+        out.append("\(rows.count - 1) worker session(s); \(text(field(top, "partitions"))) partitions per family")
+        if case .object(let vacant)? = field(top, "vacant"), !vacant.isEmpty {
+            out.append("vacant (rounds wait): " + vacant.map { "\($0.0) \(text($0.1))" }.joined(separator: ", "))
+        }
+        return out.joined(separator: "\n")
+    }
+
+    /// `0-15,32,40-47`.
+    static func ranges(_ members: [Int]) -> String {
+        guard !members.isEmpty else { return "none" }
+        var parts: [String] = []
+        var start = members[0]
+        var last = members[0]
+        for p in members.dropFirst() {
+            if p == last + 1 {
+                last = p
+                continue
+            }
+            parts.append(start == last ? "\(start)" : "\(start)-\(last)")
+            start = p
+            last = p
+        }
+        parts.append(start == last ? "\(start)" : "\(start)-\(last)")
+        return parts.joined(separator: ",")
+    }
+}
