@@ -37,6 +37,9 @@ final class WorkerLinkServer {
     /// Rebuild chunks sent to a lane and not yet acknowledged, at most.
     let chunksInFlight = 2
     var factsSent = 0
+    /// The partition of every series topic a worker of the family has reported that was
+    /// one of the family's (checked once per topic, not per result).
+    var topicPartitions: [MetricFamily: [TopicKey: Int]] = [:]
 
     /// Binds the worker endpoint.
     init(
@@ -126,8 +129,8 @@ final class WorkerLinkServer {
     }
 
     /// Checks a result's series against the session (its family, the partitions of its
-    /// lanes, a payload that is a JSON object) and keeps what passes; the rest is dropped
-    /// and logged, never published.
+    /// lanes, a payload that is one well-formed JSON object, `JSONSyntax`) and keeps what
+    /// passes; the rest is dropped and logged, never published.
     private func receiveResult(
         _ frames: [[UInt8]],
         header: WorkerLink.ResultHeader,
@@ -153,16 +156,18 @@ final class WorkerLinkServer {
         var example = ""
         var i = 3
         while i + 1 < frames.count {
-            let topic = frames[i]
+            let topic = TopicKey(frames[i])
             let payload = frames[i + 1]
             i += 2
-            if let partition = registry.partition(ofTopic: topic, family: session.family), held.contains(partition),
-                payload.isEmpty || WorkerLinkServer.isJSONObject(payload)
+            let known = topicPartitions[session.family]?[topic]
+            if let partition = known ?? registry.partition(ofTopic: topic.bytes, family: session.family),
+                held.contains(partition), payload.isEmpty || JSONSyntax.isObject(payload)
             {
-                series.append(.init(topic: TopicKey(topic), payload: payload, partition: partition))
+                if known == nil { topicPartitions[session.family, default: [:]][topic] = partition }
+                series.append(.init(topic: topic, payload: payload, partition: partition))
             } else {
                 rejected += 1
-                if example.isEmpty { example = String(decoding: topic.prefix(80), as: UTF8.self) }
+                if example.isEmpty { example = String(decoding: topic.bytes.prefix(80), as: UTF8.self) }
             }
         }
         if rejected > 0 {
@@ -176,13 +181,6 @@ final class WorkerLinkServer {
             )
         }
         registry.receive(.init(logSeq: header.logSeq, series: series), complete: header.completeLanes, from: id)
-    }
-
-    /// Whether a payload is one JSON object (what `Topics.stamped` and subscribers need).
-    static func isJSONObject(_ payload: [UInt8]) -> Bool {
-        guard payload.first == UInt8(ascii: "{"), let value = try? JSONParser.parse(payload) else { return false }
-        if case .object = value { return true }
-        return false
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {

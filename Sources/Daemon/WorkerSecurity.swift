@@ -214,7 +214,8 @@ extension WorkerCurve {
                     userID: nil,
                     mechanism: mechanism,
                     clientKey: nil,
-                    peerAddress: "",
+                    // libzmq names only the listening endpoint in these events, not the peer.
+                    peerAddress: "unknown",
                     domain: zapDomain
                 ),
                 reason: reason

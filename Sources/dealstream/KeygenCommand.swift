@@ -3,11 +3,11 @@ import Foundation
 import ZeroMQ
 
 /// `dealstream keygen`: makes the CURVE key pairs of the daemon's ingest endpoint and of
-/// its connectors.
+/// its connectors, and of its worker link and its remote workers.
 struct KeygenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygen",
-        abstract: "Make a CURVE key pair for the ingest endpoint or for a connector.",
+        abstract: "Make a CURVE key pair for the ingest endpoint, a connector, the worker link or a worker.",
         discussion: """
             Without --out, prints the public and the secret key (Z85, 40 characters each). With \
             --out PREFIX, writes the secret key to PREFIX.key (mode 0600, refused if it exists) and \
@@ -18,6 +18,8 @@ struct KeygenCommand: ParsableCommand {
             connector: its public key goes into the daemon's ingest.curve.connectors under the \
             connector's name, its .key file is the connector's --curve-key-file (dealstream send). \
             Only public keys ever leave the host that made them. config/README.md has an example.
+
+            The worker link has pairs of its own (a connector's key is not a worker's): one for the             daemon (workers.curve.secret_key_file; its public key is every worker's             --curve-server-key) and one per remote worker or group of workers (its public key goes             into workers.curve.workers, its .key file is the worker's --curve-secret-key-file).             config/README.md, Worker authentication.
             """
     )
 
