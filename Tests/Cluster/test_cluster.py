@@ -326,6 +326,14 @@ class Scenario:
         for i, (log_seq, state) in enumerate(fv.samples):
             prefix = self.feeder.prefix_for(log_seq)
             problem = common.compare_with_reference(prefix, state) if prefix is not None else "no prefix"
+            if problem and prefix is not None:
+                expected = common.ref.compute_series(prefix, common.ref.load_model(common.MODEL_PATH))
+                wrong = sorted(t for t in expected if t in state and common.ref.compare_payload(t, expected[t], state[t]))
+                fams = sorted({common.family_of_topic(t) for t in wrong})
+                problem += "; families %s; payload log_seq of the first wrong series: %s" % (
+                    fams, [(t, state[t].get("log_seq")) for t in wrong[:3]])
+                with open(os.path.join(self.tmp, "sample-%d-log_seq-%d.json" % (i + 1, log_seq)), "w") as f:
+                    json.dump({"log_seq": log_seq, "state": state}, f)
             r.check("round at log_seq %d (sample %d) equals the reference for its %d events" % (log_seq, i + 1, len(prefix or [])),
                     problem is None, problem or "")
 
