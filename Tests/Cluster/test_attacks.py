@@ -143,25 +143,44 @@ class Attacks:
         self.tmp = tempfile.mkdtemp(prefix="dealstream-attacks.")
         self.daemon = None
         self.ctx = zmq.Context()
+        self.pick_ports()
+        self.events: list[bytes] = []
+        self.stream = common.MonotoneStream(args.seed, source="attack-crm")
+
+    def pick_ports(self):
         ports = [free_port() for _ in range(5)]
         self.ingest, self.updates, self.snapshot, self.workers = ("tcp://127.0.0.1:%d" % p for p in ports[:4])
         self.http = "127.0.0.1:%d" % ports[4]
-        self.events: list[bytes] = []
-        self.stream = common.MonotoneStream(args.seed, source="attack-crm")
 
     def key(self, name):
         return common.keygen(self.args.binary, os.path.join(self.tmp, name))
 
     def start(self):
         a = self.args
+        a.result_timeout_ms_given = a.result_timeout_ms is not None
+        if not a.result_timeout_ms_given:
+            a.result_timeout_ms = 5000  # worker-link-v2.md: the default, left out of the config
         self.worker_server_pub, _ = self.key("daemon-workers")
         self.ingest_server_pub, _ = self.key("daemon-ingest")
         self.fake_pub, self.fake_sec = self.key("fake-worker")
         self.unknown_pub, self.unknown_sec = self.key("unknown")
         self.crm_pub, self.crm_sec = self.key("crm")
+        # a free port can be taken by someone else before the daemon binds it: then again
+        for attempt in range(3):
+            if self.launch(attempt):
+                break
+            if "Address already in use" not in self.log_text() or attempt == 2:
+                raise RuntimeError("the daemon does not answer PING (exit %s): %s" % (self.daemon.poll(), self.log_tail()))
+            self.ingest_client.close()
+            self.pick_ports()
+        self.snap = kit.SnapshotClient(self.ctx, self.snapshot, timeout=10)
+
+    def launch(self, attempt: int) -> bool:
+        """Starts the daemon on the current ports; whether it answers PING."""
+        a = self.args
         cfg = {
             "model": common.MODEL_PATH,
-            "data_dir": os.path.join(self.tmp, "data"),
+            "data_dir": os.path.join(self.tmp, "data-%d" % attempt),
             "endpoints": {"ingest": self.ingest, "updates": self.updates, "snapshot": self.snapshot,
                           "workers": self.workers},
             "workers": {  # per_family is left at its default, 1
@@ -175,21 +194,17 @@ class Attacks:
             "limits": {"max_outstanding_batches": 8},
             "http": {"listen": self.http},
         }
-        if a.result_timeout_ms is not None:
+        if a.result_timeout_ms_given:
             cfg["workers"]["result_timeout_ms"] = a.result_timeout_ms
-        else:
-            a.result_timeout_ms = 5000  # worker-link-v2.md: the default
         path = os.path.join(self.tmp, "dealstream.json")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
-        self.log = open(os.path.join(self.tmp, "daemon.log"), "wb")
+        self.log = open(os.path.join(self.tmp, "daemon.log"), "wb")  # a retry starts a fresh log
         self.daemon = subprocess.Popen([a.binary, "daemon", "--config", path, "--log-level", "info"],
                                        stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.ingest_client = self.curve_ingest(self.crm_sec, "attack-ingest")
-        if not wait_until(lambda: self.daemon.poll() is not None or self.ingest_client.ping(0.5), 60, 0.2) \
-                or self.daemon.poll() is not None:
-            raise RuntimeError("the daemon does not answer PING (exit %s): %s" % (self.daemon.poll(), self.log_tail()))
-        self.snap = kit.SnapshotClient(self.ctx, self.snapshot, timeout=10)
+        ok = wait_until(lambda: self.daemon.poll() is not None or self.ingest_client.ping(0.5), 60, 0.2)
+        return bool(ok) and self.daemon.poll() is None
 
     def curve_ingest(self, secret, name):
         c = kit.IngestClient(self.ctx, self.ingest, timeout=10, name=name)
@@ -240,7 +255,7 @@ class Attacks:
         try:
             worker_key_on_ingest.ping(2.5)
             pong = True
-        except kit.KitError:
+        except (kit.KitError, zmq.Again):  # no peer to send to, or no answer
             pong = False
         time.sleep(0.5)
         st = self.status()
@@ -254,7 +269,7 @@ class Attacks:
         lines = [ln for ln in self.log_text().splitlines() if "refused" in ln.lower()]
         named = {"unknown key": any(self.unknown_pub.decode() in ln for ln in lines),
                  "connector key": any(self.crm_pub.decode() in ln for ln in lines),
-                 "plain socket": any("NULL" in ln or "no CURVE" in ln for ln in lines)}
+                 "plain socket": any(w in ln for ln in lines for w in ("NULL", "no CURVE", "without CURVE"))}
         r.check("(a) the daemon logs each refusal, naming the key (or its absence)", all(named.values()),
                 "%s; refusal lines: %s" % (named, " | ".join(ln[:200] for ln in lines[:3])))
         after = sorted((w["family"], w["pid"], tuple(w["partitions"])) for w in self.status()["workers"])
