@@ -40,7 +40,8 @@ struct WorkersStatusTests {
 
     private func waitForEvenShares(
         _ daemon: DaemonProcess,
-        perFamily: Int
+        perFamily: Int,
+        without gone: Int? = nil
     ) throws -> [(family: String, pid: Int, partitions: [Int], building: [Int])] {
         let deadline = Date().addingTimeInterval(30)
         var last: [(family: String, pid: Int, partitions: [Int], building: [Int])] = []
