@@ -49,7 +49,7 @@ struct WorkersStatusTests {
             last = try status(daemon)
             let byFamily = Dictionary(grouping: last, by: \.family)
             let settled =
-                byFamily.count == MetricFamily.allCases.count
+                !last.contains { $0.pid == gone } && byFamily.count == MetricFamily.allCases.count
                 && byFamily.values.allSatisfy { sessions in
                     sessions.count == perFamily && sessions.allSatisfy { $0.building.isEmpty }
                         && sessions.flatMap(\.partitions).sorted() == Array(0..<64)
