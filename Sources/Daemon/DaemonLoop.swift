@@ -166,7 +166,8 @@ final class DaemonLoop {
             publisher.addSockets(to: &poller)
             poller.add(wake)
             let now = WorkerRegistry.now()
-            let due = publishable ? lastRound + minimumGap : lastRound + idleProgress
+            var due = publishable ? lastRound + minimumGap : lastRound + idleProgress
+            if let barrier = workers.nextBarrierDue { due = min(due, barrier) }
             var wait = min(due > now ? Int((due - now + 999_999) / 1_000_000) : 0, configuration.heartbeatMilliseconds)
             if acceptIngest && front.hasRequests { wait = 0 }
             let ready = try poller.poll(timeoutMilliseconds: wait)
@@ -179,6 +180,8 @@ final class DaemonLoop {
             if ready[2] { try publisher.serviceSnapshots(status: workers.statusJSON) }
             if ready[1] { try publisher.drainSubscriptions() }
             for pid in deadWorkers.drain() { try workers.dropSessions(pid: pid) }
+            workers.barrierGap = minimumGap
+            try workers.barrierIfDue()
             let after = WorkerRegistry.now()
             if after >= lastRound + idleProgress
                 || (after >= lastRound + minimumGap && workers.hasPublishableResults(after: publisher.state.logSeq))

@@ -33,6 +33,12 @@ struct PublishedState {
                 seq += 1
                 try send([change.topic.bytes, Topics.removal(labels: old.payload, seq: seq, logSeq: logSeq)])
             } else {
+                // The same value again (a partition's new owner reports its whole state at
+                // a switch): nothing changed for subscribers, nothing is sent.
+                if let old = table[change.topic], Topics.isStamped(old.payload, from: change.payload) {
+                    table[change.topic]!.owner = change.owner
+                    continue
+                }
                 seq += 1
                 let stamped = Topics.stamped(change.payload, seq: seq, logSeq: logSeq)
                 table[change.topic] = Entry(payload: stamped, owner: change.owner)

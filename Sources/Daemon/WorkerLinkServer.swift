@@ -37,6 +37,12 @@ final class WorkerLinkServer {
     /// Rebuild chunks sent to a lane and not yet acknowledged, at most.
     let chunksInFlight = 2
     var factsSent = 0
+    /// Barriers (docs/workers.md): the fact batches every worker answers at exactly their
+    /// position, so that a round's position is one every owner's state is known at. At
+    /// most one per `barrierGap` (the loop's round pacing); a batch in between is applied
+    /// but not answered on its own.
+    var barrierGap: UInt64 = 2_000_000
+    var lastBarrier: UInt64 = 0
     /// The partition of every series topic a worker of the family has reported that was
     /// one of the family's (checked once per topic, not per result).
     var topicPartitions: [MetricFamily: [TopicKey: Int]] = [:]
@@ -61,7 +67,11 @@ final class WorkerLinkServer {
         projections = Dictionary(
             uniqueKeysWithValues: configuration.families.map { ($0, FamilyProjection(family: $0, model: model)) }
         )
-        registry = WorkerRegistry(families: configuration.families, partitionCount: configuration.partitions)
+        registry = WorkerRegistry(
+            families: configuration.families,
+            partitionCount: configuration.partitions,
+            position: committer.logSeq
+        )
         dispatchedLogSeq = committer.logSeq
         acceptsUnspawnedWorkers = configuration.workerCurve != nil
         socket = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 0)
@@ -139,7 +149,7 @@ final class WorkerLinkServer {
         throws
     {
         guard let session = registry.sessions[id] else { return }
-        guard header.logSeq <= dispatchedLogSeq, header.logSeq >= (session.reported ?? 0) else {
+        guard header.logSeq <= dispatchedLogSeq else {
             logger.warning(
                 "RESULT at an impossible position dropped",
                 metadata: [
@@ -180,7 +190,11 @@ final class WorkerLinkServer {
                 ]
             )
         }
-        registry.receive(.init(logSeq: header.logSeq, series: series), complete: header.completeLanes, from: id)
+        // A result behind what the session is known at: it was sent nothing since (batches
+        // with none of its facts are not sent; `reported` moved on at barriers), so its
+        // state then is its state now.
+        let logSeq = max(header.logSeq, session.reported ?? 0)
+        registry.receive(.init(logSeq: logSeq, series: series), complete: header.completeLanes, from: id)
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {

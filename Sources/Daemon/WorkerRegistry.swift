@@ -142,6 +142,25 @@ struct WorkerRegistry {
     /// move under way, nothing vacant): then a round's position is just their lowest
     /// report. Nil otherwise. Kept by every change of ownership, read every loop turn.
     private var steadyOwners: [SessionID]?
+    /// Positions of the barriers sent and not yet behind a round, ascending: the only
+    /// positions a round may publish (every owner answered each, or had nothing to).
+    private(set) var barriers: [UInt64]
+    var lastBarrier: UInt64 { barriers.last ?? 0 }
+
+    mutating func addBarrier(_ position: UInt64) {
+        if barriers.last != position { barriers.append(position) }
+    }
+
+    /// The highest barrier at or below `position`.
+    func barrier(atOrBelow position: UInt64) -> UInt64? {
+        var lo = 0
+        var hi = barriers.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if barriers[mid] <= position { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? nil : barriers[lo - 1]
+    }
 
     private mutating func refreshSteadyOwners() {
         var owners = Set<SessionID>()
@@ -158,9 +177,12 @@ struct WorkerRegistry {
         steadyOwners = owners.sorted()
     }
 
-    init(families: [MetricFamily], partitionCount: Int) {
+    /// `position`: where the state was restored; every worker is rebuilt at or after it,
+    /// so it counts as the first barrier.
+    init(families: [MetricFamily], partitionCount: Int, position: UInt64 = 0) {
         self.families = families
         self.partitionCount = partitionCount
+        barriers = [position]
         ownership = Dictionary(uniqueKeysWithValues: families.map { ($0, Ownership(count: partitionCount)) })
     }
 
@@ -376,7 +398,8 @@ struct WorkerRegistry {
                 guard let r = sessions[o]?.reported else { return nil }
                 position = min(position, r)
             }
-            return owners.isEmpty ? nil : (position, [])
+            guard !owners.isEmpty, let at = barrier(atOrBelow: position) else { return nil }
+            return (at, [])
         }
         var position = UInt64.max
         var vacantNeeds: UInt64 = 0
@@ -395,7 +418,11 @@ struct WorkerRegistry {
                 }
             }
         }
-        guard position != .max, vacantNeeds <= position else { return nil }
+        guard position != .max, let barrierPosition = barrier(atOrBelow: position), vacantNeeds <= barrierPosition
+        else {
+            return nil
+        }
+        position = barrierPosition
         var switches: [Switch] = []
         for family in families {
             let own = ownership[family]!
@@ -437,6 +464,7 @@ struct WorkerRegistry {
         publishedTopics: (MetricFamily, PartitionSet) -> Set<TopicKey>
     ) -> Round? {
         guard let (position, switches) = roundPosition(), position >= publishedLogSeq else { return nil }
+        barriers.removeFirst(barriers.prefix { $0 < position }.count)
         var round = Round(position: position, switches: switches)
         var released: [SessionID: [Int]] = [:]
         var switchedTo: [SessionID: PartitionSet] = [:]

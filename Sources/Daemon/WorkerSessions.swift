@@ -60,6 +60,7 @@ extension WorkerLinkServer {
             refuse(session.identity, "daemon state reloaded, send READY")
             registry.remove(session.id, dispatched: dispatchedLogSeq)
         }
+        registry.addBarrier(dispatchedLogSeq)
     }
 
     /// Heartbeats to sessions that have had nothing for an interval; drops silent ones and

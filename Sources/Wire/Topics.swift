@@ -135,6 +135,15 @@ public enum Topics {
     }
 
     /// `payload` with `,"seq":…,"log_seq":…` spliced in before the closing brace.
+    /// Whether `stamped` (a payload as published) is `payload` with its `seq` and `log_seq`:
+    /// the same value, published before.
+    public static func isStamped(_ stamped: [UInt8], from payload: [UInt8]) -> Bool {
+        guard payload.last == UInt8(ascii: "}"), stamped.count > payload.count + seqKey.count else { return false }
+        let body = payload.count - 1
+        return stamped[..<body].elementsEqual(payload[..<body])
+            && stamped[body..<(body + seqKey.count)].elementsEqual(seqKey)
+    }
+
     public static func stamped(_ payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
         // On every published update: one allocation, digits written in place.
         var out: [UInt8] = []

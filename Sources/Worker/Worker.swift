@@ -165,27 +165,21 @@ struct WorkerLoop {
         var shard: MetricShard?
         var liveness = options.liveness
         var lastSent = DispatchTime.now()
-        var lastResult = DispatchTime.now()
-        /// Time of the last result (rendering every changed series): the next result waits
-        /// as long, at most 20 ms, so rendering takes at most about half of this worker's
-        /// time. Cheap results (light load) go out at once; under heavy load one result
-        /// covers more batches, and each series is rendered once for all of them.
-        var lastRenderNanoseconds: UInt64 = 0
-        /// The position of the latest applied batch that asked for a result, not yet answered.
+        /// The position of a barrier (a batch that asks for a result) just applied, not yet
+        /// answered. Each barrier is answered at its own position before anything after it
+        /// is applied: that is what lets a round be one consistent state across workers.
+        /// The daemon paces barriers (docs/workers.md); batches between two are applied and
+        /// answered together by the next.
         var resultDue: UInt64?
         var highestApplied: UInt64 = 0
         /// When `BYE` was sent (graceful stop of a worker started by hand), if it was.
         var leavingSince: DispatchTime?
         let heartbeat = [WorkerLink.Command.heartbeat.frame]
         func elapsed(since t: DispatchTime) -> UInt64 { DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds }
-        var gap: UInt64 { min(lastRenderNanoseconds, 20_000_000) }
         func answerIfDue() throws {
-            guard let due = resultDue, shard != nil, elapsed(since: lastResult) >= gap else { return }
-            let started = DispatchTime.now()
+            guard let due = resultDue, shard != nil else { return }
             try sendResult(socket, &shard!, due)
-            lastRenderNanoseconds = elapsed(since: started)
             resultDue = nil
-            lastResult = .now()
             lastSent = .now()
         }
         func heartbeatIfDue() throws {
@@ -212,10 +206,7 @@ struct WorkerLoop {
                 }
             }
             var timeout = options.heartbeatMilliseconds
-            if resultDue != nil {
-                let waited = elapsed(since: lastResult)
-                timeout = waited >= gap ? 0 : Int((gap - waited + 999_999) / 1_000_000)
-            }
+            if resultDue != nil { timeout = 0 }
             if leavingSince != nil { timeout = min(timeout, 50) }
             let ready = try poller.poll(timeoutMilliseconds: timeout)
             if let parent = options.parentPID, getppid() != parent { return .stopped }
@@ -226,7 +217,6 @@ struct WorkerLoop {
                     case .reset:
                         resultDue = nil
                         highestApplied = 0
-                        lastRenderNanoseconds = 0
                         guard frames.count == 2 else { throw BinaryDecodingError("RESET needs the model frame") }
                         let model = try Model.parse(frames[1])
                         shard = MetricShard(family: options.family, model: model)

@@ -7,7 +7,8 @@ import Wire
 
 /// The registry's side of live scale-out: fair shares, a move that keeps the old owner
 /// publishing until the newcomer's lane is whole, one switch position, removals only of
-/// what the new owner's whole state lacks, and a death leaving partitions vacant.
+/// what the new owner's whole state lacks, and a death leaving partitions vacant. (Every
+/// position results are reported at here is a barrier, as the link server makes them.)
 struct PartitionMoveTests {
     private static let count = 8
     /// An owner key per partition: `keys[p]` hashes to partition p.
@@ -48,6 +49,7 @@ struct PartitionMoveTests {
         var registry = WorkerRegistry(families: [.revenue], partitionCount: Self.count)
         let a = join(&registry, "a")
         #expect(registry.roundPosition() == nil, "nothing is published before a's lane is whole")
+        registry.addBarrier(5)
         registry.receive(.init(logSeq: 5, series: (0..<8).map { series($0, 1) }), complete: [0], from: a)
         var published: [TopicKey: SeriesOwner] = [:]
         func take() throws -> WorkerRegistry.Round {
@@ -74,14 +76,18 @@ struct PartitionMoveTests {
         let kept = (0..<8).filter { target[$0] == a }
 
         // a keeps publishing everything while b is rebuilt; b's results are held.
+        registry.addBarrier(7)
         registry.receive(.init(logSeq: 7, series: (0..<8).map { series($0, 2) }), complete: [], from: a)
+        registry.addBarrier(7)
         registry.receive(.init(logSeq: 7, series: []), complete: [], from: b)
         let during = try take()
         #expect(during.position == 7 && during.changes.count == 8 && during.switches.isEmpty)
 
         // b's lane is whole at 9 (one of its series gone there); a is at 9 too. One round switches.
         let bSeries = moving.dropFirst().map { series($0, 3) }
+        registry.addBarrier(9)
         registry.receive(.init(logSeq: 9, series: bSeries), complete: [0], from: b)
+        registry.addBarrier(9)
         registry.receive(.init(logSeq: 9, series: (0..<8).map { series($0, 4) }), complete: [], from: a)
         let switching = try take()
         #expect(switching.position == 9)
@@ -101,7 +107,9 @@ struct PartitionMoveTests {
         #expect(registry.owned(by: b).members == moving && registry.owned(by: a).members == kept)
 
         // After the switch, a's results for what it gave away are ignored.
+        registry.addBarrier(11)
         registry.receive(.init(logSeq: 11, series: moving.map { series($0, 99) }), complete: [], from: a)
+        registry.addBarrier(11)
         registry.receive(.init(logSeq: 11, series: []), complete: [], from: b)
         #expect(try take().changes.isEmpty)
     }
@@ -110,7 +118,9 @@ struct PartitionMoveTests {
         var registry = WorkerRegistry(families: [.revenue], partitionCount: Self.count)
         let a = join(&registry, "a")
         let b = join(&registry, "b")
+        registry.addBarrier(3)
         registry.receive(.init(logSeq: 3, series: []), complete: [0], from: a)
+        registry.addBarrier(3)
         registry.receive(.init(logSeq: 3, series: []), complete: [0], from: b)
         _ = try #require(registry.takeRound(notBefore: 0) { _, _ in [] })
         #expect(registry.owned(by: a).memberCount == 4 && registry.owned(by: b).memberCount == 4)
@@ -119,8 +129,10 @@ struct PartitionMoveTests {
         let plan = registry.rebalance(.revenue)
         #expect(plan.assign.count == 1 && plan.assign[0].0 == a && plan.assign[0].1.memberCount == 4)
         carryOut(plan, in: &registry)
+        registry.addBarrier(5)
         registry.receive(.init(logSeq: 5, series: []), complete: [], from: a)
         #expect(registry.roundPosition() == nil, "rounds wait while partitions have no whole owner")
+        registry.addBarrier(6)
         registry.receive(.init(logSeq: 6, series: []), complete: [1], from: a)
         let round = try #require(registry.takeRound(notBefore: 3) { _, _ in [] })
         #expect(round.position == 6 && round.switches.count == 4 && round.switches.allSatisfy(\.isMove))
@@ -147,5 +159,27 @@ struct PartitionMoveTests {
         #expect(registry.partition(ofTopic: Array("win_rate/all/%2A/all".utf8), family: .revenue) == nil)
         #expect(registry.partition(ofTopic: Array("zzz/injected".utf8), family: .revenue) == nil)
         #expect(registry.partition(ofTopic: Array("roi/owner/x/all".utf8), family: .roi) == nil)
+    }
+}
+
+extension PartitionMoveTests {
+    /// Rounds publish only at barriers: an owner that reported past a barrier without one
+    /// in between has its state known only at the barrier, never at a position in between.
+    @Test func roundsPublishOnlyAtBarriers() throws {
+        var registry = WorkerRegistry(families: [.revenue], partitionCount: Self.count)
+        let a = join(&registry, "a")
+        let b = join(&registry, "b")
+        registry.addBarrier(5)
+        registry.receive(.init(logSeq: 5, series: []), complete: [0], from: a)
+        registry.receive(.init(logSeq: 5, series: []), complete: [0], from: b)
+        #expect(try #require(registry.takeRound(notBefore: 0) { _, _ in [] }).position == 5)
+        // a answers a barrier at 9; b's last report is at 7 (the last chunk of a lane, or
+        // an old result): the round can only be at 5 again, never at 7.
+        registry.addBarrier(9)
+        registry.receive(.init(logSeq: 9, series: [series(0, 1)]), complete: [], from: a)
+        registry.receive(.init(logSeq: 7, series: []), complete: [], from: b)
+        #expect(registry.roundPosition()?.position == 5)
+        registry.receive(.init(logSeq: 9, series: []), complete: [], from: b)
+        #expect(registry.roundPosition()?.position == 9)
     }
 }

@@ -51,6 +51,26 @@ struct PublicationTests {
         #expect(state.topics(of: .revenue, partitions: PartitionSet(count: 4, members: [1])).isEmpty)
     }
 
+    /// A partition's new owner reports its whole state at a switch: values subscribers have
+    /// already seen are not sent again (no second message for a series at one log_seq).
+    @Test func theSameValueAgainIsNotPublishedAgain() {
+        var state = PublishedState()
+        var sent: [[[UInt8]]] = []
+        state.publish(round: [(topic("a"), payload(1), slot)], logSeq: 4) { sent.append($0) }
+        let other = SeriesOwner(family: .revenue, partition: 9)
+        state.publish(round: [(topic("a"), payload(1), other), (topic("b"), payload(2), other)], logSeq: 4) {
+            sent.append($0)
+        }
+        let topics = sent.map { String(decoding: $0[0], as: UTF8.self) }
+        #expect(topics == ["a", "_progress", "b", "_progress"])
+        #expect(state.seq == 2)
+        #expect(
+            state.topics(of: .revenue, partitions: PartitionSet(count: 16, members: [9])) == [topic("a"), topic("b")]
+        )
+        state.publish(round: [(topic("a"), payload(3), other)], logSeq: 5) { sent.append($0) }
+        #expect(sent.count == 6, "a changed value is published")
+    }
+
     @Test func theSavedStateComesBackOnlyForTheSameFamiliesAndPartitionCount() throws {
         var state = PublishedState()
         state.publish(round: [(topic("revenue/all/*/all"), payload(7), slot)], logSeq: 2) { _ in }
