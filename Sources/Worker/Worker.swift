@@ -191,7 +191,7 @@ struct WorkerLoop {
             if stop.isSet {
                 // Spawned workers stop with their daemon (or are replaced by it): no drain.
                 guard shard != nil, options.parentPID == nil else {
-                    try? socket.send([WorkerLink.Command.bye.frame])
+                    _ = try? socket.send([WorkerLink.Command.bye.frame])
                     return .stopped
                 }
                 if leavingSince == nil {
