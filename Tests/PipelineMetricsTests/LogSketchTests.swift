@@ -50,18 +50,18 @@ private struct SortedArraySketch {
 }
 
 struct LogSketchTests {
-    /// A value of one of the shapes the sketch meets: zero, a narrow band (few buckets,
-    /// the sorted list), amounts over seven decades (dense counts, grown at both ends),
-    /// and now and then one so far off that the dense span would be too wide.
-    private static func value(_ shape: Int, using rng: inout SplitMix64) -> Double {
+    /// A value of one of the shapes the sketch meets: zero, a narrow band (few buckets),
+    /// amounts over three decades (enough of them for dense counts), and for shape 2 now and
+    /// then one so far off that the counts turn back into a list. Shape 1 drifts downwards
+    /// over the run, so the dense counts grow at the front and thin out at the back.
+    private static func value(_ shape: Int, step: Int, using rng: inout SplitMix64) -> Double {
         switch Int.random(in: 0..<100, using: &rng) {
         case 0..<6: return 0
         case 6..<8 where shape == 2: return Bool.random(using: &rng) ? 1e-200 : 1e200
-        case 8..<40: return 1000 + Double(Int.random(in: 0...40, using: &rng))
+        case 8..<30: return 1000 + Double(Int.random(in: 0...40, using: &rng))
         default:
-            // shape 1 drifts downwards, so the dense counts grow at the front
-            let decades = shape == 1 ? Double.random(in: -6...1, using: &rng) : Double.random(in: 0...7, using: &rng)
-            return pow(10, decades) * Double.random(in: 1...1.1, using: &rng)
+            let top = shape == 1 ? 3 - 6 * Double(step) / 4000 : 3
+            return pow(10, Double.random(in: (top - 3)...top, using: &rng)) * Double.random(in: 1...1.1, using: &rng)
         }
     }
 
@@ -80,7 +80,7 @@ struct LogSketchTests {
                 sketch.add(v, times: -1)
                 reference.add(v, times: -1)
             } else {
-                let v = LogSketchTests.value(shape, using: &rng)
+                let v = LogSketchTests.value(shape, step: step, using: &rng)
                 values.append(v)
                 sketch.add(v, times: 1)
                 reference.add(v, times: 1)
@@ -118,27 +118,46 @@ struct LogSketchTests {
         #expect(!sketch.isDense)
         #expect(sketch.buckets.map(\.index) == reference.buckets.map(\.index))
         for p in 1...100 { #expect(sketch.percentile(p) == reference.percentile(p)) }
-        // Without the far-off values it becomes dense again as it grows.
+        // Closely spread values make it dense; one far-off value makes it a list again.
         var near = LogSketch()
-        for v in values where v > 1e-10 && v < 1e10 { near.add(v, times: 1) }
+        var nearReference = SortedArraySketch()
+        for v in (1...300).map({ 1000 + Double($0) * 10 }) {
+            near.add(v, times: 1)
+            nearReference.add(v, times: 1)
+        }
         #expect(near.isDense)
+        near.add(1e-250, times: 1)
+        nearReference.add(1e-250, times: 1)
+        #expect(!near.isDense)
+        for p in 1...100 { #expect(near.percentile(p) == nearReference.percentile(p)) }
     }
 
     @Test func equalityDependsOnlyOnTheHeldValues() {
-        // Through the dense counts: 200 values, then 195 of them retracted.
+        // Through the dense counts: 200 values, then 140 of them retracted (still dense).
         var dense = LogSketch()
         let amounts = (1...200).map { Double($0) * 137.5 }
         for v in amounts { dense.add(v, times: 1) }
         #expect(dense.isDense)
-        for v in amounts.dropFirst(5) { dense.add(v, times: -1) }
+        for v in amounts.dropFirst(60) { dense.add(v, times: -1) }
+        #expect(dense.isDense)
         dense.add(0, times: 1)
-        // The same five and a zero, added in another order: a sorted list.
+        // The same sixty and a zero, added in another order: too spread out for dense counts.
         var sparse = LogSketch()
         sparse.add(0, times: 1)
-        for v in amounts.prefix(5).reversed() { sparse.add(v, times: 1) }
+        var rng = SplitMix64(state: 5)
+        for v in amounts.prefix(60).shuffled(using: &rng) { sparse.add(v, times: 1) }
         #expect(!sparse.isDense)
         #expect(dense == sparse)
-        #expect(dense.count == 6)
+        #expect(dense.count == 61)
+        // Retracting further turns the dense counts back into a list, equal all along.
+        var shrunk = dense
+        var list = sparse
+        for v in amounts.prefix(55) {
+            shrunk.add(v, times: -1)
+            list.add(v, times: -1)
+            #expect(shrunk == list)
+        }
+        #expect(!shrunk.isDense)
         for p in [1, 50, 90, 100] { #expect(dense.percentile(p) == sparse.percentile(p)) }
         var other = sparse
         other.add(amounts[5], times: 1)
