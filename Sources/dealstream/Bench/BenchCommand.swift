@@ -25,7 +25,8 @@ struct BenchCommand: ParsableCommand {
               4. recovery and memory: a history of --recovery-deals × --updates-per-deal events is \
             imported into a data directory, then a daemon restarts on it from the log alone and \
             again from a checkpoint; peak RSS of the daemon and each worker with that many live \
-            deals, as bytes per live deal.
+            deals, as bytes per live deal, with each process's PSS (/proc/PID/smaps_rollup) and \
+            the PSS summed over all of them (shared pages counted once).
             Daemons run on ipc endpoints in temporary directories and are stopped afterwards. \
             Run it on a release build (swift build -c release) with nothing else running.
             """
@@ -246,6 +247,8 @@ struct BenchCommand: ParsableCommand {
                         value: Double(p.peak) / 1e6,
                         unit: "MB",
                         extra: [("B/live deal", Double(p.peak) / deals), ("current MB", Double(p.current) / 1e6)]
+                            + (p.pss.map { [("PSS MB", Double($0) / 1e6), ("PSS B/live deal", Double($0) / deals)] }
+                                ?? [])
                     )
                 )
             }
@@ -257,6 +260,20 @@ struct BenchCommand: ParsableCommand {
                     value: Double(peak) / deals,
                     unit: "B/live deal",
                     extra: [("MB", Double(peak) / 1e6), ("current B/live deal", Double(current) / deals)]
+                )
+            )
+            // PSS is read at the same moment as the current RSS: shared pages (runtime,
+            // libraries, code) are divided among the processes, so the sum counts them once.
+            let pss = r.memory.compactMap(\.pss)
+            report(
+                Figure(
+                    name: "PSS, all \(pss.count) of \(r.memory.count) processes, \(r.summary.liveDeals) live deals",
+                    value: pss.count == r.memory.count ? Double(pss.reduce(0, +)) / deals : .nan,
+                    unit: "B/live deal",
+                    extra: [
+                        ("MB", Double(pss.reduce(0, +)) / 1e6),
+                        ("current RSS B/live deal, same moment", Double(current) / deals),
+                    ]
                 )
             )
         }

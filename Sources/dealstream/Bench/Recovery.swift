@@ -4,6 +4,7 @@ import Dispatch
 import EventEncoding
 import EventSources
 import Foundation
+import Observability
 import ZeroMQ
 
 /// Restart after a long history, and memory with that many live deals.
@@ -16,8 +17,12 @@ import ZeroMQ
 enum Recovery {
     struct ProcessFigure {
         var name: String
+        /// Peak and current RSS (`VmHWM`, `VmRSS`), bytes.
         var peak: Int
         var current: Int
+        /// Current PSS (`smaps_rollup`), bytes: shared pages divided among the processes
+        /// mapping them, so the sum over the tree counts each once; nil when unreadable.
+        var pss: Int?
     }
 
     struct Result {
@@ -59,11 +64,15 @@ enum Recovery {
         Thread.sleep(forTimeInterval: 1.0)
         var memory: [ProcessFigure] = []
         if let m = ProcessMemory.resident(fromLog.pid) {
-            memory.append(ProcessFigure(name: "daemon", peak: m.peak, current: m.current))
+            let pss = MemoryRollup.read(pid: fromLog.pid)?.pss
+            memory.append(ProcessFigure(name: "daemon", peak: m.peak, current: m.current, pss: pss))
         }
         for pid in fromLog.workerPIDs {
             guard let m = ProcessMemory.resident(pid) else { continue }
-            memory.append(ProcessFigure(name: "worker \(family(of: pid))", peak: m.peak, current: m.current))
+            let pss = MemoryRollup.read(pid: pid)?.pss
+            memory.append(
+                ProcessFigure(name: "worker \(family(of: pid))", peak: m.peak, current: m.current, pss: pss)
+            )
         }
         fromLog.stop()
 
