@@ -1,4 +1,5 @@
 import ArgumentParser
+import Clients
 import DealModel
 import Foundation
 import ZeroMQ
@@ -27,26 +28,16 @@ struct WorkersCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let context = try ZMQContext()
-        let socket = try ZMQSocket(context: context, type: .dealer)
-        defer { socket.close() }
-        try socket.connect(snapshot)
-        try socket.send([[], Array("STATUS".utf8)])
-        var poller = ZMQPoller()
-        poller.add(socket)
-        guard try poller.poll(timeoutMilliseconds: Int(timeout * 1000))[0], let frames = try socket.receive() else {
-            throw ValidationError("no answer from \(snapshot) within \(timeout) s (is the daemon running?)")
-        }
-        let body = frames.first?.isEmpty == true ? Array(frames.dropFirst()) : frames
-        guard body.count == 2, body[0] == Array("STATUS".utf8) else {
-            let reason = body.count > 1 ? String(decoding: body.last!, as: UTF8.self) : "unexpected answer"
-            throw ValidationError("\(snapshot): \(reason)")
-        }
+        let answer = try WorkerStatus.fetch(
+            context: try ZMQContext(),
+            endpoint: snapshot,
+            timeoutMilliseconds: Int(timeout * 1000)
+        )
         if json {
-            print(String(decoding: body[1], as: UTF8.self))
+            print(String(decoding: answer, as: UTF8.self))
             return
         }
-        print(try WorkersCommand.table(body[1]))
+        print(try WorkersCommand.table(answer))
     }
 
     /// The STATUS answer as a table.

@@ -85,16 +85,10 @@ enum ScaleOut {
     ) throws
         -> (dispatched: UInt64, sessions: [Session])
     {
-        let socket = try ZMQSocket(context: context, type: .dealer)
-        defer { socket.close() }
-        try socket.connect(endpoint)
-        try socket.send([[], Array("STATUS".utf8)])
-        var poller = ZMQPoller()
-        poller.add(socket)
-        guard try poller.poll(timeoutMilliseconds: 5000)[0], let frames = try socket.receive(), let body = frames.last,
-            case .object(let top) = try JSONParser.parse(body),
+        let answer = try WorkerStatus.fetch(context: context, endpoint: endpoint)
+        guard case .object(let top) = try JSONParser.parse(answer),
             case .array(let workers)? = top.first(where: { $0.0 == "workers" })?.1
-        else { throw ValidationErrorText("no STATUS answer from \(endpoint)") }
+        else { throw ValidationErrorText("STATUS from \(endpoint) is not the worker list") }
         guard case .int(let dispatched)? = top.first(where: { $0.0 == "dispatched_log_seq" })?.1 else {
             throw ValidationErrorText("STATUS without dispatched_log_seq")
         }
