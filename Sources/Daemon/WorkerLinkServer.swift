@@ -195,6 +195,13 @@ final class WorkerLinkServer {
         // state then is its state now.
         let logSeq = max(header.logSeq, session.reported ?? 0)
         registry.receive(.init(logSeq: logSeq, series: series), complete: header.completeLanes, from: id)
+        // Nothing it was sent is unanswered: its state is known at the last barrier too
+        // (without this, a result that arrives after the last barrier, such as a lane's
+        // first, would hold rounds back until the next event).
+        let lastBarrier = registry.lastBarrier
+        if let s = registry.sessions[id], s.outstanding == 0, let r = s.reported, r < lastBarrier {
+            registry.update(id) { $0.reported = lastBarrier }
+        }
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {
