@@ -65,7 +65,8 @@ public struct ExactSum: Sendable, Equatable {
 /// spread over hundreds of buckets, and dense counts for them cost far more than the list
 /// (dense past 32 buckets doubled the revenue worker's PSS at 100 k deals). A sorted
 /// insert thus moves at most 2 bytes per index spanned, and only in thinly spread
-/// sketches. Which storage a sketch uses is invisible: percentiles, `count` and `==`
+/// sketches (or ones spanning more than `maxDenseSpan` indices: values ~10^28 apart,
+/// which stay a list). Which storage a sketch uses is invisible: percentiles, `count` and `==`
 /// depend only on the held buckets.
 public struct LogSketch: Sendable, Equatable {
     static let alpha = 0.004
