@@ -205,7 +205,8 @@ final class DeadWorkerInbox: Sendable {
 /// each was given, so the loop can tell its own children's sessions from any other, may
 /// kill a hung child, and never signals a process it does not own.
 final class SpawnedWorkers: Sendable {
-    private let children = Mutex<(pids: Set<Int32>, tokens: [[UInt8]: Int32])>(([], [:]))
+    /// Each running child's token and pid.
+    private let children = Mutex<[[UInt8]: Int32]>([:])
 
     /// A new random token (32 hex digits from the system's random source).
     static func newToken() -> String {
@@ -213,22 +214,10 @@ final class SpawnedWorkers: Sendable {
         return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16) }.joined(separator: "-")
     }
 
-    func insert(_ pid: Int32, token: [UInt8]) {
-        children.withLock {
-            $0.pids.insert(pid)
-            $0.tokens[token] = pid
-        }
-    }
-
-    func remove(_ pid: Int32) {
-        children.withLock { c in
-            c.pids.remove(pid)
-            c.tokens = c.tokens.filter { $0.value != pid }
-        }
-    }
-
-    func contains(_ pid: Int32) -> Bool { children.withLock { $0.pids.contains(pid) } }
+    func insert(_ pid: Int32, token: [UInt8]) { children.withLock { $0[token] = pid } }
+    func remove(_ pid: Int32) { children.withLock { $0 = $0.filter { $0.value != pid } } }
+    func contains(_ pid: Int32) -> Bool { children.withLock { $0.values.contains(pid) } }
 
     /// The child that was given `token`, if one is running.
-    func pid(forToken token: [UInt8]) -> Int32? { children.withLock { $0.tokens[token] } }
+    func pid(forToken token: [UInt8]) -> Int32? { children.withLock { $0[token] } }
 }

@@ -35,7 +35,7 @@ final class WorkerLinkServer {
     var rebuildSource: RebuildSource?
     let rebuildChunk = 20_000
     /// Rebuild chunks sent to a lane and not yet acknowledged, at most.
-    let chunksInFlight = 2
+    let maxChunksInFlight = 2
     var factsSent = 0
     /// Barriers (docs/workers.md): the fact batches every worker answers at exactly their
     /// position, so that a round's position is one every owner's state is known at. At
@@ -190,18 +190,7 @@ final class WorkerLinkServer {
                 ]
             )
         }
-        // A result behind what the session is known at: it was sent nothing since (batches
-        // with none of its facts are not sent; `reported` moved on at barriers), so its
-        // state then is its state now.
-        let logSeq = max(header.logSeq, session.reported ?? 0)
-        registry.receive(.init(logSeq: logSeq, series: series), complete: header.completeLanes, from: id)
-        // Nothing it was sent is unanswered: its state is known at the last barrier too
-        // (without this, a result that arrives after the last barrier, such as a lane's
-        // first, would hold rounds back until the next event).
-        let lastBarrier = registry.lastBarrier
-        if let s = registry.sessions[id], s.outstanding == 0, let r = s.reported, r < lastBarrier {
-            registry.update(id) { $0.reported = lastBarrier }
-        }
+        registry.receive(.init(logSeq: header.logSeq, series: series), complete: header.completeLanes, from: id)
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {
@@ -226,14 +215,13 @@ final class WorkerLinkServer {
     /// Takes the next round (see `WorkerRegistry.takeRound`), tells the previous owners of
     /// switched partitions to release them, and logs each completed move.
     func takeRound(notBefore publishedLogSeq: UInt64, published: PublishedState) throws -> WorkerRegistry.Round? {
-        let sessionsBefore = registry.sessions
         guard
             let round = registry.takeRound(
                 notBefore: publishedLogSeq,
                 publishedTopics: { published.topics(of: $0, partitions: $1) }
             )
         else { return nil }
-        logMoves(round.switches, sessions: sessionsBefore)
+        logMoves(round.switches)
         for (id, partitions) in round.release {
             guard let session = registry.sessions[id] else { continue }
             if try !send(session, [WorkerLink.Command.release.frame, WorkerLink.encodeRelease(partitions)]) {
@@ -246,24 +234,25 @@ final class WorkerLinkServer {
         return round
     }
 
-    private func logMoves(
-        _ switches: [WorkerRegistry.Switch],
-        sessions: [WorkerRegistry.SessionID: WorkerRegistry.Session]
-    ) {
+    /// Logs each completed move (and counts it), one line per family, source and target.
+    /// The registry still holds every session named: a round switches, it removes none.
+    private func logMoves(_ switches: [WorkerRegistry.Switch]) {
+        let sessions = registry.sessions
         var groups:
             [String: (
-                family: MetricFamily, from: WorkerRegistry.SessionID?, to: WorkerRegistry.SessionID, partitions: [Int]
+                family: MetricFamily, from: WorkerRegistry.SessionID?, to: WorkerRegistry.SessionID, partitions: [Int],
+                moves: Int
             )] = [:]
         for sw in switches {
             let key = "\(sw.family.rawValue)/\(sw.from ?? 0)/\(sw.to)"
-            groups[key, default: (sw.family, sw.from, sw.to, [])].partitions.append(sw.partition)
+            groups[key, default: (sw.family, sw.from, sw.to, [], 0)].partitions.append(sw.partition)
+            if sw.isMove { groups[key]!.moves += 1 }
         }
         let now = WorkerRegistry.now()
         for group in groups.values.sorted(by: { $0.to < $1.to }) {
             let to = sessions[group.to]
             let opened = group.partitions.first.flatMap { to?.lane(holding: $0)?.opened } ?? now
-            let moves = switches.filter { $0.isMove && $0.family == group.family && $0.to == group.to }.count
-            if moves > 0 { metrics?.partitionsMoved(group.family, count: moves) }
+            if group.moves > 0 { metrics?.partitionsMoved(group.family, count: group.moves) }
             logger.info(
                 "Partitions moved",
                 metadata: [

@@ -118,7 +118,7 @@ extension WorkerLinkServer {
                 var inFlight = lane.chunksInFlight
                 var stringsSent = registry.sessions[id]!.stringsSent
                 var finished = false
-                while inFlight.count < chunksInFlight && !finished {
+                while inFlight.count < maxChunksInFlight && !finished {
                     let (message, end) = source.message(
                         lane: laneID,
                         from: cursor,

@@ -342,14 +342,25 @@ struct WorkerRegistry {
     // MARK: results
 
     /// Stores a checked result; `complete` are the lanes whose whole state is in it.
+    ///
+    /// What a session's state is known at (`reported`) moves on two ways besides results:
+    /// a result behind it is taken at it (the session was sent nothing since: batches
+    /// without its facts are not sent, and `reported` moved on at barriers), and once
+    /// nothing it was sent is unanswered, its state is known at the last barrier too (so a
+    /// result after that barrier, such as a lane's first, does not hold rounds back until
+    /// the next event).
     mutating func receive(_ result: Result, complete: [UInt32], from id: SessionID) {
+        let lastBarrier = self.lastBarrier
         update(id) { s in
+            var result = result
+            result.logSeq = max(result.logSeq, s.reported ?? 0)
             for lane in complete where s.lanes[lane] != nil && s.lanes[lane]!.completeAt == nil {
                 s.lanes[lane]!.completeAt = result.logSeq
             }
             s.results.append(result)
             s.covered(upTo: result.logSeq)
             s.reported = max(s.reported ?? 0, result.logSeq)
+            if s.outstanding == 0 { s.reported = max(s.reported!, lastBarrier) }
         }
         coalesce(id)
     }

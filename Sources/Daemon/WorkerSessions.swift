@@ -1,3 +1,4 @@
+import DealModel
 import Foundation
 import Logging
 import PipelineMetrics
@@ -106,44 +107,35 @@ extension WorkerLinkServer {
     /// being rebuilt, facts behind, last heard), as one JSON object (docs/workers.md).
     func statusJSON() -> [UInt8] {
         let now = WorkerRegistry.now()
-        func list(_ set: PartitionSet) -> String { "[" + set.members.map(String.init).joined(separator: ",") + "]" }
-        func quoted(_ s: String) -> String {
-            var out = "\""
-            for c in s.unicodeScalars {
-                switch c {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case _ where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-                default: out.unicodeScalars.append(c)
+        func list(_ set: PartitionSet) -> JSONValue { .array(set.members.map { .int(Int64($0)) }) }
+        let workers = registry.sessions.values.sorted { ($0.family.rawValue, $0.id) < ($1.family.rawValue, $1.id) }
+            .map { session -> JSONValue in
+                var building = PartitionSet(count: registry.partitionCount)
+                for lane in session.lanes.values where lane.completeAt == nil {
+                    for p in lane.partitions.members { building.insert(p) }
                 }
+                return .object([
+                    ("session", .int(Int64(session.id))), ("family", .string(session.family.rawValue)),
+                    ("host", .string(session.host)), ("pid", .int(Int64(session.pid))),
+                    ("spawned", .bool(session.spawnedPID != nil)), ("leaving", .bool(session.leaving)),
+                    ("partitions", list(registry.owned(by: session.id))), ("building", list(building)),
+                    ("facts_behind", .int(Int64(session.outstandingFacts))),
+                    ("batches_behind", .int(Int64(session.outstanding))),
+                    ("reported_log_seq", session.reported.map { .int(Int64($0)) } ?? .null),
+                    ("last_heard_ms", .int(Int64((now - min(now, session.lastHeard)) / 1_000_000))),
+                ])
             }
-            return out + "\""
-        }
-        var workers: [String] = []
-        for session in registry.sessions.values.sorted(by: { ($0.family.rawValue, $0.id) < ($1.family.rawValue, $1.id) }
-        ) {
-            let owned = registry.owned(by: session.id)
-            var building = PartitionSet(count: registry.partitionCount)
-            for lane in session.lanes.values where lane.completeAt == nil {
-                for p in lane.partitions.members { building.insert(p) }
-            }
-            workers.append(
-                "{\"session\":\(session.id),\"family\":\(quoted(session.family.rawValue)),"
-                    + "\"host\":\(quoted(session.host)),\"pid\":\(session.pid),"
-                    + "\"spawned\":\(session.spawnedPID != nil),\"leaving\":\(session.leaving),"
-                    + "\"partitions\":\(list(owned)),\"building\":\(list(building)),"
-                    + "\"facts_behind\":\(session.outstandingFacts),\"batches_behind\":\(session.outstanding),"
-                    + "\"reported_log_seq\":\(session.reported.map(String.init) ?? "null"),"
-                    + "\"last_heard_ms\":\((now - min(now, session.lastHeard)) / 1_000_000)}"
-            )
-        }
-        var vacant: [String] = []
-        for family in registry.families where registry.vacant(family) > 0 {
-            vacant.append("\(quoted(family.rawValue)):\(registry.vacant(family))")
-        }
-        let json =
-            "{\"partitions\":\(registry.partitionCount),\"dispatched_log_seq\":\(dispatchedLogSeq),"
-            + "\"vacant\":{\(vacant.joined(separator: ","))},\"workers\":[\(workers.joined(separator: ","))]}"
-        return Array(json.utf8)
+        let vacant = registry.families.filter { registry.vacant($0) > 0 }
+            .map { ($0.rawValue, JSONValue.int(Int64(registry.vacant($0)))) }
+        var out: [UInt8] = []
+        JSONWriter.append(
+            .object([
+                ("partitions", .int(Int64(registry.partitionCount))),
+                ("dispatched_log_seq", .int(Int64(dispatchedLogSeq))), ("vacant", .object(vacant)),
+                ("workers", .array(workers)),
+            ]),
+            to: &out
+        )
+        return out
     }
 }

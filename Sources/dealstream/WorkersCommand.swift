@@ -2,6 +2,7 @@ import ArgumentParser
 import Clients
 import DealModel
 import Foundation
+import PipelineMetrics
 import ZeroMQ
 
 /// `dealstream workers`: who serves which partitions, asked of a running daemon.
@@ -53,7 +54,8 @@ struct WorkersCommand: ParsableCommand {
             case .string(let s)?: s
             case .int(let i)?: "\(i)"
             case .bool(let b)?: b ? "yes" : "no"
-            case .array(let items)?: ranges(items.compactMap { if case .int(let i) = $0 { Int(i) } else { nil } })
+            case .array(let items)?:
+                "\(PartitionSet(count: 65_536, members: items.compactMap { if case .int(let i) = $0 { Int(i) } else { nil } }))"
             case .null?, nil: "-"
             default: "\(v!)"
             }
@@ -79,24 +81,5 @@ struct WorkersCommand: ParsableCommand {
             out.append("vacant (rounds wait): " + vacant.map { "\($0.0) \(text($0.1))" }.joined(separator: ", "))
         }
         return out.joined(separator: "\n")
-    }
-
-    /// `0-15,32,40-47`.
-    static func ranges(_ members: [Int]) -> String {
-        guard !members.isEmpty else { return "none" }
-        var parts: [String] = []
-        var start = members[0]
-        var last = members[0]
-        for p in members.dropFirst() {
-            if p == last + 1 {
-                last = p
-                continue
-            }
-            parts.append(start == last ? "\(start)" : "\(start)-\(last)")
-            start = p
-            last = p
-        }
-        parts.append(start == last ? "\(start)" : "\(start)-\(last)")
-        return parts.joined(separator: ",")
     }
 }

@@ -176,6 +176,7 @@ extension PartitionMoveTests {
         // a answers a barrier at 9; b's last report is at 7 (the last chunk of a lane, or
         // an old result): the round can only be at 5 again, never at 7.
         registry.addBarrier(9)
+        registry.update(b) { $0.await(9, facts: 1, at: 0) }  // b has the barrier at 9 still to answer
         registry.receive(.init(logSeq: 9, series: [series(0, 1)]), complete: [], from: a)
         registry.receive(.init(logSeq: 7, series: []), complete: [], from: b)
         #expect(registry.roundPosition()?.position == 5)
