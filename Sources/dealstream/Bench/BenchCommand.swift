@@ -42,7 +42,7 @@ struct BenchCommand: ParsableCommand {
     var window = 16
 
     @Option(parsing: .upToNextOption, help: "Steady rates (events/s) for the latency runs.")
-    var rates: [Int] = [10_000, 50_000]
+    var rates: [Int] = [100, 10_000]
 
     @Option(help: "Seconds of sending per latency run.")
     var seconds = 5.0

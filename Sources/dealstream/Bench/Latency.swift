@@ -8,7 +8,9 @@ import ZeroMQ
 
 /// ACK latency and event → published update latency at a steady offered rate.
 ///
-/// One request per millisecond carries `rate / 1000` events. ACK latency is send → ACK;
+/// Requests carry `rate / 1000` events (at least one) and are sent evenly spaced, so
+/// 100 events/s is one 1-event request every 10 ms and 10,000 events/s one 10-event
+/// request every millisecond (how webhook connectors send). ACK latency is send → ACK;
 /// publication latency is send → the first `_progress` whose `log_seq` covers the ACK's.
 /// Both go into HdrHistograms (microseconds, three significant digits).
 enum Latency {
@@ -39,7 +41,8 @@ enum Latency {
         try dealer.connect(daemon.ingest)
         Thread.sleep(forTimeInterval: 0.3)
         let perRequest = max(1, rate / 1000)
-        let requests = Int(seconds * 1000)
+        let requests = max(1, Int(seconds * Double(rate) / Double(perRequest)))
+        let interval = UInt64(perRequest) * 1_000_000_000 / UInt64(max(rate, 1))
         let contentType = Array(encoding.contentType.utf8)
         var ack = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var publish = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
@@ -56,7 +59,7 @@ enum Latency {
         var published = 0
         while published < requests && DispatchTime.now().uptimeNanoseconds < giveUp {
             let now = DispatchTime.now().uptimeNanoseconds
-            while next < requests && now >= start + UInt64(next) * 1_000_000 {
+            while next < requests && now >= start + UInt64(next) * interval {
                 let slice = (0..<perRequest).map { events[(next * perRequest + $0) % events.count] }
                 try dealer.send([IngestProtocol.events, Array(String(next).utf8), contentType] + slice)
                 sentAt[next] = DispatchTime.now().uptimeNanoseconds
