@@ -24,7 +24,8 @@ extension DaemonConfiguration {
         "model", "data_dir", "endpoints.ingest", "endpoints.updates", "endpoints.snapshot", "endpoints.workers",
         "workers.shards", "workers.per_family", "workers.partitions", "workers.result_timeout_ms", "workers.spawn",
         "workers.families", "workers.heartbeat_ms", "workers.liveness",
-        "publish.interval_ms", "publish.idle_progress_ms", "publish.subscriber_hwm", "limits.max_batch_events",
+        "publish.interval_ms", "publish.idle_progress_ms", "publish.max_interval_ms", "publish.output_share_percent",
+        "publish.subscriber_hwm", "limits.max_batch_events",
         "limits.max_frame_bytes", "limits.max_outstanding_batches", "limits.max_outstanding_facts",
         "checkpoint.every_records", "ingest.curve.secret_key_file", "ingest.curve.connectors", "http.listen",
         "log.level", "log.format", "workers.curve.secret_key_file", "workers.curve.workers",
@@ -84,9 +85,10 @@ extension DaemonConfiguration {
             guard let text = reader.string(forKey: ConfigKey(key)) else { continue }
             let origin = flags[key] != nil ? "flag" : environmentName(key)
             let field = "\(key) (\(origin))"
-            func int(min: Int) throws(ConfigurationError) -> Int {
-                guard let i = Int(text), i >= min else {
-                    throw ConfigurationError(key: field, reason: "not an integer ≥ \(min)")
+            func int(min: Int, max: Int = .max) throws(ConfigurationError) -> Int {
+                guard let i = Int(text), i >= min, i <= max else {
+                    let range = max == .max ? "≥ \(min)" : "\(min)…\(max)"
+                    throw ConfigurationError(key: field, reason: "not an integer \(range)")
                 }
                 return i
             }
@@ -125,6 +127,8 @@ extension DaemonConfiguration {
             case "workers.liveness": c.liveness = try int(min: 2)
             case "publish.interval_ms": c.publishIntervalMilliseconds = try int(min: 1)
             case "publish.idle_progress_ms": c.idleProgressMilliseconds = try int(min: 1)
+            case "publish.max_interval_ms": c.publishMaxIntervalMilliseconds = try int(min: 1)
+            case "publish.output_share_percent": c.publishOutputSharePercent = try int(min: 1, max: 100)
             case "publish.subscriber_hwm":
                 let v = try int(min: 0)
                 guard v <= Int(Int32.max) else { throw ConfigurationError(key: field, reason: "at most \(Int32.max)") }

@@ -30,6 +30,9 @@ public import PipelineMetrics
 ///     and not loopback
 ///   - `publish.interval_ms` (int, default 2): a round runs as soon as every worker has
 ///     reported a new position, at most once per this many milliseconds
+///   - `publish.max_interval_ms` (int, default 1000) and `publish.output_share_percent`
+///     (int 1…100, default 20): under load rounds are spaced so that output (results,
+///     rendering, publication) takes at most that share of the loop, up to this gap
 ///   - `publish.idle_progress_ms` (int, default 20): with nothing new, `_progress` is still
 ///     published this often
 ///   - `publish.subscriber_hwm` (int, default 100000): updates queued per subscriber before drops
@@ -65,6 +68,10 @@ public struct DaemonConfiguration: Sendable {
     public var liveness = 20
     public var publishIntervalMilliseconds = 2
     public var idleProgressMilliseconds = 20
+    /// The longest gap between rounds under load (`publish.max_interval_ms`, see `RoundPacing`).
+    public var publishMaxIntervalMilliseconds = 1000
+    /// The share of the loop's time output may take (`publish.output_share_percent`).
+    public var publishOutputSharePercent = 20
     public var subscriberHighWaterMark: Int32 = 100_000
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
@@ -177,6 +184,10 @@ public struct DaemonConfiguration: Sendable {
                     switch k {
                     case "interval_ms": c.publishIntervalMilliseconds = try int(v, "publish.interval_ms", min: 1)
                     case "idle_progress_ms": c.idleProgressMilliseconds = try int(v, "publish.idle_progress_ms", min: 1)
+                    case "max_interval_ms":
+                        c.publishMaxIntervalMilliseconds = try int(v, "publish.max_interval_ms", min: 1)
+                    case "output_share_percent":
+                        c.publishOutputSharePercent = try int(v, "publish.output_share_percent", min: 1, max: 100)
                     case "subscriber_hwm":
                         c.subscriberHighWaterMark = Int32(try int(v, "publish.subscriber_hwm", min: 0))
                     default: throw ConfigurationError(key: "publish.\(k)", reason: "unknown key")

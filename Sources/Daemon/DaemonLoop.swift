@@ -138,12 +138,13 @@ final class DaemonLoop {
 
     /// Polls and dispatches until the stop flag is set.
     ///
-    /// Rounds are event-driven: one runs as soon as every slot has reported a new
-    /// position, at most one per `publish.interval_ms` and not before as long as the last
-    /// one took (capped at `idle_progress_ms`). Publication so takes at most about half of
-    /// the loop, and under heavy load a round covers more positions, each series published
-    /// once for all of them. With nothing new, `_progress` still goes out every
-    /// `publish.idle_progress_ms`.
+    /// Rounds are event-driven and paced by `RoundPacing`: one runs as soon as every owner
+    /// has answered a barrier, at most one per the pacing's gap, which is
+    /// `publish.interval_ms` under a light load and grows with what output costs (up to
+    /// `publish.max_interval_ms`) so that it stays within `publish.output_share_percent` of
+    /// the loop. Under a heavy load a round so covers more positions, each series published
+    /// once for all of them. Between rounds `_progress` still goes out every
+    /// `publish.idle_progress_ms`, at the last published position.
     private func poll(
         front: IngestFront,
         wake: ZMQSocket,
@@ -151,11 +152,15 @@ final class DaemonLoop {
         workers: WorkerLinkServer,
         layout: PublishedState.Layout
     ) throws {
-        let configuredGap = UInt64(configuration.publishIntervalMilliseconds) * 1_000_000
-        var minimumGap = configuredGap
+        var pacing = RoundPacing(
+            minimumMilliseconds: configuration.publishIntervalMilliseconds,
+            maximumMilliseconds: configuration.publishMaxIntervalMilliseconds,
+            outputSharePercent: configuration.publishOutputSharePercent
+        )
         let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
         let heartbeatInterval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
         var lastRound: UInt64 = 0
+        var lastProgress: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
         while !stop.isSet {
             metrics.loopTurn()
@@ -166,12 +171,17 @@ final class DaemonLoop {
             publisher.addSockets(to: &poller)
             poller.add(wake)
             let now = WorkerRegistry.now()
-            var due = publishable ? lastRound + minimumGap : lastRound + idleProgress
+            var due = lastProgress + idleProgress
+            if publishable { due = min(due, lastRound + pacing.gap) }
             if let barrier = workers.nextBarrierDue { due = min(due, barrier) }
             var wait = min(due > now ? Int((due - now + 999_999) / 1_000_000) : 0, configuration.heartbeatMilliseconds)
             if acceptIngest && front.hasRequests { wait = 0 }
             let ready = try poller.poll(timeoutMilliseconds: wait)
-            if ready[0] { try workers.serviceWorkers() }
+            if ready[0] {
+                let started = WorkerRegistry.now()
+                try workers.serviceWorkers()
+                pacing.spent(WorkerRegistry.now() - started)
+            }
             try workers.continueRebuilds()
             if ready[3] { while try wake.receive(blocking: false) != nil {} }
             if acceptIngest {
@@ -180,17 +190,28 @@ final class DaemonLoop {
             if ready[2] { try publisher.serviceSnapshots(status: workers.statusJSON) }
             if ready[1] { try publisher.drainSubscriptions() }
             for pid in deadWorkers.drain() { try workers.dropSessions(pid: pid) }
-            workers.barrierGap = minimumGap
+            workers.barrierGap = pacing.gap
             try workers.barrierIfDue()
             let after = WorkerRegistry.now()
-            if after >= lastRound + idleProgress
-                || (after >= lastRound + minimumGap && workers.hasPublishableResults(after: publisher.state.logSeq))
-            {
+            if after >= lastRound + pacing.gap && workers.hasPublishableResults(after: publisher.state.logSeq) {
                 try publisher.publishRound(
                     workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state)
                 )
+                pacing.spent(WorkerRegistry.now() - after)
+                pacing.roundPublished()
+                logger.debug(
+                    "Round published",
+                    metadata: [
+                        "published.log_seq": "\(publisher.state.logSeq)",
+                        "round.output_us": "\(pacing.lastRoundCost / 1000)",
+                        "publish.gap_ms": "\(Double(pacing.gap) / 1e6)",
+                    ]
+                )
                 lastRound = after
-                minimumGap = max(configuredGap, min(WorkerRegistry.now() - after, idleProgress))
+                lastProgress = after
+            } else if after >= lastProgress + idleProgress {
+                try publisher.publishRound(nil)
+                lastProgress = after
             }
             if after >= nextHeartbeat {
                 try workers.heartbeat()

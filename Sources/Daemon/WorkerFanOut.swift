@@ -2,52 +2,72 @@ import DealModel
 import PipelineMetrics
 import Wire
 
-/// The fan-out: every committed group becomes one fact batch per family, projected (see
+/// The fan-out: committed changes become one fact batch per family, projected (see
 /// `FamilyProjection`), sent to every session of that family (each applies it to all its
 /// lanes), and now and then a barrier. Kept beside `WorkerLinkServer`, whose state it
 /// changes, on the same loop thread.
+///
+/// Changes are not sent group by group. Rounds publish only at barriers, so a batch sent
+/// before the barrier that answers for it would only wake ten workers earlier for nothing:
+/// the committed changes wait here (`pendingChanges`) until a barrier is due or they reach
+/// `fanOutBatchFacts`. At a light load that is at once (the last barrier is long past);
+/// with many small requests (a webhook connector sends one event per request) one batch
+/// per family covers every request of a round instead of one each, and the ACKs, which
+/// follow the sync alone, wait for none of it.
 extension WorkerLinkServer {
-    /// Sends every session its family's projection of the changes, if the position moved;
-    /// the batch is a barrier (answered at its position) if one is due. A session with
-    /// nothing to apply and nothing unanswered gets no message: at a barrier its state is
-    /// known to be what it last reported.
+    /// Takes a committed group's changes: sent now if a barrier is due or enough are
+    /// waiting, otherwise with the next barrier.
     func dispatch(_ changes: [FactChange]) throws {
+        pendingChanges.append(contentsOf: changes)
+        guard committer.logSeq != dispatchedLogSeq || !pendingChanges.isEmpty else { return }
+        let barrier = WorkerRegistry.now() - lastBarrier >= barrierGap
+        guard barrier || pendingChanges.count >= fanOutBatchFacts else { return }
+        try sendPending(barrier: barrier)
+    }
+
+    /// Sends the waiting changes now, without a barrier: before a rebuild source is taken
+    /// at the dispatched position, which must then be the store's.
+    func sendPendingChanges() throws {
+        guard committer.logSeq != dispatchedLogSeq || !pendingChanges.isEmpty else { return }
+        try sendPending(barrier: false)
+    }
+
+    /// When the committed position is not a barrier yet, when the next one is due.
+    var nextBarrierDue: UInt64? {
+        registry.lastBarrier == committer.logSeq && pendingChanges.isEmpty ? nil : lastBarrier + barrierGap
+    }
+
+    /// Sends a barrier at the committed position if one is due: the waiting changes, or an
+    /// empty batch to every session with work unanswered.
+    func barrierIfDue() throws {
+        guard let due = nextBarrierDue, WorkerRegistry.now() >= due else { return }
+        try sendPending(barrier: true)
+    }
+
+    /// Sends every session its family's projection of the waiting changes at the committed
+    /// position. A session with nothing to apply and nothing unanswered gets no message:
+    /// at a barrier its state is known to be what it last reported.
+    private func sendPending(barrier: Bool) throws {
         let position = committer.logSeq
-        guard position != dispatchedLogSeq || !changes.isEmpty else { return }
+        let changes = pendingChanges
+        pendingChanges.removeAll(keepingCapacity: true)
         dispatchedLogSeq = position
         rebuildSource = nil  // stale now; lanes still rebuilding keep their own
-        let now = WorkerRegistry.now()
-        let barrier = now - lastBarrier >= barrierGap
         if barrier {
-            lastBarrier = now
+            lastBarrier = WorkerRegistry.now()
             registry.addBarrier(position)
         }
         var blobs: [MetricFamily: (blob: [UInt8], facts: Int)] = [:]
         for (family, projection) in projections {
-            let projected = changes.compactMap(projection.project)
+            var projected: [FactChange] = []
+            projected.reserveCapacity(changes.count)
+            for change in changes {
+                if let p = projection.project(change) { projected.append(p) }
+            }
             blobs[family] = (WorkerLink.FactBatch.encodeChanges(projected), projected.count)
             factsSent += projected.count
         }
         try send(position: position, barrier: barrier, blobs: blobs)
-    }
-
-    /// When the last dispatched position is not a barrier yet, when the next one is due.
-    var nextBarrierDue: UInt64? {
-        registry.lastBarrier == dispatchedLogSeq ? nil : lastBarrier + barrierGap
-    }
-
-    /// Sends a barrier at the dispatched position if one is due and the last batch was not
-    /// one (an empty batch to every session with work unanswered).
-    func barrierIfDue() throws {
-        guard let due = nextBarrierDue, WorkerRegistry.now() >= due else { return }
-        lastBarrier = WorkerRegistry.now()
-        registry.addBarrier(dispatchedLogSeq)
-        let empty = WorkerLink.FactBatch.encodeChanges([FactChange]())
-        try send(
-            position: dispatchedLogSeq,
-            barrier: true,
-            blobs: Dictionary(uniqueKeysWithValues: projections.keys.map { ($0, (empty, 0)) })
-        )
     }
 
     private func send(position: UInt64, barrier: Bool, blobs: [MetricFamily: (blob: [UInt8], facts: Int)]) throws {

@@ -37,6 +37,9 @@ final class WorkerLinkServer {
     /// Rebuild chunks sent to a lane and not yet acknowledged, at most.
     let maxChunksInFlight = 2
     var factsSent = 0
+    /// Committed changes not yet sent to the workers (see `dispatch`), and how many may wait.
+    var pendingChanges: [FactChange] = []
+    let fanOutBatchFacts = 4096
     /// Barriers (docs/workers.md): the fact batches every worker answers at exactly their
     /// position, so that a round's position is one every owner's state is known at. At
     /// most one per `barrierGap` (the loop's round pacing); a batch in between is applied

@@ -11,7 +11,11 @@ import ZeroMQ
 /// facts a couple of acknowledged chunks at a time. Kept beside `WorkerLinkServer`, whose
 /// state it changes, on the same loop thread.
 extension WorkerLinkServer {
-    func currentRebuildSource() -> RebuildSource {
+    /// The facts at the dispatched position, which the waiting changes are sent up to
+    /// first: a lane rebuilt from the store and then sent those changes again would count
+    /// them twice.
+    func currentRebuildSource() throws -> RebuildSource {
+        try sendPendingChanges()
         if let source = rebuildSource, source.logSeq == dispatchedLogSeq { return source }
         let source = RebuildSource(
             logSeq: dispatchedLogSeq,
@@ -90,7 +94,7 @@ extension WorkerLinkServer {
             )
         }
         for (id, partitions) in plan.assign {
-            let source = currentRebuildSource()
+            let source = try currentRebuildSource()
             guard let lane = registry.openLane(id, partitions: partitions, source: source),
                 let session = registry.sessions[id]
             else { continue }

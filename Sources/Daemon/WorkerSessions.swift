@@ -56,6 +56,7 @@ extension WorkerLinkServer {
     /// After the store was reloaded, every worker must be rebuilt from it.
     func resetAllSessions() throws {
         dispatchedLogSeq = committer.logSeq
+        pendingChanges.removeAll()
         rebuildSource = nil
         for session in registry.sessions.values {
             refuse(session.identity, "daemon state reloaded, send READY")

@@ -17,13 +17,25 @@ public struct FamilyProjection: Sendable {
     private let reads: FamilyReads
     /// Per pipeline index, the qualified stage's index.
     private let qualifiedIndexes: [Int16]
-    private let dimensions: Set<Dimension>
+    /// Which dimension fields are kept (the family is published for that dimension), one
+    /// flag each: `project` runs for every change and every family, a `Set` lookup per
+    /// field was most of its time.
+    private let keepsPipeline: Bool
+    private let keepsTeam: Bool
+    private let keepsOwner: Bool
+    private let keepsLeadSource: Bool
+    private let keepsSource: Bool
 
     public init(family: MetricFamily, model: Model) {
         self.family = family
         reads = family.reads
         qualifiedIndexes = model.pipelines.map { Int16($0.qualifiedIndex) }
-        dimensions = Set(family.dimensions)
+        let dimensions = Set(family.dimensions)
+        keepsPipeline = dimensions.contains(.pipeline)
+        keepsTeam = dimensions.contains(.team)
+        keepsOwner = dimensions.contains(.owner)
+        keepsLeadSource = dimensions.contains(.leadSource)
+        keepsSource = dimensions.contains(.source) || reads.accounts
     }
 
     /// The change as this family sees it, or `nil` when it cannot move the family.
@@ -49,11 +61,11 @@ public struct FamilyProjection: Sendable {
         if !reads.createdCohort && reads.closedCohort && !d.isClosed { return nil }
         var p = d
         // Dimensions this family is not published for.
-        if !dimensions.contains(.pipeline) { p.pipeline = 0 }
-        if !dimensions.contains(.team) { p.team = 0 }
-        if !dimensions.contains(.owner) { p.owner = 0 }
-        if !dimensions.contains(.leadSource) { p.leadSource = 0 }
-        if !dimensions.contains(.source) && !reads.accounts { p.source = 0 }
+        if !keepsPipeline { p.pipeline = 0 }
+        if !keepsTeam { p.team = 0 }
+        if !keepsOwner { p.owner = 0 }
+        if !keepsLeadSource { p.leadSource = 0 }
+        if !keepsSource { p.source = 0 }
         if !reads.accounts { p.account = 0 }
         if reads.createdCohort && !reads.closedCohort {
             // As if the deal were open: only the created cohort is read.
