@@ -45,7 +45,7 @@ struct ConfigurationSourcesTests {
     @Test func flagsWinOverTheEnvironmentWhichWinsOverTheFileWhichWinsOverDefaults() throws {
         let folder = try Folder(
             config: """
-                {"publish": {"interval_ms": 7, "idle_progress_ms": 30}, "workers": {"shards": 2, "liveness": 5},
+                {"publish": {"interval_ms": 7, "idle_progress_ms": 30, "max_interval_ms": 300}, "workers": {"shards": 2, "liveness": 5},
                  "log": {"format": "json"}}
                 """
         )
@@ -54,6 +54,7 @@ struct ConfigurationSourcesTests {
             file: folder.configPath,
             environment: [
                 "DEALSTREAM_PUBLISH_INTERVAL_MS": "9", "DEALSTREAM_WORKERS_SHARDS": "3",
+                "DEALSTREAM_PUBLISH_OUTPUT_SHARE_PERCENT": "35",
                 "DEALSTREAM_ENDPOINTS_INGEST": "tcp://127.0.0.1:9701", "DEALSTREAM_WORKERS_SPAWN": "false",
                 "DEALSTREAM_WORKERS_FAMILIES": "revenue, win_rate", "DEALSTREAM_HTTP_LISTEN": "0.0.0.0:9780",
                 "DEALSTREAM_HUBSPOT_CLIENT_SECRET": "a connector's, not the daemon's", "PATH": "/bin",
@@ -63,6 +64,8 @@ struct ConfigurationSourcesTests {
         #expect(c.workersPerFamily == 4)  // flag over environment (3) over file (2); shards is its synonym
         #expect(c.publishIntervalMilliseconds == 9)  // environment over file (7)
         #expect(c.idleProgressMilliseconds == 30)  // file over default (20)
+        #expect(c.publishMaxIntervalMilliseconds == 300)  // file over default (1000)
+        #expect(c.publishOutputSharePercent == 35)  // environment over default (20)
         #expect(c.liveness == 5)
         #expect(c.heartbeatMilliseconds == 500)  // default
         #expect(c.ingestEndpoint == "tcp://127.0.0.1:9701")
@@ -114,6 +117,14 @@ struct ConfigurationSourcesTests {
             error { () throws(ConfigurationError) in
                 try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_PUBLISH_INTERVAL_MS": "0"])
             } == "config: publish.interval_ms (DEALSTREAM_PUBLISH_INTERVAL_MS): not an integer ≥ 1"
+        )
+        #expect(
+            error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(
+                    file: path,
+                    environment: ["DEALSTREAM_PUBLISH_OUTPUT_SHARE_PERCENT": "101"]
+                )
+            } == "config: publish.output_share_percent (DEALSTREAM_PUBLISH_OUTPUT_SHARE_PERCENT): not an integer 1…100"
         )
         #expect(
             error { () throws(ConfigurationError) in
