@@ -60,6 +60,21 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Model file for the generated events and the daemons.")
     var model = "config/model.json"
 
+    /// The parts of the bench, for `--only`.
+    enum Section: String, ExpressibleByArgument, CaseIterable {
+        case raw
+        case endToEnd = "end-to-end"
+        case latency
+        case recovery
+    }
+
+    @Option(
+        parsing: .upToNextOption,
+        help:
+            "Run only these parts: raw, end-to-end, latency, recovery (default: all; the raw ceiling is always printed)."
+    )
+    var only: [Section] = Section.allCases
+
     @Flag(help: "One JSON object per figure instead of a table.")
     var json = false
 
@@ -141,7 +156,7 @@ struct BenchCommand: ParsableCommand {
             )
         }
         // 2. End to end.
-        for (encoding, stream) in streams {
+        for (encoding, stream) in streams where only.contains(.endToEnd) {
             for shards in [1, 3] {
                 for connectors in [1, 3] {
                     let rate = try EndToEnd.run(
@@ -165,7 +180,7 @@ struct BenchCommand: ParsableCommand {
             }
         }
         // 3. Latency at steady rates.
-        for rate in rates {
+        for rate in rates where only.contains(.latency) {
             let result = try Latency.run(
                 events: jsonStream,
                 encoding: .json,
@@ -191,7 +206,7 @@ struct BenchCommand: ParsableCommand {
             )
         }
         // 4. Recovery and memory.
-        if recoveryDeals > 0 {
+        if recoveryDeals > 0 && only.contains(.recovery) {
             let r = try Recovery.run(
                 model: parsed,
                 modelPath: model,
