@@ -178,9 +178,9 @@ final class DaemonLoop {
             if acceptIngest && front.hasRequests { wait = 0 }
             let ready = try poller.poll(timeoutMilliseconds: wait)
             if ready[0] {
-                let started = WorkerRegistry.now()
+                let started = RoundPacing.threadCPUTime()
                 try workers.serviceWorkers()
-                pacing.spent(WorkerRegistry.now() - started)
+                pacing.spent(RoundPacing.threadCPUTime() - started)
             }
             try workers.continueRebuilds()
             if ready[3] { while try wake.receive(blocking: false) != nil {} }
@@ -194,16 +194,20 @@ final class DaemonLoop {
             try workers.barrierIfDue()
             let after = WorkerRegistry.now()
             if after >= lastRound + pacing.gap && workers.hasPublishableResults(after: publisher.state.logSeq) {
+                let started = RoundPacing.threadCPUTime()
+                let seqBefore = publisher.state.seq
                 try publisher.publishRound(
                     workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state)
                 )
-                pacing.spent(WorkerRegistry.now() - after)
+                pacing.spent(RoundPacing.threadCPUTime() - started)
                 pacing.roundPublished()
+                metrics.paced(pacing)
                 logger.debug(
                     "Round published",
                     metadata: [
                         "published.log_seq": "\(publisher.state.logSeq)",
                         "round.output_us": "\(pacing.lastRoundCost / 1000)",
+                        "round.series": "\(publisher.state.seq - seqBefore)",
                         "publish.gap_ms": "\(Double(pacing.gap) / 1e6)",
                     ]
                 )

@@ -37,6 +37,8 @@ public final class DaemonMetrics: @unchecked Sendable {
     let publishedLogSeq: Prometheus.Gauge
     let publishLag: Prometheus.Gauge
     let rounds: Prometheus.Counter
+    let roundGap: Prometheus.Gauge
+    let roundOutput: Prometheus.Gauge
     let seriesPublished: Prometheus.Counter
     let subscribers: Prometheus.Gauge
     let checkpointDuration: DurationHistogram
@@ -160,6 +162,14 @@ public final class DaemonMetrics: @unchecked Sendable {
             "Logged minus published log_seq: records not yet in the metrics."
         )
         rounds = e.counter("dealstream_publish_rounds_total", "Publication rounds (each ends with _progress).")
+        roundGap = e.gauge(
+            "dealstream_publish_round_gap_seconds",
+            "The gap between rounds the output budget allows now (publish.interval_ms up to publish.max_interval_ms)."
+        )
+        roundOutput = e.gauge(
+            "dealstream_publish_round_output_seconds",
+            "CPU seconds the daemon spent on the last round's output (results taken in, rendered, published)."
+        )
         seriesPublished = e.counter("dealstream_published_series_total", "Series updates and removals published.")
         subscribers = e.gauge("dealstream_subscribers", "Connections to the updates endpoint (subscribers).")
         checkpointDuration = e.durations(

@@ -66,6 +66,12 @@ extension DaemonMetrics {
         publishLag.set(Double(log &- min(log, logSeq)))
     }
 
+    /// The output budget after a round (`RoundPacing`).
+    func paced(_ pacing: RoundPacing) {
+        roundGap.set(Double(pacing.gap) / 1e9)
+        roundOutput.set(Double(pacing.lastRoundCost) / 1e9)
+    }
+
     /// The state restored at start: where the log and the saved publication are.
     func restored(logSeq: UInt64, published: PublishedState, checkpoint: String) {
         let (position, seq) = (published.logSeq, published.seq)

@@ -96,6 +96,9 @@ struct MetricsAndProbesTests {
         #expect(samples["dealstream_published_log_seq"] == Double(lastLogSeq))
         #expect(samples["dealstream_publish_lag_records"] == 0)
         #expect(samples["dealstream_publish_rounds_total"] ?? 0 > 0)
+        // The output budget: within publish.interval_ms … publish.max_interval_ms (defaults).
+        #expect((0.002...1.0).contains(samples["dealstream_publish_round_gap_seconds"] ?? -1))
+        #expect(samples["dealstream_publish_round_output_seconds"] ?? 0 > 0)
         #expect(samples["dealstream_published_series_total"] ?? 0 > 0)
         #expect(samples["dealstream_checkpoint_duration_seconds_count"] ?? 0 >= 1)
         #expect((0..<60).contains(samples["dealstream_checkpoint_age_seconds"] ?? -1))

@@ -36,7 +36,18 @@ final class BenchDaemon {
             try Data(config.utf8).write(to: URL(fileURLWithPath: path))
             process.arguments! += ["--config", path]
         }
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        // DEALSTREAM_BENCH_DAEMON_LOG=FILE: the daemons' debug logs (rounds, pacing) go there.
+        if let log = ProcessInfo.processInfo.environment["DEALSTREAM_BENCH_DAEMON_LOG"] {
+            if !FileManager.default.fileExists(atPath: log) {
+                _ = FileManager.default.createFile(atPath: log, contents: nil)
+            }
+            process.arguments! += ["--log-level", "debug"]
+            let handle = FileHandle(forWritingAtPath: log)
+            _ = handle?.seekToEndOfFile()
+            process.standardError = handle
+        } else {
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        }
         try process.run()
     }
 
