@@ -194,6 +194,12 @@ final class DaemonLoop {
             try workers.barrierIfDue()
             let after = WorkerRegistry.now()
             if after >= lastRound + pacing.gap && workers.hasPublishableResults(after: publisher.state.logSeq) {
+                // Requests that arrived while results were read are committed and
+                // acknowledged before the round, not after it: an ACK waits for its sync,
+                // not for publication.
+                if !workers.isBackPressured && front.hasRequests {
+                    try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
+                }
                 let started = RoundPacing.threadCPUTime()
                 let seqBefore = publisher.state.seq
                 try publisher.publishRound(
