@@ -91,8 +91,10 @@ public enum Topics {
         return out
     }
 
-    /// The payload object without `seq` and `log_seq` (the daemon adds those when it
-    /// publishes): labels first, then the metric's fields.
+    /// The payload object without `seq` and `log_seq`: labels first, then the metric's
+    /// fields. The reference form: the daemon renders what it publishes itself, from the
+    /// topic's `labels(ofTopic:)` and the values (`appendFields`), and the tests check that
+    /// it writes exactly these bytes followed by the stamp.
     public static func payload(
         _ id: SeriesID,
         fields: [(String, FieldValue)],
@@ -134,32 +136,104 @@ public enum Topics {
         return out
     }
 
-    /// `payload` with `,"seq":…,"log_seq":…` spliced in before the closing brace.
-    /// Whether `stamped` (a payload as published) is `payload` with its `seq` and `log_seq`:
-    /// the same value, published before.
-    public static func isStamped(_ stamped: [UInt8], from payload: [UInt8]) -> Bool {
-        guard payload.last == UInt8(ascii: "}"), stamped.count > payload.count + seqKey.count else { return false }
-        let body = payload.count - 1
-        return stamped[..<body].elementsEqual(payload[..<body])
-            && stamped[body..<(body + seqKey.count)].elementsEqual(seqKey)
-    }
-
-    public static func stamped(_ payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
-        // On every published update: one allocation, digits written in place.
-        var out: [UInt8] = []
-        out.reserveCapacity(payload.count + 56)
-        if payload.last == UInt8(ascii: "}") {
-            out.append(contentsOf: payload[..<(payload.count - 1)])
-        } else {
-            out.append(contentsOf: payload)
+    /// The labels of a series' payload, read from its topic: `{"metric":…,"dimension":…,
+    /// "key":…,"period":…` and for stage_conversion `,"pipeline":…,"from":…,"to":…`, with no
+    /// closing brace: byte for byte what `payload` starts with. Nil for a topic that is not
+    /// `<metric>/<dimension>/<key>/<period>` with decodable segments.
+    public static func labels(ofTopic topic: [UInt8]) -> [UInt8]? {
+        let segments = topic.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard segments.count == 4, segments.allSatisfy({ !$0.isEmpty }) else { return nil }
+        var metric = segments[0]
+        var stages: [String] = []
+        let conversion = Array("stage_conversion:".utf8)
+        if metric.starts(with: conversion) {
+            let parts = metric.dropFirst(conversion.count).split(
+                separator: UInt8(ascii: ":"),
+                omittingEmptySubsequences: false
+            )
+            guard parts.count == 3 else { return nil }
+            for part in parts {
+                guard let s = percentDecode(part) else { return nil }
+                stages.append(s)
+            }
+            metric = metric.prefix(conversion.count - 1)
         }
-        out.append(contentsOf: Topics.seqKey)
-        appendDecimal(seq, to: &out)
-        out.append(contentsOf: Topics.logSeqKey)
-        appendDecimal(logSeq, to: &out)
-        out.append(UInt8(ascii: "}"))
+        guard let metricName = percentDecode(metric), let dimension = percentDecode(segments[1]),
+            let key = percentDecode(segments[2]), let period = percentDecode(segments[3])
+        else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(topic.count + 64)
+        func label(_ name: StaticString, _ value: String) {
+            out.append(out.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+            JSONWriter.appendString(value, to: &out)
+        }
+        label("metric", metricName)
+        label("dimension", dimension)
+        label("key", key)
+        label("period", period)
+        if stages.count == 3 {
+            label("pipeline", stages[0])
+            label("from", stages[1])
+            label("to", stages[2])
+        }
         return out
     }
+
+    /// A shape ready to render: each field's `,"name":` and its kind.
+    public struct PayloadFields: Sendable {
+        public let keys: [[UInt8]]
+        public let kinds: [FieldKind]
+        public init(_ shape: SeriesShape) {
+            keys = shape.fields.map { field in
+                var key: [UInt8] = [UInt8(ascii: ",")]
+                JSONWriter.appendString(field.name, to: &key)
+                key.append(UInt8(ascii: ":"))
+                return key
+            }
+            kinds = shape.fields.map(\.kind)
+        }
+    }
+
+    /// Appends the fields of a payload: `,"name":value` for each field and its word
+    /// (`FieldWord`), numbers written by `JSONWriter.number` as `payload` writes them.
+    public static func appendFields(
+        _ fields: PayloadFields,
+        _ words: UnsafeBufferPointer<UInt64>,
+        to out: inout [UInt8]
+    ) {
+        for i in 0..<min(fields.keys.count, words.count) {
+            out.append(contentsOf: fields.keys[i])
+            switch fields.kinds[i] {
+            case .count:
+                let n = Int64(bitPattern: words[i])
+                if n < 0 { out.append(UInt8(ascii: "-")) }
+                appendDecimal(n.magnitude, to: &out)
+            case .number:
+                out.append(contentsOf: JSONWriter.number(Double(bitPattern: words[i])).utf8)
+            }
+        }
+    }
+
+    /// Appends `,"seq":…,"log_seq":…}`: what closes every published payload.
+    public static func appendStamp(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
+        out.append(contentsOf: seqKey)
+        appendDecimal(seq, to: &out)
+        out.append(contentsOf: logSeqKey)
+        appendDecimal(logSeq, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Appends what follows the labels of a removed series: `,"value":null,"removed":true`
+    /// and the stamp.
+    public static func appendRemoval(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
+        out.append(contentsOf: removedFields)
+        appendStamp(seq: seq, logSeq: logSeq, to: &out)
+    }
+
+    private static let removedFields = Array(",\"value\":null,\"removed\":true".utf8)
 
     private static let seqKey = Array(",\"seq\":".utf8)
     private static let logSeqKey = Array(",\"log_seq\":".utf8)
@@ -176,19 +250,6 @@ public enum Topics {
             } while rest > 0
             out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
         }
-    }
-
-    /// The payload of a removed series: its labels, `value` null and `"removed":true`.
-    public static func removal(labels payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
-        // Keep the labels of the last payload; replace the fields by a null value.
-        var labels: [UInt8] = []
-        if let value = payload.firstRange(of: Array(",\"value\":".utf8)) {
-            labels = Array(payload[..<value.lowerBound])
-        } else {
-            labels = Array(payload.dropLast())
-        }
-        labels.append(contentsOf: Array(",\"value\":null,\"removed\":true,\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8))
-        return labels
     }
 
     /// `{"seq":…,"log_seq":…}`: the body of `_progress` and of a snapshot's `END`.
