@@ -102,3 +102,67 @@ struct SessionSeries {
     /// The topics of refused series numbers, for the log (a few).
     var refusedTopics: [UInt32: [UInt8]] = [:]
 }
+
+extension SessionSeries {
+    /// Reads one `RESULT` body of the session against what it defined before: takes the
+    /// shapes and series it defines (each new series checked against `family` in the
+    /// catalog, once), and returns its entries that are of accepted series in `held`
+    /// partitions as a result at `logSeq`, with how many were not and an example topic.
+    /// A body that cannot be read throws, and nothing of it is taken.
+    mutating func read(
+        _ body: [UInt8],
+        logSeq: UInt64,
+        family: MetricFamily,
+        held: PartitionSet,
+        catalog: SeriesCatalog
+    ) throws(BinaryDecodingError) -> (result: WorkerRegistry.Result, rejected: Int, example: [UInt8]) {
+        let decoded = try schema.decode(body)
+        schema.adopt(decoded)
+        for (shapeID, shape) in decoded.shapes {
+            let i = Int(shapeID)
+            if i >= shapes.count { shapes.append(contentsOf: repeatElement(-1, count: i - shapes.count + 1)) }
+            shapes[i] = catalog.shape(shape)
+        }
+        for s in decoded.series {
+            if let series = catalog.series(topic: s.topic, family: family) {
+                ids.append(Int32(series))
+            } else {
+                ids.append(-1)
+                if refusedTopics.count < 64 { refusedTopics[s.number] = s.topic }
+            }
+        }
+        var series: [SeriesChange] = []
+        series.reserveCapacity(decoded.entries.count)
+        var rejected = 0
+        var example: [UInt8] = []
+        for entry in decoded.entries {
+            let id = ids[Int(entry.number)]
+            let partition = id < 0 ? -1 : catalog.owners[Int(id)].partition
+            guard held.contains(partition) else {
+                rejected += 1
+                if example.isEmpty {
+                    example =
+                        id >= 0
+                        ? catalog.topics[Int(id)]
+                        : refusedTopics[entry.number] ?? Array("series \(entry.number)".utf8)
+                }
+                continue
+            }
+            if entry.offset == WorkerLink.DecodedResult.removed {
+                series.append(.removal(UInt32(id), partition: partition))
+            } else {
+                let shape = shapes[Int(schema.seriesShapes[Int(entry.number)])]
+                series.append(
+                    SeriesChange(
+                        id: UInt32(id),
+                        partition: partition,
+                        shape: shape,
+                        fields: catalog.fields[Int(shape)].keys.count,
+                        offset: Int(entry.offset)
+                    )
+                )
+            }
+        }
+        return (WorkerRegistry.Result(logSeq: logSeq, series: series, words: decoded.words), rejected, example)
+    }
+}

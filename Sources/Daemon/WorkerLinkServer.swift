@@ -157,11 +157,16 @@ final class WorkerLinkServer {
             )
             return
         }
-        var table = reported.removeValue(forKey: id) ?? SessionSeries()
-        defer { reported[id] = table }
-        let decoded: WorkerLink.DecodedResult
+        let held = session.held(count: registry.partitionCount)
+        let read: (result: WorkerRegistry.Result, rejected: Int, example: [UInt8])
         do {
-            decoded = try table.schema.decode(body)
+            read = try reported[id, default: SessionSeries()].read(
+                body,
+                logSeq: header.logSeq,
+                family: session.family,
+                held: held,
+                catalog: catalog
+            )
         } catch {
             logger.warning(
                 "Unreadable RESULT dropped",
@@ -172,55 +177,7 @@ final class WorkerLinkServer {
             )
             return
         }
-        table.schema.adopt(decoded)
-        for (shapeID, shape) in decoded.shapes {
-            let i = Int(shapeID)
-            if i >= table.shapes.count {
-                table.shapes.append(contentsOf: repeatElement(-1, count: i - table.shapes.count + 1))
-            }
-            table.shapes[i] = catalog.shape(shape)
-        }
-        for s in decoded.series {
-            if let series = catalog.series(topic: s.topic, family: session.family) {
-                table.ids.append(Int32(series))
-            } else {
-                table.ids.append(-1)
-                if table.refusedTopics.count < 64 { table.refusedTopics[s.number] = s.topic }
-            }
-        }
-        let held = session.held(count: registry.partitionCount)
-        var series: [WorkerRegistry.Series] = []
-        series.reserveCapacity(decoded.entries.count)
-        var rejected = 0
-        var example: [UInt8] = []
-        for entry in decoded.entries {
-            let catalogID = table.ids[Int(entry.number)]
-            let partition = catalogID < 0 ? -1 : catalog.owners[Int(catalogID)].partition
-            guard held.contains(partition) else {
-                rejected += 1
-                if example.isEmpty {
-                    example =
-                        catalogID >= 0
-                        ? catalog.topics[Int(catalogID)]
-                        : table.refusedTopics[entry.number] ?? Array("series \(entry.number)".utf8)
-                }
-                continue
-            }
-            if entry.offset == WorkerLink.DecodedResult.removed {
-                series.append(.removal(UInt32(catalogID), partition: partition))
-            } else {
-                let shape = table.shapes[Int(table.schema.seriesShapes[Int(entry.number)])]
-                series.append(
-                    .init(
-                        id: UInt32(catalogID),
-                        partition: partition,
-                        shape: shape,
-                        fields: catalog.shapes[Int(shape)].fields.count,
-                        offset: Int(entry.offset)
-                    )
-                )
-            }
-        }
+        let (result, rejected, example) = read
         if rejected > 0 {
             logger.warning(
                 "Series outside the worker's family or partitions, or unreadable, dropped",
@@ -231,11 +188,7 @@ final class WorkerLinkServer {
                 ]
             )
         }
-        registry.receive(
-            .init(logSeq: header.logSeq, series: series, words: decoded.words),
-            complete: header.completeLanes,
-            from: id
-        )
+        registry.receive(result, complete: header.completeLanes, from: id)
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {

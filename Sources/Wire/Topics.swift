@@ -212,9 +212,22 @@ public enum Topics {
                 if n < 0 { out.append(UInt8(ascii: "-")) }
                 appendDecimal(n.magnitude, to: &out)
             case .number:
-                out.append(contentsOf: JSONWriter.number(Double(bitPattern: words[i])).utf8)
+                appendNumber(Double(bitPattern: words[i]), to: &out)
             }
         }
+    }
+
+    /// Appends `JSONWriter.number(d)`: the same text, with the integral case (most sums and
+    /// counts kept as doubles) written digit by digit instead of through two `String`s.
+    static func appendNumber(_ d: Double, to out: inout [UInt8]) {
+        guard d.isFinite, d == d.rounded(), abs(d) < 1e15 else {
+            out.append(contentsOf: JSONWriter.number(d).utf8)
+            return
+        }
+        let n = Int64(d)
+        if n < 0 { out.append(UInt8(ascii: "-")) }
+        appendDecimal(n.magnitude, to: &out)
+        out.append(contentsOf: [UInt8(ascii: "."), UInt8(ascii: "0")])
     }
 
     /// Appends `,"seq":…,"log_seq":…}`: what closes every published payload.
