@@ -23,6 +23,7 @@ public func fuzzFrameParsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
         _ = try? WorkerLink.Progress.decode(first)
         _ = try? WorkerLink.decodeRelease(first, count: 64)
         _ = Topics.seriesParts(first)
+        _ = Topics.SeriesTopic(first)
         _ = IngestProtocol.AckBody.decode(first)
     }
     return 0

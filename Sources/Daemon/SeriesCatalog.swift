@@ -36,13 +36,13 @@ final class SeriesCatalog {
     func series(topic: [UInt8], family: MetricFamily) -> UInt32? {
         let key = TopicKey(topic)
         if let id = index[key] { return owners[Int(id)].family == family ? id : nil }
-        guard let partition = SeriesCatalog.partition(ofTopic: topic, family: family, count: partitionCount),
-            let labels = Topics.labels(ofTopic: topic)
+        guard let parsed = Topics.SeriesTopic(topic),
+            let partition = SeriesCatalog.partition(of: parsed, family: family, count: partitionCount)
         else { return nil }
         let id = UInt32(topics.count)
         index[key] = id
         topics.append(topic)
-        self.labels.append(labels)
+        labels.append(parsed.labels)
         owners.append(SeriesOwner(family: family, partition: partition))
         return id
     }
@@ -60,11 +60,14 @@ final class SeriesCatalog {
     /// The partition of `family` that `topic` would be in if it is a series the family
     /// publishes (its metric, dimension and a key), or nil.
     static func partition(ofTopic topic: [UInt8], family: MetricFamily, count: Int) -> Int? {
-        guard let (metric, dimension, key) = Topics.seriesParts(topic),
-            family.publishes(metricSegment: metric),
-            family.dimensions.contains(dimension)
-        else { return nil }
-        return Partitioning.partition(of: dimension, key: key, count: count)
+        Topics.SeriesTopic(topic).flatMap { partition(of: $0, family: family, count: count) }
+    }
+
+    private static func partition(of topic: Topics.SeriesTopic, family: MetricFamily, count: Int) -> Int? {
+        guard family.publishes(metricSegment: topic.metricSegment), family.dimensions.contains(topic.dimension) else {
+            return nil
+        }
+        return Partitioning.partition(of: topic.dimension, keyBytes: topic.key, count: count)
     }
 }
 

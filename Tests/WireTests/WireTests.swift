@@ -175,7 +175,9 @@ struct WireFormatTests {
             String(decoding: removal, as: UTF8.self)
                 == #"{"metric":"x","value":null,"removed":true,"seq":9,"log_seq":4}"#
         )
-        for bad in ["a/b/c", "a//c/d", "stage_conversion:p:q/all/x/all", "a/b/%zz/c", "a/b/c/d/e"] {
+        for bad in [
+            "a/b/c", "a//c/d", "stage_conversion:p:q/all/x/all", "a/team/%zz/c", "a/team/%C3/c", "a/b/c/d", "a/b/c/d/e",
+        ] {
             #expect(Topics.labels(ofTopic: Array(bad.utf8)) == nil, "\(bad)")
         }
     }
