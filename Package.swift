@@ -169,7 +169,7 @@ let package = Package(
             name: "DaemonTests",
             dependencies: [
                 "Daemon", "DealModel", "EventEncoding", "FramedLog", "DealstreamTestSupport", "ZeroMQ", "Wire",
-                "PipelineMetrics",
+                "PipelineMetrics", "Worker",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
@@ -219,6 +219,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "ZeroMQ", "Wire", "DealModel", "EventSources", "EventEncoding", "FramedLog", "DealstreamTestSupport",
+                "PipelineMetrics",
             ],
             swiftSettings: sharedSettings
         ),

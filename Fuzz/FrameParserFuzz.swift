@@ -18,10 +18,12 @@ public func fuzzFrameParsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
     if let first = frames.first {
         _ = try? WorkerLink.Ready.decode(first)
         _ = try? WorkerLink.ResultHeader.decode(first)
+        _ = try? WorkerLink.ResultSchema().decode(first)
         _ = try? WorkerLink.Assign.decode(first)
         _ = try? WorkerLink.Progress.decode(first)
         _ = try? WorkerLink.decodeRelease(first, count: 64)
         _ = Topics.seriesParts(first)
+        _ = Topics.SeriesTopic(first)
         _ = IngestProtocol.AckBody.decode(first)
     }
     return 0

@@ -94,6 +94,7 @@ final class DaemonLoop {
             context: context,
             committer: committer,
             spawnedWorkers: spawnedWorkers,
+            catalog: publisher.catalog,
             logger: logger,
             metrics: metrics
         )

@@ -2,88 +2,168 @@ import DealModel
 import PipelineMetrics
 import Wire
 
-/// The published state: the latest payload of every live series, and the position of
-/// the last publication round.
+/// The published state: the latest values of every live series with the `seq` and
+/// `log_seq` they were published at, and the position of the last publication round.
 ///
-/// Owned by the loop thread, which also answers snapshots, so a snapshot is always one
-/// whole round: never half of one.
+/// Values are kept as words (`FieldWord`) with their shape, never as JSON: a round renders
+/// each change once, straight into the buffer it sends (labels from the `SeriesCatalog`,
+/// then the fields, then `seq` and `log_seq`), and a snapshot renders from the stored
+/// values the same bytes the update carried. Owned by the loop thread, which also answers
+/// snapshots, so a snapshot is always one whole round: never half of one.
 struct PublishedState {
+    /// One series by catalog id: its shape (-1: not live), where its words are in `words`
+    /// (`capacity` of them reserved there), and the `seq`/`log_seq` it was published at.
     struct Entry {
-        /// The payload as published, with its `seq` and `log_seq`.
-        var payload: [UInt8]
-        var owner: SeriesOwner
+        var shape: Int32 = -1
+        var offset: UInt32 = 0
+        var capacity: UInt8 = 0
+        var seq: UInt64 = 0
+        var logSeq: UInt64 = 0
+        var isLive: Bool { shape >= 0 }
     }
 
-    private(set) var table: [TopicKey: Entry] = [:]
+    let catalog: SeriesCatalog
+    private(set) var entries: [Entry] = []
+    private var words: [UInt64] = []
+    /// The number of live series.
+    private(set) var count = 0
     private(set) var seq: UInt64 = 0
     private(set) var logSeq: UInt64 = 0
+    /// Where each message is rendered before it is sent (reused).
+    private var buffer: [UInt8] = []
+
+    init(catalog: SeriesCatalog) { self.catalog = catalog }
 
     /// Applies one round's coalesced changes at position `logSeq` and hands each message
-    /// to publish (topic, payload) to `send`, `_progress` last. An empty payload removes
-    /// the series (published once more with `"removed":true`).
+    /// to publish (topic, payload) to `send`, `_progress` last. A removal of a live series
+    /// is published once more with `"removed":true`; a value equal to the one subscribers
+    /// have is not sent again (a partition's new owner reports its whole state at a switch).
     mutating func publish(
-        round changes: [(topic: TopicKey, payload: [UInt8], owner: SeriesOwner)],
+        _ changes: WorkerRegistry.Result,
         logSeq: UInt64,
-        send: ([[UInt8]]) throws -> Void
+        send: (_ topic: [UInt8], _ payload: [UInt8]) throws -> Void
     ) rethrows {
         self.logSeq = logSeq
-        for change in changes {
-            if change.payload.isEmpty {
-                guard let old = table.removeValue(forKey: change.topic) else { continue }
-                seq += 1
-                try send([change.topic.bytes, Topics.removal(labels: old.payload, seq: seq, logSeq: logSeq)])
-            } else {
-                // The same value again (a partition's new owner reports its whole state at
-                // a switch): nothing changed for subscribers, nothing is sent.
-                if let old = table[change.topic], Topics.isStamped(old.payload, from: change.payload) {
-                    table[change.topic]!.owner = change.owner
-                    continue
-                }
-                seq += 1
-                let stamped = Topics.stamped(change.payload, seq: seq, logSeq: logSeq)
-                table[change.topic] = Entry(payload: stamped, owner: change.owner)
-                try send([change.topic.bytes, stamped])
-            }
+        if entries.count < catalog.count {
+            entries.append(contentsOf: repeatElement(Entry(), count: catalog.count - entries.count))
         }
-        try send([Topics.progress, Topics.position(seq: seq, logSeq: logSeq)])
+        var out = buffer
+        buffer = []
+        defer { buffer = out }
+        for change in changes.series {
+            let id = Int(change.id)
+            if change.isRemoval {
+                guard entries[id].isLive else { continue }
+                entries[id].shape = -1
+                count -= 1
+                seq += 1
+                out.removeAll(keepingCapacity: true)
+                out.append(contentsOf: catalog.labels[id])
+                Topics.appendRemoval(seq: seq, logSeq: logSeq, to: &out)
+                try send(catalog.topics[id], out)
+                continue
+            }
+            let start = Int(change.offset)
+            let n = Int(change.fields)
+            let new = changes.words[start..<(start + n)]
+            let entry = entries[id]
+            if entry.isLive && entry.shape == change.shape
+                && words[Int(entry.offset)..<(Int(entry.offset) + n)].elementsEqual(new)
+            {
+                continue
+            }
+            if !entry.isLive { count += 1 }
+            if Int(entry.capacity) < n {
+                entries[id].offset = UInt32(words.count)
+                entries[id].capacity = UInt8(n)
+                words.append(contentsOf: new)
+            } else {
+                words.replaceSubrange(Int(entry.offset)..<(Int(entry.offset) + n), with: new)
+            }
+            seq += 1
+            entries[id].shape = change.shape
+            entries[id].seq = seq
+            entries[id].logSeq = logSeq
+            render(id, into: &out)
+            try send(catalog.topics[id], out)
+        }
+        try send(Topics.progress, Topics.position(seq: seq, logSeq: logSeq))
     }
 
-    /// The topics published for some partitions of a family (a scan: needed only when
-    /// partitions move).
-    func topics(of family: MetricFamily, partitions: PartitionSet) -> Set<TopicKey> {
-        Set(
-            table.lazy.filter { $0.value.owner.family == family && partitions.contains($0.value.owner.partition) }.map(
-                \.key
+    /// Writes the payload of live series `id` as published into `out` (emptied first).
+    private func render(_ id: Int, into out: inout [UInt8]) {
+        let entry = entries[id]
+        let fields = catalog.fields[Int(entry.shape)]
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: catalog.labels[id])
+        words.withUnsafeBufferPointer { all in
+            let start = Int(entry.offset)
+            Topics.appendFields(
+                fields,
+                UnsafeBufferPointer(rebasing: all[start..<(start + fields.keys.count)]),
+                to: &out
             )
-        )
+        }
+        Topics.appendStamp(seq: entry.seq, logSeq: entry.logSeq, to: &out)
     }
 
-    /// The snapshot of every series whose topic starts with `prefix`.
+    /// The live series of some partitions of a family, with their partitions (a scan:
+    /// needed only when partitions move).
+    func topics(of family: MetricFamily, partitions: PartitionSet) -> [UInt32: Int] {
+        var out: [UInt32: Int] = [:]
+        for (id, entry) in entries.enumerated() where entry.isLive {
+            let owner = catalog.owners[id]
+            if owner.family == family && partitions.contains(owner.partition) { out[UInt32(id)] = owner.partition }
+        }
+        return out
+    }
+
+    /// The snapshot of every live series whose topic starts with `prefix`, rendered, in
+    /// topic order.
     func snapshot(prefix: [UInt8]) -> [(topic: [UInt8], payload: [UInt8])] {
-        table.compactMap { topic, entry in
-            topic.bytes.starts(with: prefix) ? (topic.bytes, entry.payload) : nil
-        }.sorted { $0.topic.lexicographicallyPrecedes($1.topic) }
+        var out: [(topic: [UInt8], payload: [UInt8])] = []
+        for (id, entry) in entries.enumerated() where entry.isLive && catalog.topics[id].starts(with: prefix) {
+            var payload: [UInt8] = []
+            render(id, into: &payload)
+            out.append((catalog.topics[id], payload))
+        }
+        return out.sorted { $0.topic.lexicographicallyPrecedes($1.topic) }
     }
 }
 
 extension PublishedState {
-    static let fileFormat: UInt32 = 1
+    /// 2: values and shapes (1 kept JSON payloads; it is not read, workers rebuild instead).
+    static let fileFormat: UInt32 = 2
 
     /// The published state as bytes, saved with every checkpoint and at a graceful stop:
     /// a restart serves it (an earlier consistent state) at once, while the workers are
-    /// still being rebuilt, instead of an empty snapshot.
+    /// still being rebuilt, instead of an empty snapshot. The shapes used, then per live
+    /// series its topic, family, partition, shape, `seq`, `log_seq` and words.
     func encoded(layout: Layout) -> [UInt8] {
-        var w = BinaryWriter(capacity: 32 + table.count * 320)
+        var w = BinaryWriter(capacity: 64 + count * 120)
         w.u32(PublishedState.fileFormat)
         w.string(layout.description)
         w.u64(seq)
         w.u64(logSeq)
-        w.u64(UInt64(table.count))
-        for (topic, entry) in table {
-            w.bytes(topic.bytes)
-            w.bytes(entry.payload)
-            w.string(entry.owner.family.rawValue)
-            w.u32(UInt32(entry.owner.partition))
+        w.u32(UInt32(catalog.shapes.count))
+        for shape in catalog.shapes {
+            w.u8(UInt8(shape.fields.count))
+            for field in shape.fields {
+                w.u8(field.kind.rawValue)
+                w.string(field.name)
+            }
+        }
+        w.u64(UInt64(count))
+        for (id, entry) in entries.enumerated() where entry.isLive {
+            let owner = catalog.owners[id]
+            w.bytes(catalog.topics[id])
+            w.string(owner.family.rawValue)
+            w.u32(UInt32(owner.partition))
+            w.u32(UInt32(entry.shape))
+            w.u64(entry.seq)
+            w.u64(entry.logSeq)
+            let n = catalog.shapes[Int(entry.shape)].fields.count
+            for word in words[Int(entry.offset)..<(Int(entry.offset) + n)] { w.u64(word) }
         }
         return w.bytes
     }
@@ -98,10 +178,11 @@ extension PublishedState {
         }
     }
 
-    /// Reads `encoded(layout:)` bytes; fails unless they were saved by a daemon with the
-    /// same layout (families and partition count): with another one, series would belong
-    /// to other partitions and their removals could be lost.
-    init(encoded bytes: [UInt8], layout: Layout) throws(BinaryDecodingError) {
+    /// Reads `encoded(layout:)` bytes into `catalog`; fails unless they were saved by a
+    /// daemon with the same layout (families and partition count): with another one,
+    /// series would belong to other partitions and their removals could be lost.
+    init(encoded bytes: [UInt8], layout: Layout, catalog: SeriesCatalog) throws(BinaryDecodingError) {
+        self.init(catalog: catalog)
         var r = BinaryReader(bytes)
         guard try r.u32("format") == PublishedState.fileFormat else {
             throw BinaryDecodingError("unknown published-state format")
@@ -111,20 +192,55 @@ extension PublishedState {
         }
         seq = try r.u64("seq")
         logSeq = try r.u64("log_seq")
-        let count = try r.u64("count")
-        table.reserveCapacity(Int(min(count, 1 << 24)))
-        for _ in 0..<count {
-            let topic = TopicKey(try r.bytes("topic"))
-            let payload = try r.bytes("payload")
+        var shapes: [(id: Int32, fields: Int)] = []
+        for _ in 0..<(try r.u32("shapes")) {
+            let n = Int(try r.u8("field count"))
+            var fields: [SeriesShape.Field] = []
+            for _ in 0..<n {
+                guard let kind = FieldKind(rawValue: try r.u8("field kind")) else {
+                    throw BinaryDecodingError("unknown field kind")
+                }
+                fields.append(.init(try r.string("field name"), kind))
+            }
+            shapes.append((catalog.shape(SeriesShape(fields)), n))
+        }
+        let live = try r.u64("count")
+        var changes = WorkerRegistry.Result(logSeq: logSeq, series: [])
+        var stamps: [(seq: UInt64, logSeq: UInt64)] = []
+        for _ in 0..<live {
+            let topic = try r.bytes("topic")
             guard let family = MetricFamily(rawValue: try r.string("family")) else {
                 throw BinaryDecodingError("unknown family")
             }
-            let owner = SeriesOwner(family: family, partition: Int(try r.u32("partition")))
-            guard layout.families.contains(family), owner.partition < layout.partitions else {
-                throw BinaryDecodingError("series of \(owner), which this daemon does not serve")
+            let partition = Int(try r.u32("partition"))
+            guard layout.families.contains(family), partition < layout.partitions,
+                let id = catalog.series(topic: topic, family: family), catalog.owners[Int(id)].partition == partition
+            else {
+                throw BinaryDecodingError("series of \(family.rawValue)#\(partition), which this daemon does not serve")
             }
-            table[topic] = Entry(payload: payload, owner: owner)
+            let shape = Int(try r.u32("shape"))
+            guard shape < shapes.count else { throw BinaryDecodingError("shape \(shape) of \(shapes.count)") }
+            stamps.append((try r.u64("seq"), try r.u64("log_seq")))
+            let offset = changes.words.count
+            for _ in 0..<shapes[shape].fields { changes.words.append(try r.u64("value")) }
+            changes.series.append(
+                SeriesChange(
+                    id: id,
+                    partition: partition,
+                    shape: shapes[shape].id,
+                    fields: shapes[shape].fields,
+                    offset: offset
+                )
+            )
         }
         guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the published state") }
+        let (savedSeq, savedLogSeq) = (seq, logSeq)
+        publish(changes, logSeq: savedLogSeq) { _, _ in }
+        for (change, stamp) in zip(changes.series, stamps) {
+            entries[Int(change.id)].seq = stamp.seq
+            entries[Int(change.id)].logSeq = stamp.logSeq
+        }
+        seq = savedSeq
+        logSeq = savedLogSeq
     }
 }

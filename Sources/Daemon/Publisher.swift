@@ -17,7 +17,9 @@ final class Publisher {
     private let metrics: DaemonMetrics?
     /// Counts the subscribers connected to the updates socket.
     private let subscribers: ZMQConnectionMonitor
-    private(set) var state = PublishedState()
+    /// Every series topic accepted from workers, by id (shared with the `WorkerLinkServer`).
+    let catalog: SeriesCatalog
+    private(set) var state: PublishedState
     private(set) var rounds = 0
 
     /// Binds the updates and snapshot endpoints.
@@ -25,6 +27,8 @@ final class Publisher {
     {
         self.logger = logger
         self.metrics = metrics
+        catalog = SeriesCatalog(partitionCount: configuration.partitions)
+        state = PublishedState(catalog: catalog)
         updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)
         subscribers = try updates.monitorConnections()
         try updates.set(.sendHighWaterMark, configuration.subscriberHighWaterMark)
@@ -54,13 +58,13 @@ final class Publisher {
     func restore(_ bytes: [UInt8]?, layout: PublishedState.Layout, notAfter logSeq: UInt64) {
         guard let bytes else { return }
         do {
-            let saved = try PublishedState(encoded: bytes, layout: layout)
+            let saved = try PublishedState(encoded: bytes, layout: layout, catalog: catalog)
             guard saved.logSeq <= logSeq else { return }
             state = saved
             logger.info(
                 "Published state restored",
                 metadata: [
-                    "published.log_seq": "\(saved.logSeq)", "published.series": "\(saved.table.count)",
+                    "published.log_seq": "\(saved.logSeq)", "published.series": "\(saved.count)",
                 ]
             )
         } catch {
@@ -82,7 +86,7 @@ final class Publisher {
             try updates.send([Topics.progress, Topics.position(seq: state.seq, logSeq: state.logSeq)], blocking: false)
             return
         }
-        try state.publish(round: round.changes, logSeq: round.position) { try updates.send($0, blocking: false) }
+        try state.publish(round.changes, logSeq: round.position) { try updates.send($0, $1, blocking: false) }
     }
 
     /// The largest snapshot request (command and prefix) answered; a bigger one gets `ERR`.

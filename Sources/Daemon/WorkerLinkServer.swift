@@ -46,9 +46,10 @@ final class WorkerLinkServer {
     /// but not answered on its own.
     var barrierGap: UInt64 = 2_000_000
     var lastBarrier: UInt64 = 0
-    /// The partition of every series topic a worker of the family has reported that was
-    /// one of the family's (checked once per topic, not per result).
-    var topicPartitions: [MetricFamily: [TopicKey: Int]] = [:]
+    /// Every series topic accepted, checked once (family, partition) and given an id.
+    let catalog: SeriesCatalog
+    /// What each session has defined in its results: shapes and series numbers.
+    var reported: [WorkerRegistry.SessionID: SessionSeries] = [:]
 
     /// Binds the worker endpoint.
     init(
@@ -58,10 +59,12 @@ final class WorkerLinkServer {
         context: ZMQContext,
         committer: IngestCommitter,
         spawnedWorkers: SpawnedWorkers,
+        catalog: SeriesCatalog,
         logger: Logger,
         metrics: DaemonMetrics? = nil
     ) throws {
         self.metrics = metrics
+        self.catalog = catalog
         self.configuration = configuration
         self.modelBytes = modelBytes
         self.logger = logger
@@ -111,13 +114,11 @@ final class WorkerLinkServer {
                 }
                 try admit(ready, identity: identity)
             case .result:
-                guard let id, frames.count >= 3, frames.count % 2 == 1,
-                    let header = try? WorkerLink.ResultHeader.decode(frames[2])
-                else {
+                guard let id, frames.count == 4, let header = try? WorkerLink.ResultHeader.decode(frames[2]) else {
                     logger.warning("Malformed or unexpected RESULT dropped", metadata: ["worker.session": "\(id ?? 0)"])
                     continue
                 }
-                try receiveResult(frames, header: header, from: id)
+                receiveResult(header: header, body: frames[3], from: id)
             case .progress:
                 guard let id, frames.count == 3, let progress = try? WorkerLink.Progress.decode(frames[2]) else {
                     continue
@@ -141,16 +142,13 @@ final class WorkerLinkServer {
         }
     }
 
-    /// Checks a result's series against the session (its family, the partitions of its
-    /// lanes, a payload that is one well-formed JSON object, `JSONSyntax`) and keeps what
-    /// passes; the rest is dropped and logged, never published.
-    private func receiveResult(
-        _ frames: [[UInt8]],
-        header: WorkerLink.ResultHeader,
-        from id: WorkerRegistry.SessionID
-    )
-        throws
-    {
+    /// Reads a result's body against what the session defined before
+    /// (`WorkerLink.ResultSchema`), checks each series the session reports for the first
+    /// time against its family (`SeriesCatalog`: once per series, never again), each value
+    /// against the partitions of its lanes, and keeps what passes; the rest is dropped and
+    /// logged, never published. A body that cannot be read is dropped whole (nothing of it
+    /// is kept, the session's batches stay unanswered).
+    private func receiveResult(header: WorkerLink.ResultHeader, body: [UInt8], from id: WorkerRegistry.SessionID) {
         guard let session = registry.sessions[id] else { return }
         guard header.logSeq <= dispatchedLogSeq else {
             logger.warning(
@@ -163,37 +161,37 @@ final class WorkerLinkServer {
             return
         }
         let held = session.held(count: registry.partitionCount)
-        var series: [WorkerRegistry.Series] = []
-        series.reserveCapacity((frames.count - 3) / 2)
-        var rejected = 0
-        var example = ""
-        var i = 3
-        while i + 1 < frames.count {
-            let topic = TopicKey(frames[i])
-            let payload = frames[i + 1]
-            i += 2
-            let known = topicPartitions[session.family]?[topic]
-            if let partition = known ?? registry.partition(ofTopic: topic.bytes, family: session.family),
-                held.contains(partition), payload.isEmpty || JSONSyntax.isObject(payload)
-            {
-                if known == nil { topicPartitions[session.family, default: [:]][topic] = partition }
-                series.append(.init(topic: topic, payload: payload, partition: partition))
-            } else {
-                rejected += 1
-                if example.isEmpty { example = String(decoding: topic.bytes.prefix(80), as: UTF8.self) }
-            }
+        let read: (result: WorkerRegistry.Result, rejected: Int, example: [UInt8])
+        do {
+            read = try reported[id, default: SessionSeries()].read(
+                body,
+                logSeq: header.logSeq,
+                family: session.family,
+                held: held,
+                catalog: catalog
+            )
+        } catch {
+            logger.warning(
+                "Unreadable RESULT dropped",
+                metadata: [
+                    "worker.session": "\(id)", "worker.family": "\(session.family.rawValue)",
+                    "worker.host": "\(session.host)", "worker.pid": "\(session.pid)", "reason": "\(error)",
+                ]
+            )
+            return
         }
+        let (result, rejected, example) = read
         if rejected > 0 {
             logger.warning(
                 "Series outside the worker's family or partitions, or unreadable, dropped",
                 metadata: [
                     "worker.session": "\(id)", "worker.family": "\(session.family.rawValue)",
                     "worker.host": "\(session.host)", "worker.pid": "\(session.pid)", "series.dropped": "\(rejected)",
-                    "series.example": "\(example)",
+                    "series.example": "\(String(decoding: example.prefix(80), as: UTF8.self))",
                 ]
             )
         }
-        registry.receive(.init(logSeq: header.logSeq, series: series), complete: header.completeLanes, from: id)
+        registry.receive(result, complete: header.completeLanes, from: id)
     }
 
     func refuse(_ identity: [UInt8], _ reason: String) {

@@ -15,27 +15,46 @@ import Wire
 struct WorkerRegistry {
     typealias SessionID = UInt64
 
-    /// A series a worker reported, checked: its topic, payload (empty: removed), partition.
-    struct Series {
-        var topic: TopicKey
-        var payload: [UInt8]
-        var partition: Int
-    }
+    /// A series a worker reported, checked: its catalog id, partition, and values or removal.
+    typealias Series = SeriesChange
 
     struct Result {
         var logSeq: UInt64
         var series: [Series]
+        /// The values of `series` (each at its `offset`, as many as its shape has fields).
+        var words: [UInt64] = []
 
-        /// Consecutive results of one session as one: each topic once, in the order it
-        /// first appeared, with its latest payload. The one place results coalesce.
+        /// Consecutive results of one session as one: each series once, in the order it
+        /// first appeared, with its latest values. The one place results coalesce.
         static func merged(_ results: [Result]) -> Result {
             if results.count == 1 { return results[0] }
-            var order: [TopicKey] = []
-            var latest: [TopicKey: Series] = [:]
-            for result in results {
-                for s in result.series where latest.updateValue(s, forKey: s.topic) == nil { order.append(s.topic) }
+            var order: [UInt32] = []
+            var latest: [UInt32: (result: Int, series: Int)] = [:]
+            for (r, result) in results.enumerated() {
+                for (i, s) in result.series.enumerated() where latest.updateValue((r, i), forKey: s.id) == nil {
+                    order.append(s.id)
+                }
             }
-            return Result(logSeq: results.last!.logSeq, series: order.map { latest[$0]! })
+            var out = Result(logSeq: results.last!.logSeq, series: [])
+            out.series.reserveCapacity(order.count)
+            for id in order {
+                let (r, i) = latest[id]!
+                out.append(results[r].series[i], from: results[r].words)
+            }
+            return out
+        }
+
+        /// Appends `series` with its words from `words` (its source's).
+        mutating func append(_ series: Series, from words: [UInt64]) {
+            guard !series.isRemoval else {
+                self.series.append(series)
+                return
+            }
+            var s = series
+            s.offset = UInt32(self.words.count)
+            let start = Int(series.offset)
+            self.words.append(contentsOf: words[start..<(start + Int(series.fields))])
+            self.series.append(s)
         }
     }
 
@@ -379,11 +398,7 @@ struct WorkerRegistry {
     /// The partition of `family` that `topic` would be in if it is a series the family
     /// publishes (its metric, dimension and a key), or nil.
     func partition(ofTopic topic: [UInt8], family: MetricFamily) -> Int? {
-        guard let (metric, dimension, key) = Topics.seriesParts(topic),
-            family.publishes(metricSegment: metric),
-            family.dimensions.contains(dimension)
-        else { return nil }
-        return Partitioning.partition(of: dimension, key: key, count: partitionCount)
+        SeriesCatalog.partition(ofTopic: topic, family: family, count: partitionCount)
     }
 
     // MARK: rounds
@@ -456,11 +471,11 @@ struct WorkerRegistry {
         return sessions.values.contains { ($0.results.first?.logSeq).map { $0 <= position } ?? false }
     }
 
-    /// One round's work: the position, the series to publish (removals have an empty
-    /// payload) with their owners, and the moves it completed.
+    /// One round's work: the position, the series to publish (values or removals, their
+    /// words in `words`), and the moves it completed.
     struct Round {
         var position: UInt64
-        var changes: [(topic: TopicKey, payload: [UInt8], owner: SeriesOwner)] = []
+        var changes = Result(logSeq: 0, series: [])
         var switches: [Switch] = []
         /// Partitions the previous owners must stop computing.
         var release: [(SessionID, [Int])] = []
@@ -469,14 +484,16 @@ struct WorkerRegistry {
     /// Takes the round at `roundPosition()`: switches, then each owning session's results
     /// up to the position, only the series of the partitions it owns. A switched
     /// partition's new owner reported its whole state: series published before and not in
-    /// it are removed. `publishedTopics` gives the published topics of a family's partitions.
+    /// it are removed. `publishedTopics` gives the published series (catalog id: partition)
+    /// of a family's partitions.
     mutating func takeRound(
         notBefore publishedLogSeq: UInt64,
-        publishedTopics: (MetricFamily, PartitionSet) -> Set<TopicKey>
+        publishedTopics: (MetricFamily, PartitionSet) -> [UInt32: Int]
     ) -> Round? {
         guard let (position, switches) = roundPosition(), position >= publishedLogSeq else { return nil }
         barriers.removeFirst(barriers.prefix { $0 < position }.count)
         var round = Round(position: position, switches: switches)
+        round.changes.logSeq = position
         var released: [SessionID: [Int]] = [:]
         var switchedTo: [SessionID: PartitionSet] = [:]
         for sw in switches {
@@ -501,19 +518,19 @@ struct WorkerRegistry {
                 continue
             }
             let n = session.results.prefix { $0.logSeq <= position }.count
-            let merged = n == 0 ? Result(logSeq: position, series: []) : Result.merged(Array(session.results.prefix(n)))
+            let merged =
+                n == 0
+                ? Result(logSeq: position, series: [])
+                : Result.merged(Array(session.results.prefix(n)))
             update(id) { $0.results.removeFirst(n) }
-            var fresh: Set<TopicKey> = []
-            for series in merged.series where own.owner[series.partition] == id {
-                round.changes.append(
-                    (series.topic, series.payload, SeriesOwner(family: session.family, partition: series.partition))
-                )
-                if !series.payload.isEmpty { fresh.insert(series.topic) }
+            var fresh: Set<UInt32> = []
+            for series in merged.series where own.owner[Int(series.partition)] == id {
+                round.changes.append(series, from: merged.words)
+                if !series.isRemoval { fresh.insert(series.id) }
             }
             if let taken = switchedTo[id] {
-                for gone in publishedTopics(session.family, taken).subtracting(fresh) {
-                    let partition = partition(ofTopic: gone.bytes, family: session.family) ?? 0
-                    round.changes.append((gone, [], SeriesOwner(family: session.family, partition: partition)))
+                for (gone, partition) in publishedTopics(session.family, taken) where !fresh.contains(gone) {
+                    round.changes.series.append(.removal(gone, partition: partition))
                 }
             }
         }

@@ -12,6 +12,7 @@ extension WorkerLinkServer {
     /// Ends a session; its partitions go to the family's other sessions.
     func dropSession(_ id: WorkerRegistry.SessionID, reason: String, level: Logger.Level = .warning) throws {
         guard let session = registry.remove(id, dispatched: dispatchedLogSeq) else { return }
+        reported[id] = nil
         logger.log(
             level: level,
             "Worker session ended",
@@ -61,6 +62,7 @@ extension WorkerLinkServer {
         for session in registry.sessions.values {
             refuse(session.identity, "daemon state reloaded, send READY")
             registry.remove(session.id, dispatched: dispatchedLogSeq)
+            reported[session.id] = nil
         }
         registry.addBarrier(dispatchedLogSeq)
     }

@@ -27,9 +27,14 @@ struct CellAggregates: Sendable {
 /// The incremental computation of one metric family on a set of partitions.
 ///
 /// `apply` retracts a record's old facts and adds its new ones in every cell they touch
-/// that this shard owns; `flush` renders the series of the cells changed since the last
-/// flush and returns only those whose fields changed, plus removals. Nothing is ever
-/// recomputed from scratch per event.
+/// that this shard owns; `flush` computes the series of the cells changed since the last
+/// flush and reports to a `SeriesSink` only those whose values changed, plus removals.
+/// Nothing is ever recomputed from scratch per event.
+///
+/// Every cell has the same series *slots* (the family's metrics, and for stage conversion
+/// one per pipeline and stage pair), so what was last reported of a series is kept in flat
+/// arrays by cell and slot: its session number, whether it exists, and its values as
+/// `FieldWord`s. No series key is hashed and no field name is kept per series.
 public struct MetricEngine: Sendable {
     public let family: MetricFamily
     public let model: Model
@@ -55,8 +60,28 @@ public struct MetricEngine: Sendable {
     private var dirty: [Int] = []
     /// Per string id, a bit per dimension: whether this engine owns that key (0xFF: not yet known).
     private var ownership: [UInt8] = []
-    private var published: [SeriesID: [(String, FieldValue)]] = [:]
     private var retention: RetentionEngine?
+
+    /// One series of every cell: its metric (and stage pair), where its words start among
+    /// the cell's `valuesPerCell`, and how many there are.
+    struct Slot {
+        var metric: MetricName
+        var pipeline: UInt16 = 0
+        var fromStage: UInt16 = 0
+        var offset: Int
+        var count: Int
+    }
+    let slots: [Slot]
+    let valuesPerCell: Int
+    /// Per cell and slot (`cell * slots.count + slot`): the series' session number
+    /// (`unnumbered` until first reported) and whether it was last reported as existing.
+    private var seriesNumbers: [UInt32] = []
+    private var reported: [Bool] = []
+    /// Per cell, `valuesPerCell` words: the values last reported (meaningful where `reported`).
+    private var reportedValues: [UInt64] = []
+    /// customer_retention_rate: the series last reported, by period.
+    private var retentionReported: [Period: (number: UInt32, words: [UInt64], exists: Bool)] = [:]
+    static let unnumbered = UInt32.max
 
     struct CellKey: Hashable, Sendable {
         var dimension: Dimension
@@ -89,6 +114,34 @@ public struct MetricEngine: Sendable {
         }
         stageOffsets = offsets
         stageSlots = total
+        var slots: [Slot] = []
+        var width = 0
+        func add(_ metric: MetricName, pipeline: UInt16 = 0, from: UInt16 = 0) {
+            let n = metric.shape.fields.count
+            slots.append(Slot(metric: metric, pipeline: pipeline, fromStage: from, offset: width, count: n))
+            width += n
+        }
+        switch family {
+        case .newOpportunities: add(.newOpportunities)
+        case .qualifiedLeads:
+            add(.qualifiedLeads)
+            add(.qualificationRate)
+        case .winRate: add(.winRate)
+        case .stageConversion:
+            for (p, pipeline) in model.pipelines.enumerated() where pipeline.stages.count > 1 {
+                for s in 0..<(pipeline.stages.count - 1) { add(.stageConversion, pipeline: UInt16(p), from: UInt16(s)) }
+            }
+        case .revenue:
+            add(.revenue)
+            add(.dealSize)
+        case .averageOrderValue: add(.averageOrderValue)
+        case .salesCycleLength: add(.salesCycleLength)
+        case .salesVelocity: add(.salesVelocity)
+        case .roi: add(.roi)
+        case .customerRetentionRate: break
+        }
+        self.slots = slots
+        valuesPerCell = width
     }
 
     /// Number of cells held (for memory figures).
@@ -114,6 +167,9 @@ public struct MetricEngine: Sendable {
         cellIndex.insert(packed, i)
         cellKeys.append(key)
         dirtyFlags.append(false)
+        seriesNumbers.append(contentsOf: repeatElement(MetricEngine.unnumbered, count: slots.count))
+        reported.append(contentsOf: repeatElement(false, count: slots.count))
+        reportedValues.append(contentsOf: repeatElement(0, count: valuesPerCell))
         var c = CellAggregates()
         if needsStages { c.reached = [Int32](repeating: 0, count: stageSlots) }
         cells.append(c)
@@ -121,7 +177,7 @@ public struct MetricEngine: Sendable {
     }
 
     /// Stops computing every partition not in `kept` (a move handed them to another
-    /// worker): their cells and what was rendered of them are dropped, with no removals
+    /// worker): their cells and what was reported of them are dropped, with no removals
     /// (their new owner publishes them). Linear in the cells held; runs once per move.
     public mutating func restrict(to kept: PartitionSet, strings: StringTable, allKey: UInt32) {
         precondition(kept.count == assignment.count, "partition count is fixed")
@@ -130,20 +186,30 @@ public struct MetricEngine: Sendable {
         if family.reads.accounts {
             if !owns(.all, allKey, strings: strings) {
                 retention = nil
-                published = [:]
+                retentionReported = [:]
             }
             return
         }
         var remap = [Int](repeating: -1, count: cells.count)
         var keptKeys: [CellKey] = []
         var keptCells: [CellAggregates] = []
+        var keptNumbers: [UInt32] = []
+        var keptReported: [Bool] = []
+        var keptValues: [UInt64] = []
         var table = CellTable()
+        let width = slots.count
         for i in cells.indices where owns(cellKeys[i].dimension, cellKeys[i].key, strings: strings) {
             remap[i] = keptCells.count
             table.insert(cellKeys[i].packed, keptCells.count)
             keptKeys.append(cellKeys[i])
             keptCells.append(cells[i])
+            keptNumbers.append(contentsOf: seriesNumbers[(i * width)..<((i + 1) * width)])
+            keptReported.append(contentsOf: reported[(i * width)..<((i + 1) * width)])
+            keptValues.append(contentsOf: reportedValues[(i * valuesPerCell)..<((i + 1) * valuesPerCell)])
         }
+        seriesNumbers = keptNumbers
+        reported = keptReported
+        reportedValues = keptValues
         let wasDirty = dirty
         cellIndex = table
         cellKeys = keptKeys
@@ -151,7 +217,6 @@ public struct MetricEngine: Sendable {
         dirtyFlags = [Bool](repeating: false, count: cells.count)
         dirty = []
         for i in wasDirty where remap[i] >= 0 { markDirty(remap[i]) }
-        for id in published.keys where !owns(id.dimension, id.key, strings: strings) { published[id] = nil }
     }
 
     /// Applies one change of facts.
@@ -235,28 +300,75 @@ public struct MetricEngine: Sendable {
         }
     }
 
-    /// The series changed since the last flush (new values and removals).
-    public mutating func flush() -> [SeriesUpdate] {
-        var out: [SeriesUpdate] = []
+    /// Reports to `sink` the series changed since the last flush: each series whose values
+    /// differ from what was last reported (numbered by the sink the first time), and each
+    /// removal of one that was reported as existing.
+    public mutating func flush<Sink: SeriesSink>(into sink: inout Sink) {
         if family == .customerRetentionRate {
-            if var r = retention, r.isDirty {
-                for (id, fields) in r.render() { record(id, fields, into: &out) }
-                for id in published.keys where id.metric == .customerRetentionRate && !r.lastRendered.contains(id) {
-                    out.append(SeriesUpdate(id: id, fields: nil))
-                }
-                for u in out where u.fields == nil { published[u.id] = nil }
-                retention = r
-            }
-            return out
+            flushRetention(into: &sink)
+            return
         }
+        var words = [UInt64](repeating: 0, count: valuesPerCell)
+        var exists = [Bool](repeating: false, count: slots.count)
         dirty.sort()
         for i in dirty {
             dirtyFlags[i] = false
+            fill(cells[i], &words, &exists)
             let key = cellKeys[i]
-            for (id, fields) in render(cells[i], key) { record(id, fields, into: &out) }
+            for (j, slot) in slots.enumerated() {
+                let e = i * slots.count + j
+                guard exists[j] else {
+                    if reported[e] {
+                        reported[e] = false
+                        sink.removed(seriesNumbers[e])
+                    }
+                    continue
+                }
+                let base = i * valuesPerCell + slot.offset
+                let new = words[slot.offset..<(slot.offset + slot.count)]
+                if reported[e] && reportedValues[base..<(base + slot.count)].elementsEqual(new) { continue }
+                if seriesNumbers[e] == MetricEngine.unnumbered {
+                    let id = SeriesID(
+                        metric: slot.metric,
+                        dimension: key.dimension,
+                        key: key.key,
+                        period: key.period,
+                        pipeline: slot.pipeline,
+                        fromStage: slot.fromStage
+                    )
+                    seriesNumbers[e] = sink.introduce(id)
+                }
+                reported[e] = true
+                reportedValues.replaceSubrange(base..<(base + slot.count), with: new)
+                sink.values(seriesNumbers[e], new)
+            }
         }
         dirty.removeAll(keepingCapacity: true)
-        return out
+    }
+
+    private mutating func flushRetention<Sink: SeriesSink>(into sink: inout Sink) {
+        guard var r = retention, r.isDirty else { return }
+        let rendered = r.render()
+        retention = r
+        var present = Set<Period>()
+        for (period, words) in rendered {
+            present.insert(period)
+            if let last = retentionReported[period] {
+                guard !last.exists || last.words != words else { continue }
+                retentionReported[period] = (last.number, words, true)
+                sink.values(last.number, words[...])
+            } else {
+                let number = sink.introduce(
+                    SeriesID(metric: .customerRetentionRate, dimension: .all, key: r.allKey, period: period)
+                )
+                retentionReported[period] = (number, words, true)
+                sink.values(number, words[...])
+            }
+        }
+        for (period, last) in retentionReported where last.exists && !present.contains(period) {
+            retentionReported[period]!.exists = false
+            sink.removed(last.number)
+        }
     }
 
     @inline(__always)
@@ -267,34 +379,14 @@ public struct MetricEngine: Sendable {
         }
     }
 
-    private mutating func record(_ id: SeriesID, _ fields: [(String, FieldValue)]?, into out: inout [SeriesUpdate]) {
-        let previous = published[id]
-        if let fields {
-            if let previous, previous.elementsEqual(fields, by: { $0.0 == $1.0 && $0.1 == $1.1 }) { return }
-            published[id] = fields
-            out.append(SeriesUpdate(id: id, fields: fields))
-        } else if previous != nil {
-            published[id] = nil
-            out.append(SeriesUpdate(id: id, fields: nil))
-        }
+    @inline(__always)
+    private func ratio(_ num: Int32, _ den: Int32) -> UInt64 {
+        FieldWord.number(den == 0 ? nil : Double(num) / Double(den))
     }
 
-    private func ratio(_ num: Int32, _ den: Int32) -> FieldValue {
-        .number(den == 0 ? nil : Double(num) / Double(den))
-    }
-
-    /// Every series of one cell for this family; `nil` fields mean "does not exist".
-    private func render(_ c: CellAggregates, _ key: CellKey) -> [(SeriesID, [(String, FieldValue)]?)] {
-        func id(_ m: MetricName, pipeline: UInt16 = 0, from: UInt16 = 0) -> SeriesID {
-            SeriesID(
-                metric: m,
-                dimension: key.dimension,
-                key: key.key,
-                period: key.period,
-                pipeline: pipeline,
-                fromStage: from
-            )
-        }
+    /// The values of every slot of one cell (`words`, by `Slot.offset`) and whether each
+    /// series exists (`exists`, by slot). The series and fields are METRICS.md §3's.
+    private func fill(_ c: CellAggregates, _ words: inout [UInt64], _ exists: inout [Bool]) {
         let hasCreated = c.created > 0
         let closed = c.won + c.lost
         let hasClosed = closed > 0
@@ -305,115 +397,84 @@ public struct MetricEngine: Sendable {
         let winRate: Double? = closed == 0 ? nil : Double(c.won) / Double(closed)
         switch family {
         case .newOpportunities:
-            return [(id(.newOpportunities), hasCreated ? [("value", .count(Int(c.created)))] : nil)]
+            exists[0] = hasCreated
+            words[0] = FieldWord.count(Int(c.created))
         case .qualifiedLeads:
-            return [
-                (id(.qualifiedLeads), hasCreated ? [("value", .count(Int(c.qualified)))] : nil),
-                (
-                    id(.qualificationRate),
-                    hasCreated
-                        ? [
-                            ("value", ratio(c.qualified, c.created)), ("numerator", .count(Int(c.qualified))),
-                            ("denominator", .count(Int(c.created))),
-                        ] : nil
-                ),
-            ]
+            exists[0] = hasCreated
+            exists[1] = hasCreated
+            guard hasCreated else { return }
+            words[0] = FieldWord.count(Int(c.qualified))
+            words[1] = ratio(c.qualified, c.created)
+            words[2] = FieldWord.count(Int(c.qualified))
+            words[3] = FieldWord.count(Int(c.created))
         case .winRate:
-            return [
-                (
-                    id(.winRate),
-                    hasClosed
-                        ? [("value", .number(winRate)), ("numerator", .count(w)), ("denominator", .count(Int(closed)))]
-                        : nil
-                )
-            ]
+            exists[0] = hasClosed
+            guard hasClosed else { return }
+            words[0] = FieldWord.number(winRate)
+            words[1] = FieldWord.count(w)
+            words[2] = FieldWord.count(Int(closed))
         case .stageConversion:
-            var out: [(SeriesID, [(String, FieldValue)]?)] = []
-            for (p, pipeline) in model.pipelines.enumerated() where pipeline.stages.count > 1 {
-                let base = stageOffsets[p]
-                let exists = c.reached[base] > 0
-                for s in 0..<(pipeline.stages.count - 1) {
-                    let den = c.reached[base + s]
-                    let num = c.reached[base + s + 1]
-                    out.append(
-                        (
-                            id(.stageConversion, pipeline: UInt16(p), from: UInt16(s)),
-                            exists
-                                ? [
-                                    ("value", ratio(num, den)), ("numerator", .count(Int(num))),
-                                    ("denominator", .count(Int(den))),
-                                ]
-                                : nil
-                        )
-                    )
-                }
+            for (j, slot) in slots.enumerated() {
+                let base = stageOffsets[Int(slot.pipeline)]
+                exists[j] = c.reached[base] > 0
+                guard exists[j] else { continue }
+                let den = c.reached[base + Int(slot.fromStage)]
+                let num = c.reached[base + Int(slot.fromStage) + 1]
+                words[slot.offset] = ratio(num, den)
+                words[slot.offset + 1] = FieldWord.count(Int(num))
+                words[slot.offset + 2] = FieldWord.count(Int(den))
             }
-            return out
         case .revenue:
-            let n = Int(c.created)
-            let total = c.createdAmount.value
-            return [
-                (id(.revenue), hasClosed ? [("value", .number(revenue)), ("count", .count(w))] : nil),
-                (
-                    id(.dealSize),
-                    hasCreated
-                        ? [
-                            ("value", .number(total / Double(n))), ("count", .count(n)), ("sum", .number(total)),
-                            ("p50", .number(c.amountSketch.percentile(50))),
-                            ("p90", .number(c.amountSketch.percentile(90))),
-                        ]
-                        : nil
-                ),
-            ]
+            exists[0] = hasClosed
+            if hasClosed {
+                words[0] = FieldWord.number(revenue)
+                words[1] = FieldWord.count(w)
+            }
+            exists[1] = hasCreated
+            if hasCreated {
+                let n = Int(c.created)
+                let total = c.createdAmount.value
+                words[2] = FieldWord.number(total / Double(n))
+                words[3] = FieldWord.count(n)
+                words[4] = FieldWord.number(total)
+                words[5] = FieldWord.number(c.amountSketch.percentile(50))
+                words[6] = FieldWord.number(c.amountSketch.percentile(90))
+            }
         case .averageOrderValue:
-            return [
-                (
-                    id(.averageOrderValue),
-                    hasClosed
-                        ? [("value", .number(aov)), ("count", .count(w)), ("sum", .number(revenue))] : nil
-                )
-            ]
+            exists[0] = hasClosed
+            guard hasClosed else { return }
+            words[0] = FieldWord.number(aov)
+            words[1] = FieldWord.count(w)
+            words[2] = FieldWord.number(revenue)
         case .salesCycleLength:
-            return [
-                (
-                    id(.salesCycleLength),
-                    hasClosed
-                        ? [
-                            ("value", .number(cycle)), ("count", .count(w)),
-                            ("p50", .number(c.durationSketch.percentile(50))),
-                            ("p90", .number(c.durationSketch.percentile(90))),
-                        ] : nil
-                )
-            ]
+            exists[0] = hasClosed
+            guard hasClosed else { return }
+            words[0] = FieldWord.number(cycle)
+            words[1] = FieldWord.count(w)
+            words[2] = FieldWord.number(c.durationSketch.percentile(50))
+            words[3] = FieldWord.number(c.durationSketch.percentile(90))
         case .salesVelocity:
+            exists[0] = hasCreated || hasClosed
+            guard exists[0] else { return }
             let opportunities = Int(c.created)
             var velocity: Double?
             if let winRate, let aov, let cycle, cycle != 0 {
                 velocity = Double(opportunities) * winRate * aov / cycle
             }
-            return [
-                (
-                    id(.salesVelocity),
-                    hasCreated || hasClosed
-                        ? [
-                            ("value", .number(velocity)), ("opportunities", .count(opportunities)),
-                            ("win_rate", .number(winRate)),
-                            ("average_order_value", .number(aov)), ("sales_cycle_length", .number(cycle)),
-                        ] : nil
-                )
-            ]
+            words[0] = FieldWord.number(velocity)
+            words[1] = FieldWord.count(opportunities)
+            words[2] = FieldWord.number(winRate)
+            words[3] = FieldWord.number(aov)
+            words[4] = FieldWord.number(cycle)
         case .roi:
+            exists[0] = hasClosed || c.spendRecords > 0
+            guard exists[0] else { return }
             let spend = c.spend.value
-            let value: Double? = spend == 0 ? nil : c.wonAmount.difference(c.spend) / spend
-            return [
-                (
-                    id(.roi),
-                    hasClosed || c.spendRecords > 0
-                        ? [("value", .number(value)), ("revenue", .number(revenue)), ("spend", .number(spend))] : nil
-                )
-            ]
+            words[0] = FieldWord.number(spend == 0 ? nil : c.wonAmount.difference(c.spend) / spend)
+            words[1] = FieldWord.number(revenue)
+            words[2] = FieldWord.number(spend)
         case .customerRetentionRate:
-            return []
+            return
         }
     }
 }

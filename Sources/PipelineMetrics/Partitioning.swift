@@ -7,9 +7,14 @@ public import DealModel
 public enum Partitioning {
     /// The partition of the series of `key` in `dimension`, out of `count`.
     public static func partition(of dimension: Dimension, key: String, count: Int) -> Int {
+        partition(of: dimension, keyBytes: key.utf8, count: count)
+    }
+
+    /// `partition(of:key:count:)` of a key given as its UTF-8 bytes.
+    public static func partition<C: Collection<UInt8>>(of dimension: Dimension, keyBytes: C, count: Int) -> Int {
         var bytes = Array(dimension.name.utf8)
         bytes.append(0x2F)
-        bytes.append(contentsOf: key.utf8)
+        bytes.append(contentsOf: keyBytes)
         return Int(StableHash.hash64(bytes) % UInt64(count))
     }
 }

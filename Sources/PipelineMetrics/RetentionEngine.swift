@@ -35,7 +35,6 @@ struct RetentionEngine: Sendable {
     private var sinceMonths: [Int32: Int] = [:]
     private var extentMonths: [Int32: Int] = [:]
     private(set) var isDirty = false
-    private(set) var lastRendered: Set<SeriesID> = []
 
     init(allKey: UInt32) { self.allKey = allKey }
 
@@ -104,21 +103,19 @@ struct RetentionEngine: Sendable {
         bump(&extentMonths, c.extentMonth, sign)
     }
 
-    /// Every series of the current range.
-    mutating func render() -> [(SeriesID, [(String, FieldValue)]?)] {
+    /// Every series of the current range: its period and its values (`FieldWord`s of
+    /// `MetricName.customerRetentionRate.shape`: value, start, end, new).
+    mutating func render() -> [(Period, [UInt64])] {
         isDirty = false
-        guard let first = sinceMonths.keys.min(), let last = extentMonths.keys.max() else {
-            lastRendered = []
-            return []
-        }
+        guard let first = sinceMonths.keys.min(), let last = extentMonths.keys.max() else { return [] }
         let steps = difference.sorted { $0.key < $1.key }
-        var out: [(SeriesID, [(String, FieldValue)]?)] = []
+        var out: [(Period, [UInt64])] = []
         func emit(_ period: Period, start: Int, end: Int, new: Int) {
             let value: Double? = start == 0 ? nil : Double(end - new) / Double(start)
             out.append(
                 (
-                    SeriesID(metric: .customerRetentionRate, dimension: .all, key: allKey, period: period),
-                    [("value", .number(value)), ("start", .count(start)), ("end", .count(end)), ("new", .count(new))]
+                    period,
+                    [FieldWord.number(value), FieldWord.count(start), FieldWord.count(end), FieldWord.count(new)]
                 )
             )
         }
@@ -141,7 +138,6 @@ struct RetentionEngine: Sendable {
         for q in firstQuarter...lastQuarter {
             emit(.quarter(q), start: boundary[q * 3]!, end: boundary[q * 3 + 3]!, new: newByQuarter[q] ?? 0)
         }
-        lastRendered = Set(out.map(\.0))
         return out
     }
 }

@@ -91,8 +91,10 @@ public enum Topics {
         return out
     }
 
-    /// The payload object without `seq` and `log_seq` (the daemon adds those when it
-    /// publishes): labels first, then the metric's fields.
+    /// The payload object without `seq` and `log_seq`: labels first, then the metric's
+    /// fields. The reference form: the daemon renders what it publishes itself, from the
+    /// topic's `labels(ofTopic:)` and the values (`appendFields`), and the tests check that
+    /// it writes exactly these bytes followed by the stamp.
     public static func payload(
         _ id: SeriesID,
         fields: [(String, FieldValue)],
@@ -134,32 +136,221 @@ public enum Topics {
         return out
     }
 
-    /// `payload` with `,"seq":…,"log_seq":…` spliced in before the closing brace.
-    /// Whether `stamped` (a payload as published) is `payload` with its `seq` and `log_seq`:
-    /// the same value, published before.
-    public static func isStamped(_ stamped: [UInt8], from payload: [UInt8]) -> Bool {
-        guard payload.last == UInt8(ascii: "}"), stamped.count > payload.count + seqKey.count else { return false }
-        let body = payload.count - 1
-        return stamped[..<body].elementsEqual(payload[..<body])
-            && stamped[body..<(body + seqKey.count)].elementsEqual(seqKey)
+    /// The labels of a series' payload, read from its topic: `{"metric":…,"dimension":…,
+    /// "key":…,"period":…` and for stage_conversion `,"pipeline":…,"from":…,"to":…`, with no
+    /// closing brace: byte for byte what `payload` starts with. Nil for a topic that is not
+    /// `<metric>/<dimension>/<key>/<period>` with decodable segments.
+    public static func labels(ofTopic topic: [UInt8]) -> [UInt8]? { SeriesTopic(topic)?.labels }
+
+    /// A series topic read once: its metric segment (as sent), dimension, decoded key (the
+    /// bytes its partition is hashed from) and the labels of its payload (`labels(ofTopic:)`).
+    ///
+    /// One pass over the bytes, no string per segment: the daemon reads every topic a
+    /// worker session reports for the first time, tens of thousands at a start.
+    public struct SeriesTopic {
+        public let metricSegment: String
+        public let dimension: Dimension
+        public let key: [UInt8]
+        public let labels: [UInt8]
+
+        public init?(_ topic: [UInt8]) {
+            var slashes = (0, 0, 0)
+            var n = 0
+            for (i, b) in topic.enumerated() where b == UInt8(ascii: "/") {
+                switch n {
+                case 0: slashes.0 = i
+                case 1: slashes.1 = i
+                case 2: slashes.2 = i
+                default: return nil
+                }
+                n += 1
+            }
+            guard n == 3, slashes.0 > 0, slashes.1 > slashes.0 + 1, slashes.2 > slashes.1 + 1,
+                slashes.2 < topic.count - 1
+            else { return nil }
+            let metric = topic[..<slashes.0]
+            let dimensionBytes = topic[(slashes.0 + 1)..<slashes.1]
+            guard let dimension = Dimension.allCases.first(where: { dimensionBytes.elementsEqual($0.name.utf8) }) else {
+                return nil
+            }
+            var out: [UInt8] = []
+            out.reserveCapacity(topic.count + 96)
+            var scratch: [UInt8] = []
+            scratch.reserveCapacity(topic.count)
+            func label(_ name: [UInt8], _ segment: ArraySlice<UInt8>) -> Bool {
+                out.append(contentsOf: name)
+                guard Topics.percentDecode(segment, into: &scratch) else { return false }
+                Topics.appendJSONString(scratch, to: &out)
+                return true
+            }
+            let conversion = Topics.conversionPrefix
+            if metric.starts(with: conversion) {
+                var colons: [Int] = []
+                for i in (metric.startIndex + conversion.count)..<metric.endIndex where topic[i] == UInt8(ascii: ":") {
+                    colons.append(i)
+                }
+                guard colons.count == 2 else { return nil }
+                out.append(contentsOf: Topics.conversionMetricLabel)
+                guard label(Topics.dimensionLabel, dimensionBytes),
+                    label(Topics.keyLabel, topic[(slashes.1 + 1)..<slashes.2]),
+                    label(Topics.periodLabel, topic[(slashes.2 + 1)...]),
+                    label(Topics.pipelineLabel, metric[(metric.startIndex + conversion.count)..<colons[0]]),
+                    label(Topics.fromLabel, metric[(colons[0] + 1)..<colons[1]]),
+                    label(Topics.toLabel, metric[(colons[1] + 1)...])
+                else { return nil }
+            } else {
+                guard label(Topics.metricLabel, metric), label(Topics.dimensionLabel, dimensionBytes),
+                    label(Topics.keyLabel, topic[(slashes.1 + 1)..<slashes.2]),
+                    label(Topics.periodLabel, topic[(slashes.2 + 1)...])
+                else { return nil }
+            }
+            guard Topics.percentDecode(topic[(slashes.1 + 1)..<slashes.2], into: &scratch) else { return nil }
+            key = scratch
+            labels = out
+            metricSegment = String(decoding: metric, as: UTF8.self)
+            self.dimension = dimension
+        }
     }
 
-    public static func stamped(_ payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
-        // On every published update: one allocation, digits written in place.
-        var out: [UInt8] = []
-        out.reserveCapacity(payload.count + 56)
-        if payload.last == UInt8(ascii: "}") {
-            out.append(contentsOf: payload[..<(payload.count - 1)])
-        } else {
-            out.append(contentsOf: payload)
+    private static let conversionPrefix = Array("stage_conversion:".utf8)
+    private static let conversionMetricLabel = Array(#"{"metric":"stage_conversion""#.utf8)
+    private static let metricLabel = Array(#"{"metric":"#.utf8)
+    private static let dimensionLabel = Array(#","dimension":"#.utf8)
+    private static let keyLabel = Array(#","key":"#.utf8)
+    private static let periodLabel = Array(#","period":"#.utf8)
+    private static let pipelineLabel = Array(#","pipeline":"#.utf8)
+    private static let fromLabel = Array(#","from":"#.utf8)
+    private static let toLabel = Array(#","to":"#.utf8)
+
+    /// `percentDecode` into `out` (emptied first); false for a malformed escape or invalid UTF-8.
+    static func percentDecode(_ bytes: ArraySlice<UInt8>, into out: inout [UInt8]) -> Bool {
+        out.removeAll(keepingCapacity: true)
+        var ascii = true
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            var b = bytes[i]
+            if b == UInt8(ascii: "%") {
+                guard i + 2 < bytes.endIndex, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
+                    return false
+                }
+                b = hi << 4 | lo
+                i += 3
+            } else {
+                i += 1
+            }
+            if b >= 0x80 { ascii = false }
+            out.append(b)
         }
-        out.append(contentsOf: Topics.seqKey)
+        return ascii || String(validating: out, as: UTF8.self) != nil
+    }
+
+    @inline(__always)
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+
+    /// `JSONWriter.appendString` of UTF-8 bytes (the same escapes).
+    static func appendJSONString(_ bytes: [UInt8], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out.append(0x5C)
+                out.append(byte)
+            case 0x0A:
+                out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D:
+                out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09:
+                out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0..<0x20:
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
+                out.append(hexLower[Int(byte >> 4)])
+                out.append(hexLower[Int(byte & 0xF)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static let hexLower = Array("0123456789abcdef".utf8)
+
+    /// A shape ready to render: each field's `,"name":` and its kind.
+    public struct PayloadFields: Sendable {
+        public let keys: [[UInt8]]
+        public let kinds: [FieldKind]
+        public init(_ shape: SeriesShape) {
+            keys = shape.fields.map { field in
+                var key: [UInt8] = [UInt8(ascii: ",")]
+                JSONWriter.appendString(field.name, to: &key)
+                key.append(UInt8(ascii: ":"))
+                return key
+            }
+            kinds = shape.fields.map(\.kind)
+        }
+    }
+
+    /// Appends the fields of a payload: `,"name":value` for each field and its word
+    /// (`FieldWord`), numbers written by `JSONWriter.number` as `payload` writes them.
+    public static func appendFields(
+        _ fields: PayloadFields,
+        _ words: UnsafeBufferPointer<UInt64>,
+        to out: inout [UInt8]
+    ) {
+        for i in 0..<min(fields.keys.count, words.count) {
+            out.append(contentsOf: fields.keys[i])
+            switch fields.kinds[i] {
+            case .count:
+                let n = Int64(bitPattern: words[i])
+                if n < 0 { out.append(UInt8(ascii: "-")) }
+                appendDecimal(n.magnitude, to: &out)
+            case .number:
+                appendNumber(Double(bitPattern: words[i]), to: &out)
+            }
+        }
+    }
+
+    /// Appends `JSONWriter.number(d)`: the same text, with the integral case (most sums and
+    /// counts kept as doubles) written digit by digit instead of through two `String`s.
+    static func appendNumber(_ d: Double, to out: inout [UInt8]) {
+        guard d.isFinite else {
+            out.append(contentsOf: nullText)
+            return
+        }
+        guard d == d.rounded(), abs(d) < 1e15 else {
+            var text = d.description
+            text.withUTF8 { out.append(contentsOf: $0) }
+            return
+        }
+        let n = Int64(d)
+        if n < 0 { out.append(UInt8(ascii: "-")) }
+        appendDecimal(n.magnitude, to: &out)
+        out.append(contentsOf: [UInt8(ascii: "."), UInt8(ascii: "0")])
+    }
+
+    /// Appends `,"seq":…,"log_seq":…}`: what closes every published payload.
+    public static func appendStamp(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
+        out.append(contentsOf: seqKey)
         appendDecimal(seq, to: &out)
-        out.append(contentsOf: Topics.logSeqKey)
+        out.append(contentsOf: logSeqKey)
         appendDecimal(logSeq, to: &out)
         out.append(UInt8(ascii: "}"))
-        return out
     }
+
+    /// Appends what follows the labels of a removed series: `,"value":null,"removed":true`
+    /// and the stamp.
+    public static func appendRemoval(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
+        out.append(contentsOf: removedFields)
+        appendStamp(seq: seq, logSeq: logSeq, to: &out)
+    }
+
+    private static let nullText = Array("null".utf8)
+    private static let removedFields = Array(",\"value\":null,\"removed\":true".utf8)
 
     private static let seqKey = Array(",\"seq\":".utf8)
     private static let logSeqKey = Array(",\"log_seq\":".utf8)
@@ -176,19 +367,6 @@ public enum Topics {
             } while rest > 0
             out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
         }
-    }
-
-    /// The payload of a removed series: its labels, `value` null and `"removed":true`.
-    public static func removal(labels payload: [UInt8], seq: UInt64, logSeq: UInt64) -> [UInt8] {
-        // Keep the labels of the last payload; replace the fields by a null value.
-        var labels: [UInt8] = []
-        if let value = payload.firstRange(of: Array(",\"value\":".utf8)) {
-            labels = Array(payload[..<value.lowerBound])
-        } else {
-            labels = Array(payload.dropLast())
-        }
-        labels.append(contentsOf: Array(",\"value\":null,\"removed\":true,\"seq\":\(seq),\"log_seq\":\(logSeq)}".utf8))
-        return labels
     }
 
     /// `{"seq":…,"log_seq":…}`: the body of `_progress` and of a snapshot's `END`.

@@ -6,8 +6,10 @@ public import Wire
 /// streams, and one engine per *lane* (a set of partitions the daemon assigned at once).
 ///
 /// A value owned by the worker's socket thread (`WorkerLoop`), which is its only user: it
-/// applies whole fact batches and renders what changed, with no hop to another thread or
-/// actor on the hot path. A lane being rebuilt gets its rebuild chunks first; the live
+/// applies whole fact batches and writes what changed as one `RESULT` body of compact
+/// values (`WorkerLink.ResultWriter`; the daemon renders the JSON), with no hop to another
+/// thread or actor on the hot path. It keeps the session's numbering of what it reports:
+/// series numbers, dense from 0 in the order first reported, and the shapes sent. A lane being rebuilt gets its rebuild chunks first; the live
 /// batches that arrive meanwhile wait in the lane and are applied, in order, after its
 /// last chunk: the aggregates (sketches, retention) are order-sensitive, so a lane sees
 /// exactly the facts at its rebuild position followed by every change after it.
@@ -18,6 +20,10 @@ public struct MetricShard {
     private var lanes: [UInt32: Lane] = [:]
     /// Lanes whose rebuild finished since the last flush: their first flush is whole.
     private var completed: [UInt32] = []
+    /// The next series number of this session.
+    private var nextSeries: UInt32 = 0
+    /// Whether each metric's shape (shape id = `MetricName.rawValue`) was sent in this session.
+    private var shapesSent = [Bool](repeating: false, count: MetricName.allCases.count)
 
     struct Lane {
         var engine: MetricEngine
@@ -29,12 +35,6 @@ public struct MetricShard {
     public init(family: MetricFamily, model: Model) {
         self.family = family
         self.model = model
-    }
-
-    /// A rendered series: topic, and payload (empty when the series was removed).
-    public struct Rendered: Sendable {
-        public var topic: [UInt8]
-        public var payload: [UInt8]
     }
 
     /// Opens a lane for `assign.partitions`; its rebuild chunks follow.
@@ -113,29 +113,50 @@ public struct MetricShard {
         return lane.rebuiltFacts
     }
 
-    /// The series changed since the last flush in every rebuilt lane, rendered, and the
-    /// lanes whose whole state this flush holds for the first time.
-    public mutating func flush() -> (series: [Rendered], completeLanes: [UInt32]) {
-        let strings = self.strings
-        let model = self.model
-        var out: [Rendered] = []
+    /// The `RESULT` body of the series changed since the last flush in every rebuilt lane,
+    /// and the lanes whose whole state this flush holds for the first time.
+    public mutating func flush() -> (body: [UInt8], completeLanes: [UInt32]) {
+        var sink = BodySink(
+            writer: WorkerLink.ResultWriter(),
+            nextSeries: nextSeries,
+            shapesSent: shapesSent,
+            strings: strings,
+            model: model
+        )
+        shapesSent = []
         for id in lanes.keys.sorted() where lanes[id]!.waiting == nil {
-            for update in lanes[id]!.engine.flush() {
-                let topic = Topics.topic(update.id, strings: strings, model: model)
-                guard let fields = update.fields else {
-                    out.append(Rendered(topic: topic, payload: []))
-                    continue
-                }
-                out.append(
-                    Rendered(
-                        topic: topic,
-                        payload: Topics.payload(update.id, fields: fields, strings: strings, model: model)
-                    )
-                )
-            }
+            lanes[id]!.engine.flush(into: &sink)
         }
+        nextSeries = sink.nextSeries
+        shapesSent = sink.shapesSent
         let complete = completed
         completed = []
-        return (out, complete)
+        return (sink.writer.bytes, complete)
+    }
+
+    /// Writes what the engines report: a series' shape (once per session) and topic (once
+    /// per series) before its first values.
+    struct BodySink: SeriesSink {
+        var writer: WorkerLink.ResultWriter
+        var nextSeries: UInt32
+        var shapesSent: [Bool]
+        let strings: StringTable
+        let model: Model
+
+        mutating func introduce(_ id: SeriesID) -> UInt32 {
+            let shape = Int(id.metric.rawValue)
+            if !shapesSent[shape] {
+                writer.shape(UInt16(shape), id.metric.shape)
+                shapesSent[shape] = true
+            }
+            let number = nextSeries
+            nextSeries += 1
+            writer.series(number, shape: UInt16(shape), topic: Topics.topic(id, strings: strings, model: model))
+            return number
+        }
+
+        mutating func values(_ number: UInt32, _ words: ArraySlice<UInt64>) { writer.values(number, words) }
+
+        mutating func removed(_ number: UInt32) { writer.removed(number) }
     }
 }

@@ -130,19 +130,15 @@ struct WorkerLoop {
         case stopped
     }
 
-    /// Renders what changed since the last result and sends it, at position `logSeq`.
+    /// Sends what changed since the last result, at position `logSeq`: three frames, the
+    /// command, the header and one body of compact values (docs/workers.md).
     func sendResult(_ socket: ZMQSocket, _ shard: inout MetricShard, _ logSeq: UInt64) throws {
-        let (rendered, complete) = shard.flush()
-        var reply: [[UInt8]] = [
+        let (body, complete) = shard.flush()
+        try socket.send([
             WorkerLink.Command.result.frame,
             WorkerLink.ResultHeader(logSeq: logSeq, completeLanes: complete).encode(),
-        ]
-        reply.reserveCapacity(2 + rendered.count * 2)
-        for r in rendered {
-            reply.append(r.topic)
-            reply.append(r.payload)
-        }
-        try socket.send(reply)
+            body,
+        ])
     }
 
     /// One connection to the daemon, from READY until the daemon goes silent or we stop.

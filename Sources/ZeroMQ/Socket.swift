@@ -154,6 +154,28 @@ public final class ZMQSocket {
         return true
     }
 
+    /// Sends a two-frame message (a topic and its payload) with no array of frames built
+    /// for it: what publication does for every update. As `send(_:blocking:)`.
+    @discardableResult
+    public func send(_ first: [UInt8], _ second: [UInt8], blocking: Bool = true) throws(ZMQError) -> Bool {
+        let more = ZMQ_SNDMORE | (blocking ? 0 : ZMQ_DONTWAIT)
+        while true {
+            let rc = first.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, more) }
+            if rc >= 0 { break }
+            let error = ZMQError.last("zmq_send")
+            if error.isInterrupted { continue }
+            if error.wouldBlock { return false }
+            throw error
+        }
+        while true {
+            let rc = second.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, blocking ? 0 : ZMQ_DONTWAIT) }
+            if rc >= 0 { return true }
+            let error = ZMQError.last("zmq_send")
+            if error.isInterrupted { continue }
+            throw error
+        }
+    }
+
     /// The `User-Id` of the connection the last message received came from: the name a
     /// ZAP handler gave the peer (`ZAPAuthenticator`), nil when none did.
     ///

@@ -136,12 +136,56 @@ def ready(family: str, pid: int, host: str, token: bytes = b"", version: int = 2
     return [b"READY", body]
 
 
-def result(log_seq: int, pairs, lanes=()) -> list[bytes]:
+def result(log_seq: int, body: bytes, lanes=()) -> list[bytes]:
+    """RESULT: the command, the header (log_seq, lanes whole) and one body (ResultEncoder)."""
     header = struct.pack("<QI", log_seq, len(lanes)) + b"".join(struct.pack("<I", lane) for lane in lanes)
-    frames = [b"RESULT", header]
-    for topic, payload in pairs:
-        frames += [topic.encode("utf-8") if isinstance(topic, str) else topic, payload]
-    return frames
+    return [b"RESULT", header, body]
+
+
+class ResultEncoder:
+    """A worker session's side of RESULT bodies (docs/workers.md, worker protocol 2): a shape
+    (field names and kinds) once per session, a series' topic once, under a number dense
+    from 0, then only numbers and 8-byte words (a count as int64, a number as a double) or a
+    removal. Keeps the numbering across results, as the daemon does per session."""
+
+    SHAPES = {  # shape id: fields (name, kind: 0 number, 1 count), as the Swift workers send them
+        "win_rate": (3, [("value", 0), ("numerator", 1), ("denominator", 1)]),
+        "revenue": (5, [("value", 0), ("count", 1)]),
+    }
+
+    def __init__(self):
+        self.shapes_sent: set[str] = set()
+        self.numbers: dict[str, int] = {}
+
+    def _series(self, topic: str, shape: str) -> bytes:
+        out = b""
+        sid, fields = self.SHAPES[shape]
+        if shape not in self.shapes_sent:
+            self.shapes_sent.add(shape)
+            out += struct.pack("<BHB", 1, sid, len(fields)) + b"".join(
+                struct.pack("<B", kind) + _string(name) for name, kind in fields)
+        if topic not in self.numbers:
+            self.numbers[topic] = len(self.numbers)
+            t = topic.encode("utf-8")
+            out += struct.pack("<BIHI", 2, self.numbers[topic], sid, len(t)) + t
+        return out
+
+    def values(self, items) -> bytes:
+        """A body with new values: items are (topic, shape name, [value per field])."""
+        out = b""
+        for topic, shape, vals in items:
+            out += self._series(topic, shape)
+            words = b"".join(struct.pack("<q", v) if kind else struct.pack("<d", v)
+                             for v, (_, kind) in zip(vals, self.SHAPES[shape][1]))
+            out += struct.pack("<BI", 3, self.numbers[topic]) + words
+        return out
+
+    def removed(self, items) -> bytes:
+        """A body removing series: items are (topic, shape name)."""
+        out = b""
+        for topic, shape in items:
+            out += self._series(topic, shape) + struct.pack("<BI", 4, self.numbers[topic])
+        return out
 
 
 def parse_assign(body: bytes) -> dict:

@@ -7,10 +7,12 @@
     send READY and heartbeats: they receive nothing and no session appears in STATUS; and a
     worker key on the ingest endpoint gets no PONG.
 (b) an allowlisted key (the daemon admits it; it gets RESET and ASSIGN) that never answers:
-    - forged RESULTs: a series of another family (win_rate/all/*/all = -999999999), topic
-      `zzz/injected`, a non-JSON payload, a revenue series outside its partitions, a value for
-      a series of its own partitions while it has not caught up, and a removal of every real
-      revenue series: none of it is published (subscriber) or stored (snapshot);
+    - forged RESULTs (binary bodies, common.ResultEncoder): a series of another family
+      (win_rate/all/*/all = -999999999), topic `zzz/injected`, garbage bytes instead of values,
+      values for a series number never defined, bytes that are no record, a revenue series
+      outside its partitions, a value for a series of its own partitions while it has not
+      caught up, and a removal of every real revenue series: none of it is published
+      (subscriber) or stored (snapshot), and each unreadable body is logged;
     - it holds its fact batches, heartbeats only (limits.max_outstanding_batches is small, so
       held batches would stop ingest): it is dropped within workers.result_timeout_ms + slack,
       and an ingest client that keeps sending sees its ACK latency recover;
@@ -35,6 +37,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -312,28 +315,36 @@ class Attacks:
         t_hold = facts[0][0] if facts else time.monotonic()
         ls = max([common.parse_facts_header(f[1])["log_seq"] for _, f in facts] + [end0["log_seq"]])
 
-        def forged(metric, dim, key, period):
-            return json.dumps({"metric": metric, "dimension": dim, "key": key, "period": period, "value": FORGED,
-                               "count": 1, "numerator": 1, "denominator": 1}).encode()
+        enc = common.ResultEncoder()  # the fake session's numbering, kept across its RESULTs
+
+        def forged(topic, shape="revenue"):
+            width = len(common.ResultEncoder.SHAPES[shape][1])
+            return enc.values([(topic, shape, [FORGED] + [1] * (width - 1))])
 
         inside = [t for t in revenue_topics if common.partition_of_topic(t, P) in parts]
         outside = [t for t in revenue_topics if common.partition_of_topic(t, P) not in parts]
         new_inside = next("revenue/owner/zz-fake-%d/all" % i for i in range(100000)
                           if common.partition_of_topic("revenue/owner/zz-fake-%d/all" % i, P) in parts) if parts else \
             "revenue/owner/zz-fake-0/all"
-        forged_topics = {
-            "another family's series (win_rate/all/*/all)": ("win_rate/all/%2A/all", forged("win_rate", "all", "*", "all")),
-            "topic zzz/injected": ("zzz/injected", b'{"value":1}'),
-            "a non-JSON payload in its own partition": (new_inside, b"\xffnot json{"),
-            "a revenue series outside its partitions": (outside[0] if outside else "revenue/all/%2A/all",
-                                                        forged("revenue", "all", "*", "all")),
-            "a series of its own partitions before it caught up": (inside[0] if inside else new_inside,
-                                                                  forged("revenue", "owner", "x", "all")),
-        }
-        for _, (topic, payload) in forged_topics.items():
-            fake.send(common.result(ls, [(topic, payload)]))
-        fake.send(common.result(ls, [(t, b"") for t in revenue_topics]))  # remove every real revenue series
-        fake.send(common.result(ls, [("zzz/injected", b"not json at all")]))
+        # the topic each attack names, and the body that carries it (built in this order: each
+        # valid body is taken by the daemon, so the encoder's numbering stays the daemon's)
+        forged_topics = {}
+        forged_topics["another family's series (win_rate/all/*/all)"] = (
+            "win_rate/all/%2A/all", forged("win_rate/all/%2A/all", "win_rate"))
+        forged_topics["topic zzz/injected"] = ("zzz/injected", forged("zzz/injected"))
+        garbage = struct.pack("<BI", 2, len(enc.numbers)) + b"\xffnot values{"  # a series record cut short
+        forged_topics["garbage bytes instead of values, in its own partition"] = (new_inside, garbage)
+        forged_topics["a revenue series outside its partitions"] = (
+            outside[0] if outside else "revenue/all/%2A/all", forged(outside[0] if outside else "revenue/all/%2A/all"))
+        own = inside[0] if inside else new_inside
+        forged_topics["a series of its own partitions before it caught up"] = (own, forged(own))
+        for _, (topic, body) in forged_topics.items():
+            fake.send(common.result(ls, body))
+        # remove every real revenue series (one valid body: each series named, then removed)
+        fake.send(common.result(ls, enc.removed([(t, "revenue") for t in revenue_topics])))
+        # values for a series number the session never defined, and bytes that are no record at all
+        fake.send(common.result(ls, struct.pack("<BI", 3, len(enc.numbers) + 7) + struct.pack("<d", FORGED) * 2))
+        fake.send(common.result(ls, b"zzz/injected not values at all"))
 
         # it holds everything, heartbeats only: dropped within result_timeout_ms + slack
         limit = a.result_timeout_ms / 1000 + a.slack
@@ -364,15 +375,18 @@ class Attacks:
         s1, _ = self.snap.snapshot(b"")
         msgs = sub.snapshot()
         sub.close()
-        for label, (topic, payload) in forged_topics.items():
+        for label, (topic, _) in forged_topics.items():
             stored = s1.get(topic)
-            seen = [p for _, t, p, raw in msgs if t == topic and (p is None or p.get("value") == FORGED or raw == payload)]
+            seen = [p for _, t, p, raw in msgs if t == topic and (p is None or p.get("value") == FORGED)]
             r.check("(b) forged RESULT with %s: not published, not stored" % label,
                     not seen and (stored is None or stored.get("value") != FORGED) and not (topic.startswith("zzz") and stored),
                     "snapshot %s; %d forged messages seen" % (json.dumps(stored)[:120] if stored else "none", len(seen)))
         logged = [ln for ln in self.log_text().splitlines() if host in ln and "dropped" in ln.lower()]
         r.check("(b) the daemon logs the dropped series, naming the fake (%d lines)" % len(logged), bool(logged),
                 " | ".join(ln[:220] for ln in logged[:2]))
+        unreadable = [ln for ln in logged if "Unreadable RESULT" in ln]
+        r.check("(b) each unreadable body (garbage, an undefined series, no records) is refused whole and logged: "
+                "%d lines" % len(unreadable), len(unreadable) == 3, " | ".join(ln[:220] for ln in unreadable[:3]))
         removed = [t for _, t, p, _ in msgs if isinstance(p, dict) and p.get("removed")]
         still = [t for t in revenue_topics if t in s1]
         r.check("(b) forged removal of all %d real revenue series: none removed (published or stored)" % len(revenue_topics),

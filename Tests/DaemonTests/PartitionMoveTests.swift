@@ -24,12 +24,25 @@ struct PartitionMoveTests {
         return found.map { $0! }
     }()
 
-    private func series(_ p: Int, _ value: Int) -> WorkerRegistry.Series {
-        .init(
-            topic: TopicKey(Array("revenue/owner/\(Self.keys[p])/all".utf8)),
-            payload: Array("{\"value\":\(value)}".utf8),
-            partition: p
-        )
+    private let catalog = SeriesCatalog(partitionCount: Self.count)
+
+    /// The catalog id of partition p's series.
+    private func id(_ p: Int) -> UInt32 {
+        catalog.series(topic: Array("revenue/owner/\(Self.keys[p])/all".utf8), family: .revenue)!
+    }
+
+    /// A result: for each (partition, value), its series with that value (one word).
+    private func result(_ logSeq: UInt64, _ values: [(Int, Int)]) -> WorkerRegistry.Result {
+        var r = WorkerRegistry.Result(logSeq: logSeq, series: [])
+        for (p, value) in values {
+            r.series.append(.init(id: id(p), partition: p, shape: 0, fields: 1, offset: r.words.count))
+            r.words.append(FieldWord.count(value))
+        }
+        return r
+    }
+
+    private func value(_ change: WorkerRegistry.Series, in round: WorkerRegistry.Round) -> Int? {
+        change.isRemoval ? nil : Int(Int64(bitPattern: round.changes.words[Int(change.offset)]))
     }
 
     private let empty = RebuildSource(logSeq: 0, strings: [], facts: [])
@@ -50,21 +63,21 @@ struct PartitionMoveTests {
         let a = join(&registry, "a")
         #expect(registry.roundPosition() == nil, "nothing is published before a's lane is whole")
         registry.addBarrier(5)
-        registry.receive(.init(logSeq: 5, series: (0..<8).map { series($0, 1) }), complete: [0], from: a)
-        var published: [TopicKey: SeriesOwner] = [:]
+        registry.receive(result(5, (0..<8).map { ($0, 1) }), complete: [0], from: a)
+        var published: [UInt32: Int] = [:]
         func take() throws -> WorkerRegistry.Round {
             let round = try #require(
                 registry.takeRound(notBefore: 0) { family, partitions in
-                    Set(published.filter { $0.value.family == family && partitions.contains($0.value.partition) }.keys)
+                    family == .revenue ? published.filter { partitions.contains($0.value) } : [:]
                 }
             )
-            for change in round.changes {
-                published[change.topic] = change.payload.isEmpty ? nil : change.owner
+            for change in round.changes.series {
+                published[change.id] = change.isRemoval ? nil : Int(change.partition)
             }
             return round
         }
         let first = try take()
-        #expect(first.position == 5 && first.changes.count == 8 && first.switches.count == 8)
+        #expect(first.position == 5 && first.changes.series.count == 8 && first.switches.count == 8)
         #expect(first.switches.allSatisfy { !$0.isMove }, "the first owners after a start are no move")
         #expect(registry.owned(by: a).memberCount == 8)
 
@@ -77,18 +90,18 @@ struct PartitionMoveTests {
 
         // a keeps publishing everything while b is rebuilt; b's results are held.
         registry.addBarrier(7)
-        registry.receive(.init(logSeq: 7, series: (0..<8).map { series($0, 2) }), complete: [], from: a)
+        registry.receive(result(7, (0..<8).map { ($0, 2) }), complete: [], from: a)
         registry.addBarrier(7)
-        registry.receive(.init(logSeq: 7, series: []), complete: [], from: b)
+        registry.receive(result(7, []), complete: [], from: b)
         let during = try take()
-        #expect(during.position == 7 && during.changes.count == 8 && during.switches.isEmpty)
+        #expect(during.position == 7 && during.changes.series.count == 8 && during.switches.isEmpty)
 
         // b's lane is whole at 9 (one of its series gone there); a is at 9 too. One round switches.
-        let bSeries = moving.dropFirst().map { series($0, 3) }
+        let bSeries = moving.dropFirst().map { ($0, 3) }
         registry.addBarrier(9)
-        registry.receive(.init(logSeq: 9, series: bSeries), complete: [0], from: b)
+        registry.receive(result(9, bSeries), complete: [0], from: b)
         registry.addBarrier(9)
-        registry.receive(.init(logSeq: 9, series: (0..<8).map { series($0, 4) }), complete: [], from: a)
+        registry.receive(result(9, (0..<8).map { ($0, 4) }), complete: [], from: a)
         let switching = try take()
         #expect(switching.position == 9)
         #expect(Set(switching.switches.map(\.partition)) == Set(moving))
@@ -97,21 +110,24 @@ struct PartitionMoveTests {
         #expect(Set(switching.release[0].1) == Set(moving))
         // Each series once: a's values for the partitions it kept, b's for those it took,
         // and a removal for the one b's whole state does not hold.
-        var byTopic: [TopicKey: [UInt8]] = [:]
-        for change in switching.changes {
-            #expect(byTopic.updateValue(change.payload, forKey: change.topic) == nil, "two values for one series")
+        var byID: [UInt32: Int?] = [:]
+        for change in switching.changes.series {
+            #expect(
+                byID.updateValue(value(change, in: switching), forKey: change.id) == nil,
+                "two values for one series"
+            )
         }
-        for p in kept { #expect(byTopic[series(p, 0).topic] == series(p, 4).payload) }
-        for p in moving.dropFirst() { #expect(byTopic[series(p, 0).topic] == series(p, 3).payload) }
-        #expect(byTopic[series(moving[0], 0).topic] == [], "gone at the switch position: removed once")
+        for p in kept { #expect(byID[id(p)] == .some(4)) }
+        for p in moving.dropFirst() { #expect(byID[id(p)] == .some(3)) }
+        #expect(byID[id(moving[0])] == .some(nil), "gone at the switch position: removed once")
         #expect(registry.owned(by: b).members == moving && registry.owned(by: a).members == kept)
 
         // After the switch, a's results for what it gave away are ignored.
         registry.addBarrier(11)
-        registry.receive(.init(logSeq: 11, series: moving.map { series($0, 99) }), complete: [], from: a)
+        registry.receive(result(11, moving.map { ($0, 99) }), complete: [], from: a)
         registry.addBarrier(11)
-        registry.receive(.init(logSeq: 11, series: []), complete: [], from: b)
-        #expect(try take().changes.isEmpty)
+        registry.receive(result(11, []), complete: [], from: b)
+        #expect(try take().changes.series.isEmpty)
     }
 
     @Test func aDeathLeavesPartitionsVacantUntilTheirNewOwnerIsWhole() throws {
@@ -119,10 +135,10 @@ struct PartitionMoveTests {
         let a = join(&registry, "a")
         let b = join(&registry, "b")
         registry.addBarrier(3)
-        registry.receive(.init(logSeq: 3, series: []), complete: [0], from: a)
+        registry.receive(result(3, []), complete: [0], from: a)
         registry.addBarrier(3)
-        registry.receive(.init(logSeq: 3, series: []), complete: [0], from: b)
-        _ = try #require(registry.takeRound(notBefore: 0) { _, _ in [] })
+        registry.receive(result(3, []), complete: [0], from: b)
+        _ = try #require(registry.takeRound(notBefore: 0) { _, _ in [:] })
         #expect(registry.owned(by: a).memberCount == 4 && registry.owned(by: b).memberCount == 4)
         registry.remove(b, dispatched: 4)
         #expect(registry.vacant(.revenue) == 4)
@@ -130,11 +146,11 @@ struct PartitionMoveTests {
         #expect(plan.assign.count == 1 && plan.assign[0].0 == a && plan.assign[0].1.memberCount == 4)
         carryOut(plan, in: &registry)
         registry.addBarrier(5)
-        registry.receive(.init(logSeq: 5, series: []), complete: [], from: a)
+        registry.receive(result(5, []), complete: [], from: a)
         #expect(registry.roundPosition() == nil, "rounds wait while partitions have no whole owner")
         registry.addBarrier(6)
-        registry.receive(.init(logSeq: 6, series: []), complete: [1], from: a)
-        let round = try #require(registry.takeRound(notBefore: 3) { _, _ in [] })
+        registry.receive(result(6, []), complete: [1], from: a)
+        let round = try #require(registry.takeRound(notBefore: 3) { _, _ in [:] })
         #expect(round.position == 6 && round.switches.count == 4 && round.switches.allSatisfy(\.isMove))
         #expect(registry.owned(by: a).memberCount == 8 && registry.vacant(.revenue) == 0)
     }
@@ -170,17 +186,17 @@ extension PartitionMoveTests {
         let a = join(&registry, "a")
         let b = join(&registry, "b")
         registry.addBarrier(5)
-        registry.receive(.init(logSeq: 5, series: []), complete: [0], from: a)
-        registry.receive(.init(logSeq: 5, series: []), complete: [0], from: b)
-        #expect(try #require(registry.takeRound(notBefore: 0) { _, _ in [] }).position == 5)
+        registry.receive(result(5, []), complete: [0], from: a)
+        registry.receive(result(5, []), complete: [0], from: b)
+        #expect(try #require(registry.takeRound(notBefore: 0) { _, _ in [:] }).position == 5)
         // a answers a barrier at 9; b's last report is at 7 (the last chunk of a lane, or
         // an old result): the round can only be at 5 again, never at 7.
         registry.addBarrier(9)
         registry.update(b) { $0.await(9, facts: 1, at: 0) }  // b has the barrier at 9 still to answer
-        registry.receive(.init(logSeq: 9, series: [series(0, 1)]), complete: [], from: a)
-        registry.receive(.init(logSeq: 7, series: []), complete: [], from: b)
+        registry.receive(result(9, [(0, 1)]), complete: [], from: a)
+        registry.receive(result(7, []), complete: [], from: b)
         #expect(registry.roundPosition()?.position == 5)
-        registry.receive(.init(logSeq: 9, series: []), complete: [], from: b)
+        registry.receive(result(9, []), complete: [], from: b)
         #expect(registry.roundPosition()?.position == 9)
     }
 }

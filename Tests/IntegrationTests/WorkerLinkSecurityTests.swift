@@ -1,6 +1,7 @@
 import DealModel
 import DealstreamTestSupport
 import Foundation
+import PipelineMetrics
 import Testing
 import Wire
 import ZeroMQ
@@ -71,10 +72,14 @@ struct WorkerLinkSecurityTests {
     static func attack(_ socket: ZMQSocket, family: String) throws {
         let ready = WorkerLink.Ready(family: family, pid: Int(getpid()), host: "fake")
         _ = try socket.send([Array(WorkerLink.Command.ready.rawValue.utf8), ready.encode()], blocking: false)
+        var body = WorkerLink.ResultWriter()
+        body.shape(0, MetricName.revenue.shape)
+        body.series(0, shape: 0, topic: Array("revenue/all/%2A/all".utf8))
+        body.values(0, [FieldWord.number(-999_999_999), FieldWord.count(1)])
         _ = try socket.send(
             [
                 Array(WorkerLink.Command.result.rawValue.utf8), WorkerLink.ResultHeader(logSeq: 1_000_000).encode(),
-                Array("revenue/all/%2A/all".utf8), Array(#"{"value":-999999999}"#.utf8),
+                body.bytes,
             ],
             blocking: false
         )

@@ -3,7 +3,7 @@
 // multi-process tests use as their reference.
 public import DealModel
 import Foundation
-import PipelineMetrics
+public import PipelineMetrics
 import Wire
 
 /// The model the tests use: the acceptance kit's three pipelines, two currencies.
@@ -42,16 +42,16 @@ public func publishedState(
         }
     }
     var state: [String: String] = [:]
+    var sink = ReferenceSink()
     func flush() {
         for i in engines.indices {
-            for update in engines[i].flush() {
-                let topic = String(
-                    decoding: Topics.topic(update.id, strings: store.strings, model: model),
-                    as: UTF8.self
-                )
-                if let fields = update.fields {
+            sink.updates = []
+            engines[i].flush(into: &sink)
+            for (id, fields) in sink.updates {
+                let topic = String(decoding: Topics.topic(id, strings: store.strings, model: model), as: UTF8.self)
+                if let fields {
                     state[topic] = String(
-                        decoding: Topics.payload(update.id, fields: fields, strings: store.strings, model: model),
+                        decoding: Topics.payload(id, fields: fields, strings: store.strings, model: model),
                         as: UTF8.self
                     )
                 } else {
@@ -79,6 +79,30 @@ public func publishedState(
     }
     flush()
     return state
+}
+
+/// What an engine reports, read back as series and `FieldValue`s (the form `Topics.payload`
+/// renders): the reference side of every comparison with what the daemon publishes.
+public struct ReferenceSink: SeriesSink {
+    /// The series each number stands for (numbers are this sink's, across engines).
+    public private(set) var ids: [SeriesID] = []
+    /// The changes since `updates` was last emptied: new fields, or nil for a removal.
+    public var updates: [(SeriesID, [(String, FieldValue)]?)] = []
+
+    public init() {}
+
+    public mutating func introduce(_ id: SeriesID) -> UInt32 {
+        ids.append(id)
+        return UInt32(ids.count - 1)
+    }
+
+    public mutating func values(_ number: UInt32, _ words: ArraySlice<UInt64>) {
+        let id = ids[Int(number)]
+        let fields = zip(id.metric.shape.fields, words).map { ($0.name, FieldWord.value($1, $0.kind)) }
+        updates.append((id, fields))
+    }
+
+    public mutating func removed(_ number: UInt32) { updates.append((ids[Int(number)], nil)) }
 }
 
 public func deal(

@@ -115,24 +115,123 @@ struct WireFormatTests {
         }
     }
 
-    @Test func removalKeepsTheLabelsAndNullsTheValue() {
-        let payload = Array(
-            #"{"metric":"revenue","dimension":"all","key":"*","period":"all","value":5.0,"count":1}"#.utf8
-        )
-        let removed = String(decoding: Topics.removal(labels: payload, seq: 9, logSeq: 4), as: UTF8.self)
-        #expect(
-            removed
-                == #"{"metric":"revenue","dimension":"all","key":"*","period":"all","value":null,"removed":true,"seq":9,"log_seq":4}"#
-        )
-        #expect(
-            String(decoding: Topics.stamped(payload, seq: 1, logSeq: 2), as: UTF8.self).hasSuffix(
-                #""count":1,"seq":1,"log_seq":2}"#
+    /// The labels the daemon reads from a topic, the fields and the stamp are byte for byte
+    /// `Topics.payload` (keys and stage names that need escaping and percent-encoding).
+    @Test func labelsFromTheTopicFieldsAndStampAreThePayloadsBytes() throws {
+        var strings = StringTable()
+        let key = strings.intern("EMEA \"North\"/ü:1%")
+        let model = try Model.parse(
+            Array(
+                #"{"fx":{"USD":1},"pipelines":{"Enterprise Sales":{"stages":["demo/trial","proposal:sent","won?"],"qualified_stage":"demo/trial"}}}"#
+                    .utf8
             )
         )
+        let ids = [
+            SeriesID(metric: .winRate, dimension: .team, key: key, period: .month(2026 * 12 + 10)),
+            SeriesID(metric: .stageConversion, dimension: .owner, key: key, period: .quarter(8106), fromStage: 1),
+            SeriesID(metric: .dealSize, dimension: .all, key: key, period: .all),
+        ]
+        let samples: [UInt64] = [
+            FieldWord.number(0.1 + 0.2), FieldWord.count(-3), FieldWord.number(nil), FieldWord.number(1e300),
+            FieldWord.number(12), FieldWord.number(-0.0), FieldWord.count(Int.max),
+        ]
+        for id in ids {
+            let shape = id.metric.shape
+            let words = (0..<shape.fields.count).map { samples[($0 + Int(id.metric.rawValue)) % samples.count] }
+            let fields = zip(shape.fields, words).map { ($0.name, FieldWord.value($1, $0.kind)) }
+            let reference = Topics.payload(id, fields: fields, strings: strings, model: model)
+            var rendered = try #require(Topics.labels(ofTopic: Topics.topic(id, strings: strings, model: model)))
+            words.withUnsafeBufferPointer { Topics.appendFields(Topics.PayloadFields(shape), $0, to: &rendered) }
+            Topics.appendStamp(seq: 18_446_744_073_709_551_615, logSeq: 0, to: &rendered)
+            #expect(
+                String(decoding: rendered, as: UTF8.self)
+                    == String(decoding: reference.dropLast(), as: UTF8.self)
+                    + #","seq":18446744073709551615,"log_seq":0}"#
+            )
+        }
+        var state: UInt64 = 3
+        func next() -> UInt64 {  // SplitMix64: reproducible
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var doubles: [Double] = [0, -0.0, 1, -1, 0.5, 1e15, -1e15, 999_999_999_999_999, 1e15 - 0.5, .nan, .infinity]
+        for _ in 0..<20_000 {
+            let bits = next()
+            doubles.append(Double(bitPattern: bits))
+            doubles.append(Double(Int64(bitPattern: bits) >> Int64(bits % 60)))
+            doubles.append(Double(Int(bits % 2_000_000)) / 8 - 100_000)
+        }
+        for d in doubles {
+            var text: [UInt8] = []
+            Topics.appendNumber(d, to: &text)
+            #expect(String(decoding: text, as: UTF8.self) == JSONWriter.number(d), "\(d.bitPattern)")
+        }
+        var removal = Array(#"{"metric":"x""#.utf8)
+        Topics.appendRemoval(seq: 9, logSeq: 4, to: &removal)
+        #expect(
+            String(decoding: removal, as: UTF8.self)
+                == #"{"metric":"x","value":null,"removed":true,"seq":9,"log_seq":4}"#
+        )
+        for bad in [
+            "a/b/c", "a//c/d", "stage_conversion:p:q/all/x/all", "a/team/%zz/c", "a/team/%C3/c", "a/b/c/d", "a/b/c/d/e",
+        ] {
+            #expect(Topics.labels(ofTopic: Array(bad.utf8)) == nil, "\(bad)")
+        }
     }
 }
 
 struct WorkerLinkTests {
+    /// Two bodies of one session: shapes and topics once, then only numbers and words; the
+    /// schema reads back exactly what was written, and refuses what does not fit it.
+    @Test func resultBodiesRoundTripAgainstTheirSession() throws {
+        let revenue = MetricName.revenue.shape
+        var w = WorkerLink.ResultWriter()
+        w.shape(5, revenue)
+        w.series(0, shape: 5, topic: Array("revenue/all/%2A/all".utf8))
+        w.values(0, [FieldWord.number(2.5), FieldWord.count(1)])
+        w.series(1, shape: 5, topic: Array("revenue/team/T1/all".utf8))
+        w.removed(1)
+        var schema = WorkerLink.ResultSchema()
+        let first = try schema.decode(w.bytes)
+        #expect(first.shapes.count == 1 && first.shapes[0].id == 5 && first.shapes[0].shape == revenue)
+        #expect(first.series.map(\.number) == [0, 1] && first.series[1].topic == Array("revenue/team/T1/all".utf8))
+        #expect(first.entries.map(\.number) == [0, 1] && first.entries.map(\.offset) == [0, -1])
+        #expect(first.words == [FieldWord.number(2.5), FieldWord.count(1)])
+        #expect(schema.seriesCount == 0, "decode does not change the schema")
+        schema.adopt(first)
+        #expect(schema.seriesCount == 2 && schema.shape(of: 1) == revenue)
+
+        var next = WorkerLink.ResultWriter()
+        next.values(1, [FieldWord.number(nil), FieldWord.count(7)])
+        next.removed(0)
+        let second = try schema.decode(next.bytes)
+        #expect(second.shapes.isEmpty && second.series.isEmpty)
+        #expect(second.entries.map(\.number) == [1, 0] && second.words == [FieldWord.null, FieldWord.count(7)])
+
+        func refused(_ build: (inout WorkerLink.ResultWriter) -> Void, _ reason: String) {
+            var b = WorkerLink.ResultWriter()
+            build(&b)
+            #expect(throws: BinaryDecodingError.self, "\(reason)") { try schema.decode(b.bytes) }
+        }
+        refused({ $0.values(2, [1, 2]) }, "values of a series not defined")
+        refused({ $0.removed(9) }, "removal of a series not defined")
+        refused({ $0.series(3, shape: 5, topic: [0x61]) }, "a number out of step")
+        refused({ $0.series(2, shape: 6, topic: [0x61]) }, "a shape not defined")
+        refused({ $0.shape(5, revenue) }, "a shape defined twice")
+        refused({ $0.series(2, shape: 5, topic: []) }, "an empty topic")
+        refused({ $0.shape(7, SeriesShape([.init("seq", .count)])) }, "a reserved field name")
+        refused({ $0.shape(7, SeriesShape([.init("a", .count), .init("a", .count)])) }, "a repeated field name")
+        refused({ $0.shape(7, SeriesShape([])) }, "a shape without fields")
+        refused({ $0.shape(2000, revenue) }, "a shape id out of range")
+        #expect(throws: BinaryDecodingError.self) { try schema.decode(Array(next.bytes.dropLast())) }
+        #expect(throws: BinaryDecodingError.self) { try schema.decode(next.bytes + [3]) }
+        #expect(throws: BinaryDecodingError.self) { try schema.decode(Array("\u{ff}not json{".utf8)) }
+        #expect(try schema.decode([]).entries.isEmpty, "an empty body is nothing changed")
+    }
+
     /// Found by scripts/fuzz: a READY whose pid does not fit an Int trapped the daemon.
     @Test func readyWithAnOutOfRangePidIsRefusedNotATrap() throws {
         var w = BinaryWriter()

@@ -24,12 +24,16 @@ struct MetricShardTests {
         }
     }
 
-    /// One worker session: its shard, the strings sent to it, and what it published.
+    /// One worker session: its shard, the strings sent to it, what it defined in its
+    /// results, and what it published (read as the daemon reads it, rendered without the
+    /// stamp as `Topics.payload` renders).
     private struct Session {
         var shard: MetricShard
         var stringsSent = 0
         var state: [String: String] = [:]
         var nextLane: UInt32 = 0
+        var schema = WorkerLink.ResultSchema()
+        var topics: [[UInt8]] = []
 
         init(_ family: MetricFamily) { shard = MetricShard(family: family, model: harnessModel) }
 
@@ -82,14 +86,37 @@ struct MetricShardTests {
             )
         }
 
-        /// Applies a flush to `state`; returns the lanes it made whole, and what it rendered.
-        mutating func flush() -> (lanes: [UInt32], series: [MetricShard.Rendered]) {
-            let (rendered, complete) = shard.flush()
-            for r in rendered {
-                let topic = String(decoding: r.topic, as: UTF8.self)
-                state[topic] = r.payload.isEmpty ? nil : String(decoding: r.payload, as: UTF8.self)
+        /// Applies a flush to `state`; returns the lanes it made whole, and the topics it reported.
+        mutating func flush() throws -> (lanes: [UInt32], series: [String]) {
+            let (body, complete) = shard.flush()
+            let decoded = try schema.decode(body)
+            schema.adopt(decoded)
+            for s in decoded.series { #expect(!topics.contains(s.topic), "a topic sent twice in one session") }
+            topics += decoded.series.map(\.topic)
+            var reported: [String] = []
+            for entry in decoded.entries {
+                let topic = String(decoding: topics[Int(entry.number)], as: UTF8.self)
+                reported.append(topic)
+                guard entry.offset != WorkerLink.DecodedResult.removed else {
+                    #expect(state[topic] != nil, "removal of \(topic), which is not there")
+                    state[topic] = nil
+                    continue
+                }
+                var payload = try #require(Topics.labels(ofTopic: topics[Int(entry.number)]))
+                let fields = Topics.PayloadFields(schema.shape(of: entry.number))
+                decoded.words.withUnsafeBufferPointer { words in
+                    let start = Int(entry.offset)
+                    Topics.appendFields(
+                        fields,
+                        UnsafeBufferPointer(rebasing: words[start..<(start + fields.keys.count)]),
+                        to: &payload
+                    )
+                }
+                payload.append(UInt8(ascii: "}"))
+                state[topic] = String(decoding: payload, as: UTF8.self)
             }
-            return (complete, rendered)
+            #expect(Set(reported).count == reported.count, "a series twice in one result")
+            return (complete, reported)
         }
     }
 
@@ -106,21 +133,21 @@ struct MetricShardTests {
         var sessions = MetricFamily.allCases.map(Session.init)
         for i in sessions.indices {
             try sessions[i].rebuild(Array(0..<64), from: feed, chunk: 100)
-            #expect(sessions[i].flush().lanes == [0])
+            #expect(try sessions[i].flush().lanes == [0])
         }
         for text in events {
             feed.take(text)
             if feed.pending.count >= batchSize {
                 for i in sessions.indices {
                     try sessions[i].live(feed.pending, feed: feed)
-                    _ = sessions[i].flush()
+                    _ = try sessions[i].flush()
                 }
                 feed.pending.removeAll()
             }
         }
         for i in sessions.indices {
             try sessions[i].live(feed.pending, feed: feed)
-            _ = sessions[i].flush()
+            _ = try sessions[i].flush()
         }
         let got = sessions.reduce(into: [String: String]()) { $0.merge($1.state) { a, _ in a } }
         #expect(!expected.isEmpty)
@@ -140,7 +167,7 @@ struct MetricShardTests {
         var a = Session(family)
         var b = Session(family)
         try a.rebuild(Array(0..<64), from: feed, chunk: 50)
-        _ = a.flush()
+        _ = try a.flush()
         let moved = Array(stride(from: 0, to: 64, by: 2))
         var assignedAt: Feed?
         var waited = 0
@@ -148,13 +175,13 @@ struct MetricShardTests {
             feed.take(text)
             guard n % 9 == 0 || n == events.count - 1 else { continue }
             try a.live(feed.pending, feed: feed)
-            _ = a.flush()
+            _ = try a.flush()
             if n >= events.count / 3 && assignedAt == nil {
                 assignedAt = feed
                 try b.shard.assign(.init(lane: 0, logSeq: feed.logSeq, partitionCount: 64, partitions: moved))
             } else if let snapshot = assignedAt, waited < 2 {
                 try b.live(feed.pending, feed: feed)
-                #expect(b.flush().series.isEmpty, "a lane being rebuilt publishes nothing")
+                #expect(try b.flush().series.isEmpty, "a lane being rebuilt publishes nothing")
                 waited += 1
                 if waited == 2 {
                     let projection = FamilyProjection(family: family, model: harnessModel)
@@ -172,12 +199,12 @@ struct MetricShardTests {
                         try b.shard.apply(try .decode(header: h, changes: chunk))
                         start = end
                     } while start < facts.count
-                    #expect(b.flush().lanes == [0], "the lane is whole after its last chunk")
+                    #expect(try b.flush().lanes == [0], "the lane is whole after its last chunk")
                     a.shard.release(moved)
                 }
             } else if assignedAt != nil {
                 try b.live(feed.pending, feed: feed)
-                _ = b.flush()
+                _ = try b.flush()
             }
             feed.pending.removeAll()
         }
