@@ -1,5 +1,6 @@
-// libFuzzer entry point for the event decoder: any bytes as one event frame. Built by
-// scripts/fuzz together with the DealModel sources into one module (no imports).
+// libFuzzer entry point for the event decoder: any bytes as one event frame, through the
+// one-pass fast path and the reference path, which must agree. Built by scripts/fuzz
+// together with the DealModel sources into one module (no imports).
 
 let fuzzModel = try! Model.parse(
     Array(
@@ -16,7 +17,15 @@ nonisolated(unsafe) var fuzzStore = RecordStore(model: fuzzModel)
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzEventDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    if case .success(let event) = fuzzDecoder.decode(json: bytes) {
+    // The one-pass fast path may only ever accept, and only what the reference path
+    // accepts as the very same event (digest included).
+    let reference = fuzzDecoder.decodeThroughValue(json: bytes)
+    if let direct = fuzzDecoder.decodeDirect(json: bytes) {
+        guard case .success(let expected) = reference, expected == direct else {
+            fatalError("fast path disagrees with the reference: \(direct) vs \(reference)")
+        }
+    }
+    if case .success(let event) = reference {
         // Whatever validates must also resolve and survive a checkpoint round trip.
         _ = fuzzStore.apply(event)
         if fuzzStore.recordCount > 10_000 { fuzzStore = RecordStore(model: fuzzModel) }

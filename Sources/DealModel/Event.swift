@@ -66,7 +66,7 @@ public struct AccountPayload: Sendable, Equatable {
 }
 
 /// One validated event, ready to be resolved against the record store.
-public struct Event: Sendable {
+public struct Event: Sendable, Equatable {
     public enum Body: Sendable, Equatable {
         case deal(DealPayload)
         case dealDeleted

@@ -1,15 +1,33 @@
 /// Turns one event frame into a validated `Event`, or the rejection naming the field.
 ///
-/// Every rule of METRICS.md §4 lives here and nowhere else. The checks run in a fixed
-/// order, so an event with several problems is always reported by the same field.
+/// Every rule of METRICS.md §4 lives here (`validate`, over a `JSONValue`) and in its fast
+/// twin `decode(fields:)` (DirectDecoding.swift), which reads the fields a one-pass scanner
+/// found in the frame. The checks run in a fixed order, so an event with several problems is
+/// always reported by the same field. The fast path only ever accepts: whatever it does not
+/// fully understand, and every event that breaks a rule, goes through the `JSONValue` path,
+/// which alone words rejections, so a rejection is the same whichever path saw the event
+/// first (Tests/DealModelTests/DirectDecodingTests.swift compares the two).
 public struct EventDecoder: Sendable {
     public static let maximumIdentifierBytes = 128
     public let model: Model
+    /// The model's names as bytes, for the fast path.
+    let names: ModelNames
 
-    public init(model: Model) { self.model = model }
+    public init(model: Model) {
+        self.model = model
+        self.names = ModelNames(model)
+    }
 
-    /// Decodes a JSON frame.
+    /// Decodes a JSON frame: the one-pass fast path when it accepts the event, else the
+    /// `JSONValue` path (which then accepts it identically, or words the rejection).
     public func decode(json frame: [UInt8]) -> Result<Event, EventRejection> {
+        if let event = decodeDirect(json: frame) { return .success(event) }
+        return decodeThroughValue(json: frame)
+    }
+
+    /// Decodes a JSON frame by parsing it into a `JSONValue` and validating that: the
+    /// reference path, which words every rejection.
+    public func decodeThroughValue(json frame: [UInt8]) -> Result<Event, EventRejection> {
         let value: JSONValue
         do {
             value = try JSONParser.parse(frame)

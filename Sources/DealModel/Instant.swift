@@ -107,7 +107,12 @@ public enum Timestamp {
     /// digits beyond nanoseconds are truncated; an instant whose UTC date is outside the
     /// years 0001–9999 is refused.
     public static func parseRFC3339(_ text: String) -> Instant? {
-        let b = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parseRFC3339(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `parseRFC3339` over UTF-8 bytes (the ingest fast path reads them in the frame).
+    public static func parseRFC3339(utf8 b: UnsafeRawBufferPointer) -> Instant? {
         guard b.count >= 20 else { return nil }
         func digits(_ at: Int, _ n: Int) -> Int? {
             guard at + n <= b.count else { return nil }
@@ -165,7 +170,12 @@ public enum Timestamp {
 
     /// Parses exactly `YYYY-MM-DD` as the first instant of that UTC day.
     public static func parseDate(_ text: String) -> Instant? {
-        let b = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parseDate(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `parseDate` over UTF-8 bytes.
+    public static func parseDate(utf8 b: UnsafeRawBufferPointer) -> Instant? {
         guard b.count == 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-") else { return nil }
         func digits(_ at: Int, _ n: Int) -> Int? {
             var v = 0

@@ -4,8 +4,9 @@ import SwiftProtobuf
 /// The content types the event frames of an ingest request may be in (PROTOCOL.md §2).
 ///
 /// JSON is always accepted. The binary form is protobuf (`proto/dealstream/v1/event.proto`):
-/// smaller frames and no text to scan. Both are read into the same `JSONValue` and
-/// validated by the one `EventDecoder`, so the rules, the rejection reasons and the
+/// smaller frames and no text to scan. Both stand for the same JSON object and are
+/// validated by the one `EventDecoder` (its fast path over `EventFields`, its reference path
+/// over a `JSONValue`), so the rules, the rejection reasons and the
 /// duplicate detection are the same whatever the encoding.
 public enum EventEncoding: String, Sendable, CaseIterable {
     case json = "application/json"
@@ -30,8 +31,20 @@ public enum EventEncoding: String, Sendable, CaseIterable {
 
 /// Conversions between the protobuf `dealstream.v1.Event` and the JSON event it stands for.
 public enum ProtobufEvent {
-    /// Decodes and validates one protobuf event frame.
+    /// Decodes and validates one protobuf event frame: the one-pass reader
+    /// (`decodeDirect`) when it accepts the event, else SwiftProtobuf and the `JSONValue`
+    /// path, which then accept it identically or word the rejection.
     public static func decode(_ frame: [UInt8], with decoder: EventDecoder) -> Result<Event, EventRejection> {
+        if let event = decodeDirect(frame, with: decoder) { return .success(event) }
+        return decodeThroughValue(frame, with: decoder)
+    }
+
+    /// Decodes a protobuf frame with SwiftProtobuf, reads it as its JSON value
+    /// (`jsonValue(of:)`) and validates that: the reference path, which words every rejection.
+    public static func decodeThroughValue(
+        _ frame: [UInt8],
+        with decoder: EventDecoder
+    ) -> Result<Event, EventRejection> {
         let message: Dealstream_V1_Event
         do {
             message = try Dealstream_V1_Event(serializedBytes: frame)

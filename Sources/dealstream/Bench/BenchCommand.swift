@@ -14,6 +14,9 @@ struct BenchCommand: ParsableCommand {
             Prints a table (or, with --json, one JSON object per figure):
               1. raw libzmq PUSH/PULL over ipc and tcp with the sizes the daemon sees (single JSON \
             and protobuf events, 100-event messages): the ceiling;
+              1a. decode only: one thread decoding the same JSON and protobuf streams, the reference \
+            path (a JSONValue tree) and the path ingest runs (the one-pass fast path); --decode-only prints \
+            only these;
               2. end-to-end ingest, first send until the published log_seq covers the last ACK, for \
             JSON and protobuf, 1 and 3 connectors, 1 and 3 shards, with the ratio to the raw ipc \
             rate of single events of the same size;
@@ -91,6 +94,22 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("death-rate"), help: "Events/s of the steady stream while a worker is killed.")
     var deathRate = 2000
 
+    // Decode-only figures (DecodeBench.swift).
+    @Flag(
+        name: .customLong("decode-only"),
+        help: "Only the decode-only figures (one thread decoding the event stream, reference and ingest path)."
+    )
+    var decodeOnly = false
+
+    @Option(
+        name: .customLong("decode-path"),
+        help: "With --decode-only: reference, ingest or both (one path alone, e.g. under callgrind)."
+    )
+    var decodePath = "both"
+
+    @Option(name: .customLong("decode-seconds"), help: "Seconds per decode-only figure (0: one pass).")
+    var decodeSeconds = 2.0
+
     func run() throws {
         guard let data = FileManager.default.contents(atPath: model) else {
             throw ValidationError("--model: cannot read \(model)")
@@ -112,6 +131,39 @@ struct BenchCommand: ParsableCommand {
         let protobufStream = try jsonStream.map { try ProtobufEvent.encode(json: try JSONParser.parse($0)) }
         let streams: [(EventEncoding, [[UInt8]])] = [(.json, jsonStream), (.protobuf, protobufStream)]
         func size(_ s: [[UInt8]]) -> Int { s.reduce(0) { $0 + $1.count } / max(1, s.count) }
+
+        // 1a. Decoding alone, on one thread: the reference path and the path ingest runs.
+        do {
+            let decoder = EventDecoder(model: parsed)
+            let paths: [(DecodeBench.Path, String)] = [(.reference, "reference"), (.ingest, "ingest")].filter {
+                decodePath == "both" || decodePath == $0.1
+            }
+            if decodeOnly || !scaleOut {
+                for (encoding, stream) in streams {
+                    for (path, label) in paths {
+                        let rate = DecodeBench.rate(
+                            stream,
+                            encoding: encoding,
+                            decoder: decoder,
+                            path: path,
+                            seconds: decodeSeconds
+                        )
+                        report(
+                            Figure(
+                                name: "decode only, \(name(encoding)), \(label) path, 1 thread",
+                                value: rate,
+                                unit: "events/s",
+                                extra: [("ns/event", 1e9 / rate)]
+                            )
+                        )
+                    }
+                }
+            }
+            if decodeOnly {
+                finish(figures, runStart: runStart, report: report)
+                return
+            }
+        }
 
         if scaleOut {
             try runScaleOut(model: parsed, stream: jsonStream, report: report)
