@@ -37,7 +37,7 @@ public enum DataDirectoryImport {
             case .failure: summary.rejected += 1
             case .success(let event):
                 if durable.apply(event).changedState {
-                    durable.append(frame, encoding: encoding)
+                    durable.append(event)
                     pending += 1
                 }
             }

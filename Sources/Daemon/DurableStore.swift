@@ -91,8 +91,9 @@ final class DurableStore {
         for g in Set(generations + [generation]).sorted() {
             // Only the newest generation can end in a torn write: rotation starts a new one
             // with nothing pending, so a bad tail in an older one is corruption.
-            let log = try RecordLog(path: logPath(directory, g), tailMayBeTorn: g == last) { payload in
-                switch DurableStore.decode(logRecord: payload, with: decoder) {
+            let log = try ReplayPipeline.replay(path: logPath(directory, g), tailMayBeTorn: g == last, decoder: decoder)
+            {
+                switch $0 {
                 case .success(let event): _ = store.apply(event)
                 case .failure: skipped += 1
                 }
@@ -118,22 +119,31 @@ final class DurableStore {
     /// Resolves an event against the store; the caller appends it if it changed state.
     func apply(_ event: Event) -> Resolution { store.apply(event) }
 
-    func append(_ frame: [UInt8], encoding: EventEncoding) {
-        switch encoding {
-        case .json: log.append(frame)
-        case .protobuf: log.append([DurableStore.protobufRecordMark] + frame)
-        }
+    /// Appends the record of an event that changed state (`EventRecord`: what validation
+    /// produced, so a replay need not parse and hash the frame again).
+    func append(_ event: Event) {
+        log.append(EventRecord.encode(event, model: model))
     }
 
-    /// A log record holds an event frame as received: JSON as is (it never starts with a
-    /// zero byte), protobuf behind this one-byte mark.
+    /// The first byte of a log record says what it holds: an `EventRecord` (its format
+    /// byte, 1), a protobuf frame behind this zero byte, or a JSON frame as received (it
+    /// never starts with either). Logs written before event records hold only the last
+    /// two, and are replayed as they always were.
     static let protobufRecordMark: UInt8 = 0
 
     static func decode(logRecord payload: [UInt8], with decoder: EventDecoder) -> Result<Event, EventRejection> {
-        if payload.first == protobufRecordMark {
+        switch payload.first {
+        case EventRecord.format:
+            do {
+                return try decoder.decode(record: payload)
+            } catch {
+                return .failure(EventRejection("event record", error.reason))
+            }
+        case protobufRecordMark:
             return ProtobufEvent.decode(Array(payload.dropFirst()), with: decoder)
+        default:
+            return decoder.decode(json: payload)
         }
-        return decoder.decode(json: payload)
     }
 
     /// Makes the pending group durable. On failure the state is reloaded from disk, so
@@ -248,5 +258,94 @@ extension FixedWidthInteger {
         var v = Self.zero
         for (i, b) in bytes.enumerated() { v |= Self(b) << (8 * i) }
         self = v
+    }
+}
+
+/// Replays one event log on two threads: a `ds-replay` thread reads the file, checks each
+/// record's checksum and decodes it; the calling thread resolves the decoded events
+/// against the store, in log order.
+///
+/// Why it exists: a restart from the log alone replays up to a checkpoint interval of
+/// events, and reading plus decoding is about as much work as resolving; on two cores
+/// the two halves overlap. Batches of 4,096 events pass between the threads, at most four
+/// in flight, so memory stays a few batches whatever the log's size.
+enum ReplayPipeline {
+    static let batchSize = 4096
+    static let batchesInFlight = 4
+
+    /// The log at `path`, opened (a torn tail cut as `RecordLog` does) after every record
+    /// has been handed to `apply` in order; what `RecordLog.init` throws, it throws.
+    static func replay(
+        path: String,
+        tailMayBeTorn: Bool,
+        decoder: EventDecoder,
+        apply: (Result<Event, EventRejection>) -> Void
+    ) throws -> RecordLog {
+        let channel = Channel()
+        let thread = Thread {
+            _ = CLinuxShims_setThreadName("ds-replay")
+            var batch: [Result<Event, EventRejection>] = []
+            batch.reserveCapacity(batchSize)
+            let opened = Result { () throws -> RecordLog in
+                try RecordLog(path: path, tailMayBeTorn: tailMayBeTorn) { payload in
+                    batch.append(DurableStore.decode(logRecord: payload, with: decoder))
+                    if batch.count == batchSize {
+                        channel.put(batch)
+                        batch.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            if !batch.isEmpty { channel.put(batch) }
+            channel.finish(Opened(result: opened))
+        }
+        thread.name = "ds-replay"
+        thread.start()
+        while let batch = channel.take() {
+            for decoded in batch { apply(decoded) }
+        }
+        return try channel.opened!.result.get()
+    }
+
+    /// The log as the reading thread opened it, handed over once that thread is done
+    /// with it.
+    private final class Opened: @unchecked Sendable {
+        let result: Result<RecordLog, any Error>
+        init(result: Result<RecordLog, any Error>) { self.result = result }
+    }
+
+    /// A bounded queue of decoded batches from the reading thread to the resolving one.
+    private final class Channel: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var batches: [[Result<Event, EventRejection>]] = []
+        private var done = false
+        private(set) var opened: Opened?
+
+        func put(_ batch: [Result<Event, EventRejection>]) {
+            condition.lock()
+            while batches.count >= ReplayPipeline.batchesInFlight { condition.wait() }
+            batches.append(batch)
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        func finish(_ opened: Opened) {
+            condition.lock()
+            self.opened = opened
+            done = true
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        /// The next batch, or nil once the reading thread has finished and every batch
+        /// was taken.
+        func take() -> [Result<Event, EventRejection>]? {
+            condition.lock()
+            defer { condition.unlock() }
+            while batches.isEmpty && !done { condition.wait() }
+            guard !batches.isEmpty else { return nil }
+            let batch = batches.removeFirst()
+            condition.broadcast()
+            return batch
+        }
     }
 }

@@ -83,7 +83,7 @@ final class IngestCommitter {
                 case .duplicate: ack.duplicate += 1
                 case .stale: ack.stale += 1
                 }
-                if resolution.changedState { durable.append(request.frames[index], encoding: request.encoding) }
+                if resolution.changedState { durable.append(event) }
                 if let change = resolution.change { changes.append(change) }
             }
         }

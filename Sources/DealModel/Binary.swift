@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Appends little-endian binary fields to a byte buffer.
 ///
 /// Used where JSON would be wasted work: the daemon↔worker link (JSON is decoded once, at
@@ -17,6 +21,10 @@ public struct BinaryWriter {
     }
     public mutating func f64(_ v: Double) { u64(v.bitPattern) }
     public mutating func bytes(_ b: [UInt8]) {
+        u32(UInt32(b.count))
+        bytes.append(contentsOf: b)
+    }
+    public mutating func bytes(_ b: ArraySlice<UInt8>) {
         u32(UInt32(b.count))
         bytes.append(contentsOf: b)
     }
@@ -79,11 +87,23 @@ public struct BinaryReader {
         return Array(bytes[o..<o + n])
     }
     public mutating func string(_ what: String = "string") throws(BinaryDecodingError) -> String {
-        let n = Int(try u32(what))
+        try string(count: Int(try u32(what)), what)
+    }
+    /// `count` bytes of UTF-8 (a string whose length was written apart).
+    ///
+    /// Decoded from the buffer directly (`String(validating:)` over a slice runs
+    /// unspecialized, looking up generic metadata per call) and validated by comparing
+    /// the string's bytes with the input: repairing changes invalid UTF-8, so equal bytes
+    /// mean the input was valid.
+    public mutating func string(count n: Int, _ what: String = "string") throws(BinaryDecodingError) -> String {
         let o = try take(n, what)
-        guard let s = String(validating: bytes[o..<o + n], as: UTF8.self) else {
-            throw BinaryDecodingError("\(what) is not UTF-8")
+        let decoded: String? = bytes.withUnsafeBufferPointer { buffer in
+            let input = UnsafeBufferPointer(rebasing: buffer[o..<o + n])
+            var s = String(decoding: input, as: UTF8.self)
+            let same = s.withUTF8 { $0.count == n && (n == 0 || memcmp($0.baseAddress!, input.baseAddress!, n) == 0) }
+            return same ? s : nil
         }
-        return s
+        guard let decoded else { throw BinaryDecodingError("\(what) is not UTF-8") }
+        return decoded
     }
 }

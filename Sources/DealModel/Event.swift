@@ -43,6 +43,10 @@ public struct DealPayload: Sendable, Equatable {
     public var account: String
     public var createdAt: Instant
     public var closedAt: Instant?
+    /// The event's own `amount` and `currency`, before conversion: what the event log
+    /// keeps, so that a replay converts under the model of the day, as it decodes.
+    public var rawAmount: Double = 0
+    public var currency: String = ""
 
     /// The stage index this event shows the deal reached: the last stage when won.
     public func reachedIndex(in model: Model) -> Int {
@@ -57,6 +61,9 @@ public struct SpendPayload: Sendable, Equatable {
     public var amount: Double
     /// The first instant of the spend's UTC day.
     public var date: Instant
+    /// The event's own `amount` and `currency`, before conversion (see `DealPayload`).
+    public var rawAmount: Double = 0
+    public var currency: String = ""
 }
 
 /// A validated account record: whether the customer churned, and when (retention).

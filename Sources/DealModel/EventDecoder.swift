@@ -109,7 +109,7 @@ public struct EventDecoder: Sendable {
         return d
     }
 
-    private func rate(_ value: JSONValue?, _ field: String) throws(EventRejection) -> Double {
+    func rate(_ value: JSONValue?, _ field: String) throws(EventRejection) -> Double {
         guard let code = value?.stringValue, let rate = model.fx[code] else {
             throw EventRejection(field, "no configured rate")
         }
@@ -172,7 +172,9 @@ public struct EventDecoder: Sendable {
             leadSource: leadSource.isEmpty ? "unknown" : leadSource,
             account: account,
             createdAt: created,
-            closedAt: closed
+            closedAt: closed,
+            rawAmount: raw,
+            currency: d["currency"]?.stringValue ?? ""
         )
     }
 
@@ -186,7 +188,13 @@ public struct EventDecoder: Sendable {
             throw EventRejection("spend.date", "not a YYYY-MM-DD date")
         }
         let leadSource = try key(s["lead_source"], "spend.lead_source")
-        return SpendPayload(leadSource: leadSource.isEmpty ? "unknown" : leadSource, amount: raw * fx, date: date)
+        return SpendPayload(
+            leadSource: leadSource.isEmpty ? "unknown" : leadSource,
+            amount: raw * fx,
+            date: date,
+            rawAmount: raw,
+            currency: s["currency"]?.stringValue ?? ""
+        )
     }
 
     private func account(_ value: JSONValue?) throws(EventRejection) -> AccountPayload {

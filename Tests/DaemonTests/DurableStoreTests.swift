@@ -26,7 +26,7 @@ struct DurableStoreTests {
                 encoding == .json
                 ? Array(text.utf8) : try ProtobufEvent.encode(json: try JSONParser.parse(Array(text.utf8)))
             guard case .success(let event) = encoding.decode(frame, with: decoder) else { continue }
-            if store.apply(event).changedState { store.append(frame, encoding: encoding) }
+            if store.apply(event).changedState { store.append(event) }
         }
         try store.commit()
     }
@@ -107,5 +107,46 @@ struct DurableStoreTests {
         #expect(throws: RecordLog.Failure.self) {
             try DurableStore(directory: dir, model: harnessModel, logger: logger)
         }
+    }
+
+    /// A data directory written before the log held `EventRecord`s (JSON frames as
+    /// received, protobuf frames behind a zero byte, as main wrote them) still starts, and
+    /// the log then goes on with records: one log holding all three kinds replays to the
+    /// same facts as resolving the events directly.
+    @Test func aLogOfFramesFromBeforeEventRecordsStillReplays() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let logger = Logger(label: "test")
+        let decoder = EventDecoder(model: harnessModel)
+        let events = Scenario.events(seed: 9, deals: 200)
+        var reference = RecordStore(model: harnessModel)
+        var logged: UInt64 = 0
+        do {
+            let log = try RecordLog(path: DurableStore.logPath(dir, 0)) { _ in }
+            for (n, text) in events[..<500].enumerated() {
+                let json = Array(text.utf8)
+                let frame = n % 2 == 0 ? json : [0] + (try ProtobufEvent.encode(json: try JSONParser.parse(json)))
+                guard case .success(let event) = decoder.decode(json: json) else { continue }
+                if reference.apply(event).changedState {
+                    log.append(frame)
+                    logged += 1
+                }
+            }
+            try log.commit()
+        }
+        let referenceFacts = { (store: RecordStore) in store.allFacts().map { $0.normalized(store.strings) }.sorted() }
+        do {
+            let store = try DurableStore(directory: dir, model: harnessModel, logger: logger)
+            #expect(store.position == logged)
+            #expect(facts(store) == referenceFacts(reference), "facts differ after replaying main's frames")
+            try feed(store, events[500...])
+        }
+        for text in events[500...] {
+            if case .success(let event) = decoder.decode(json: Array(text.utf8)) { _ = reference.apply(event) }
+        }
+        let reopened = try DurableStore(directory: dir, model: harnessModel, logger: logger)
+        #expect(!reopened.lastReplay.fromCheckpoint)
+        #expect(reopened.position > logged)
+        #expect(facts(reopened) == referenceFacts(reference), "facts differ after replaying frames and records")
     }
 }

@@ -124,3 +124,112 @@ struct RecordStoreCheckpointTests {
         }
     }
 }
+
+/// The compact store (dense slots, a history pool that moves and compacts blocks, keys in
+/// an arena) against METRICS.md §1 computed from scratch per deal.
+struct RecordStoreCompactTests {
+    /// What §1 says a deal's facts are, from every event it got: the current event is the
+    /// highest version (a deletion beats a deal at equal versions, otherwise the first
+    /// received stays); the history is every deal event above the highest deletion; the
+    /// furthest stage is the maximum reached over the history in the current pipeline.
+    private struct ReferenceDeal {
+        var events: [(version: Int64, deletion: Bool, pipeline: Int, reached: Int, amount: Int)] = []
+
+        var expected: (pipeline: Int, furthest: Int, amount: Int)? {
+            guard var current = events.first else { return nil }
+            for e in events.dropFirst()
+            where e.version > current.version || (e.version == current.version && e.deletion && !current.deletion) {
+                current = e
+            }
+            let boundary = events.filter(\.deletion).map(\.version).max() ?? -1
+            guard !current.deletion, current.version > boundary else { return nil }
+            let furthest = events.filter { !$0.deletion && $0.version > boundary && $0.pipeline == current.pipeline }
+                .map(\.reached).max()!
+            return (current.pipeline, furthest, current.amount)
+        }
+    }
+
+    @Test func manyDealsMatchTheDefinitionThroughHistoryMovesCompactionAndACheckpoint() throws {
+        var rng = SplitMix64(state: 11)
+        let pipelines = [
+            ("default", ["lead", "qualified", "proposal", "negotiation"]), ("renewals", ["review", "quote"]),
+        ]
+        var store = RecordStore(model: testModel)
+        store.historyCompactionMinimumHoles = 64
+        var reference: [String: ReferenceDeal] = [:]
+        var texts: [String] = []
+        let dealCount = 3_000
+        for n in 0..<dealCount * 8 {
+            let id = "deal-\(Int.random(in: 0..<dealCount, using: &rng))"
+            let version = Int64.random(in: 1...12, using: &rng)
+            if Int.random(in: 0..<25, using: &rng) == 0 {
+                texts.append(deleteJSON(id: id, version: version))
+                reference[id, default: ReferenceDeal()].events.append((version, true, 0, 0, 0))
+                continue
+            }
+            // Mostly the default pipeline, so frontiers grow past one entry and move.
+            let p = Int.random(in: 0..<10, using: &rng) == 0 ? 1 : 0
+            let stage = Int.random(in: 0..<pipelines[p].1.count, using: &rng)
+            let won = Int.random(in: 0..<6, using: &rng) == 0
+            let amount = n % 1000 + 1
+            texts.append(
+                dealJSON(
+                    id: id,
+                    version: version,
+                    pipeline: pipelines[p].0,
+                    stage: pipelines[p].1[stage],
+                    status: won ? "won" : "open",
+                    amount: "\(amount)",
+                    closed: won ? "2026-07-01T00:00:00Z" : nil,
+                    owner: "\"\(id)\""
+                )
+            )
+            let reached = won ? pipelines[p].1.count - 1 : stage
+            // Resends of an identical event are duplicates: the reference ignores them.
+            let isResend =
+                reference[id]?.events.contains {
+                    !$0.deletion && $0.version == version && $0.pipeline == p && $0.reached == reached
+                        && $0.amount == amount
+                } ?? false
+            if !isResend { reference[id, default: ReferenceDeal()].events.append((version, false, p, reached, amount)) }
+        }
+        let decoder = EventDecoder(model: testModel)
+        let events = try texts.map { try decoder.decode(json: Array($0.utf8)).get() }
+        for event in events { _ = store.apply(event) }
+
+        func actual(_ store: RecordStore) -> [String: (pipeline: Int, furthest: Int, amount: Int)] {
+            var out: [String: (Int, Int, Int)] = [:]
+            for case .deal(nil, let f?) in store.allFacts() {
+                out[store.strings[f.owner]] = (Int(f.pipelineIndex), Int(f.furthest), Int(f.amount))
+            }
+            return out
+        }
+        func check(_ store: RecordStore, _ label: String) {
+            let got = actual(store)
+            var live = 0
+            for (id, deal) in reference {
+                let want = deal.expected
+                if want != nil { live += 1 }
+                let have = got[id]
+                #expect(
+                    have?.pipeline == want?.pipeline && have?.furthest == want?.furthest
+                        && have?.amount == want?.amount,
+                    "\(label): \(id) is \(String(describing: have)), expected \(String(describing: want))"
+                )
+            }
+            #expect(got.count == live, "\(label)")
+            #expect(store.liveDealCount == live, "\(label)")
+        }
+        check(store, "applied")
+        #expect(store.historyCompactions > 0, "the stream must make the history pool compact at least once")
+
+        let restored = try RecordStore(model: testModel, encoded: store.encoded())
+        check(restored, "restored from a checkpoint")
+        #expect(restored.recordCount == store.recordCount)
+        // Resolving goes on the same from the restored copy: every event again is a
+        // duplicate or stale, and changes nothing.
+        var copy = restored
+        for event in events.suffix(2000) { #expect(copy.apply(event).change == nil) }
+        check(copy, "after resends")
+    }
+}
