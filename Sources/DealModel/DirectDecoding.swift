@@ -202,7 +202,9 @@ extension EventDecoder {
             leadSource: leadSource.isEmpty ? "unknown" : leadSource,
             account: account,
             createdAt: created,
-            closedAt: closed
+            closedAt: closed,
+            rawAmount: raw,
+            currency: key(d.currency) ?? ""
         )
     }
 
@@ -213,7 +215,9 @@ extension EventDecoder {
         return SpendPayload(
             leadSource: leadSource.isEmpty ? "unknown" : leadSource,
             amount: raw * fx,
-            date: date
+            date: date,
+            rawAmount: raw,
+            currency: key(s.currency) ?? ""
         )
     }
 

@@ -142,10 +142,9 @@ struct HardeningTests {
         // Back at the position before the bad record: its event applies again as the next one.
         let again = try DaemonProcess(directory: daemon.directory, shards: 1, modelJSON: harnessModelJSON)
         defer { _ = again.terminate() }
-        let firstCut = String(
-            decoding: bytes[(offsets[kept + 1] + 8)..<(kept + 2 < offsets.count ? offsets[kept + 2] : bytes.count)],
-            as: UTF8.self
-        )
+        // The log keeps binary event records, not the frames: the record after the bad
+        // one (the first intact one cut away) is the (kept + 1)th event sent.
+        let firstCut = HardeningTests.events(1000)[kept + 1]
         let ack = try again.send([firstCut])
         #expect(ack.applied == 1 && ack.logSeq == UInt64(kept) + 1, "\(ack) \(again.log)")
     }
