@@ -43,6 +43,16 @@ struct PublishedState {
         logSeq: UInt64,
         send: (_ topic: [UInt8], _ payload: [UInt8]) throws -> Void
     ) rethrows {
+        try publish(changes, logSeq: logSeq, rendering: true, send: send)
+    }
+
+    /// `publish`, rendering and sending nothing when `rendering` is false (a restore).
+    private mutating func publish(
+        _ changes: WorkerRegistry.Result,
+        logSeq: UInt64,
+        rendering: Bool,
+        send: (_ topic: [UInt8], _ payload: [UInt8]) throws -> Void
+    ) rethrows {
         self.logSeq = logSeq
         if entries.count < catalog.count {
             entries.append(contentsOf: repeatElement(Entry(), count: catalog.count - entries.count))
@@ -57,6 +67,7 @@ struct PublishedState {
                 entries[id].shape = -1
                 count -= 1
                 seq += 1
+                guard rendering else { continue }
                 out.removeAll(keepingCapacity: true)
                 out.append(contentsOf: catalog.labels[id])
                 Topics.appendRemoval(seq: seq, logSeq: logSeq, to: &out)
@@ -84,9 +95,11 @@ struct PublishedState {
             entries[id].shape = change.shape
             entries[id].seq = seq
             entries[id].logSeq = logSeq
+            guard rendering else { continue }
             render(id, into: &out)
             try send(catalog.topics[id], out)
         }
+        guard rendering else { return }
         try send(Topics.progress, Topics.position(seq: seq, logSeq: logSeq))
     }
 
@@ -138,7 +151,8 @@ extension PublishedState {
     /// The published state as bytes, saved with every checkpoint and at a graceful stop:
     /// a restart serves it (an earlier consistent state) at once, while the workers are
     /// still being rebuilt, instead of an empty snapshot. The shapes used, then per live
-    /// series its topic, family, partition, shape, `seq`, `log_seq` and words.
+    /// series its topic, labels, family, partition, shape, `seq`, `log_seq` and words (the
+    /// labels so that a restore reads no topic again).
     func encoded(layout: Layout) -> [UInt8] {
         var w = BinaryWriter(capacity: 64 + count * 120)
         w.u32(PublishedState.fileFormat)
@@ -157,6 +171,7 @@ extension PublishedState {
         for (id, entry) in entries.enumerated() where entry.isLive {
             let owner = catalog.owners[id]
             w.bytes(catalog.topics[id])
+            w.bytes(catalog.labels[id])
             w.string(owner.family.rawValue)
             w.u32(UInt32(owner.partition))
             w.u32(UInt32(entry.shape))
@@ -209,12 +224,17 @@ extension PublishedState {
         var stamps: [(seq: UInt64, logSeq: UInt64)] = []
         for _ in 0..<live {
             let topic = try r.bytes("topic")
+            let labels = try r.bytes("labels")
             guard let family = MetricFamily(rawValue: try r.string("family")) else {
                 throw BinaryDecodingError("unknown family")
             }
             let partition = Int(try r.u32("partition"))
             guard layout.families.contains(family), partition < layout.partitions,
-                let id = catalog.series(topic: topic, family: family), catalog.owners[Int(id)].partition == partition
+                let id = catalog.restore(
+                    topic: topic,
+                    labels: labels,
+                    owner: SeriesOwner(family: family, partition: partition)
+                )
             else {
                 throw BinaryDecodingError("series of \(family.rawValue)#\(partition), which this daemon does not serve")
             }
@@ -235,7 +255,7 @@ extension PublishedState {
         }
         guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the published state") }
         let (savedSeq, savedLogSeq) = (seq, logSeq)
-        publish(changes, logSeq: savedLogSeq) { _, _ in }
+        publish(changes, logSeq: savedLogSeq, rendering: false) { _, _ in }
         for (change, stamp) in zip(changes.series, stamps) {
             entries[Int(change.id)].seq = stamp.seq
             entries[Int(change.id)].logSeq = stamp.logSeq

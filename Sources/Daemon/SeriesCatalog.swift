@@ -47,6 +47,19 @@ final class SeriesCatalog {
         return id
     }
 
+    /// The id of `topic`, taken as the published state saved it (this daemon's own file,
+    /// its labels and owner as they were checked when the series was first reported).
+    func restore(topic: [UInt8], labels: [UInt8], owner: SeriesOwner) -> UInt32? {
+        let key = TopicKey(topic)
+        if let id = index[key] { return owners[Int(id)] == owner ? id : nil }
+        let id = UInt32(topics.count)
+        index[key] = id
+        topics.append(topic)
+        self.labels.append(labels)
+        owners.append(owner)
+        return id
+    }
+
     /// The id of a shape (added the first time).
     func shape(_ shape: SeriesShape) -> Int32 {
         if let id = shapeIndex[shape] { return id }
