@@ -62,3 +62,38 @@ struct EventSourcesTests {
         #expect(a.allSatisfy { if case .success = decoder.decode(json: $0) { true } else { false } })
     }
 }
+
+/// The ingest fast path (`EventDecoder.decodeDirect(json:)`) on the real CRM export and on
+/// the synthetic stream `dealstream bench` and `generate` use: every event takes it, and it
+/// gives exactly the event (digest included) of the reference path (`decodeThroughValue`).
+struct DirectDecodingOnRealDataTests {
+    @Test func theBundledExportAndTheSyntheticStreamTakeTheFastPathUnchanged() throws {
+        let sampleModel = try Model.parse(
+            Array(try Data(contentsOf: packageRoot.appendingPathComponent("config/sample-model.json")))
+        )
+        let export = try MavenCRMExport(options: .init())
+            .events(
+                pipelineFile: packageRoot.appendingPathComponent("samples/crm-sales-opportunities/sales_pipeline.csv")
+                    .path
+            )
+            .map(\.json)
+        var options = SyntheticEvents.Options()
+        options.deals = 2000
+        let model = try Model.parse(
+            Array(try Data(contentsOf: packageRoot.appendingPathComponent("config/model.json")))
+        )
+        let synthetic = Array(SyntheticEvents(model: model, options: options))
+        for (frames, model) in [(export, sampleModel), (synthetic, model)] {
+            let decoder = EventDecoder(model: model)
+            var same = 0
+            for frame in frames {
+                let direct = decoder.decodeDirect(json: frame)
+                let reference = decoder.decodeThroughValue(json: frame)
+                #expect(direct != nil, "\(String(decoding: frame, as: UTF8.self))")
+                if let direct, reference == .success(direct) { same += 1 }
+            }
+            #expect(same == frames.count)
+            #expect(frames.count > 8000)
+        }
+    }
+}

@@ -107,6 +107,12 @@ struct BenchCommand: ParsableCommand {
     )
     var decodePath = "both"
 
+    @Option(
+        name: .customLong("decode-encoding"),
+        help: "With --decode-only: json, protobuf or both."
+    )
+    var decodeEncoding = "both"
+
     @Option(name: .customLong("decode-seconds"), help: "Seconds per decode-only figure (0: one pass).")
     var decodeSeconds = 2.0
 
@@ -139,7 +145,8 @@ struct BenchCommand: ParsableCommand {
                 decodePath == "both" || decodePath == $0.1
             }
             if decodeOnly || !scaleOut {
-                for (encoding, stream) in streams {
+                for (encoding, stream) in streams
+                where decodeEncoding == "both" || decodeEncoding == name(encoding).lowercased() {
                     for (path, label) in paths {
                         let rate = DecodeBench.rate(
                             stream,
@@ -150,7 +157,7 @@ struct BenchCommand: ParsableCommand {
                         )
                         report(
                             Figure(
-                                name: "decode only, \(name(encoding)), \(label) path, 1 thread",
+                                name: "decode only, \(name(encoding)), \(label) path, 1 thread (CPU time)",
                                 value: rate,
                                 unit: "events/s",
                                 extra: [("ns/event", 1e9 / rate)]
