@@ -83,8 +83,8 @@ public struct EventFields {
         }
     }
 
-    /// The `deal` object's slots.
-    public struct Deal {
+    /// The `deal` object's slots, in the order of its keys (`set`).
+    public struct Deal: EventFieldsObject {
         public var pipeline = Value.absent
         public var stage = Value.absent
         public var status = Value.absent
@@ -98,24 +98,53 @@ public struct EventFields {
         public var closedAt = Value.absent
         public var others = Others()
         public init() {}
+        static var seeds: Seeds { .deal }
+        public mutating func set(_ slot: Int, _ value: Value) {
+            switch slot {
+            case 0: pipeline = value
+            case 1: stage = value
+            case 2: status = value
+            case 3: amount = value
+            case 4: currency = value
+            case 5: owner = value
+            case 6: team = value
+            case 7: leadSource = value
+            case 8: account = value
+            case 9: createdAt = value
+            default: closedAt = value
+            }
+        }
     }
 
-    /// The `spend` object's slots.
-    public struct Spend {
+    /// The `spend` object's slots, in the order of its keys (`set`).
+    public struct Spend: EventFieldsObject {
         public var leadSource = Value.absent
         public var amount = Value.absent
         public var currency = Value.absent
         public var date = Value.absent
         public var others = Others()
         public init() {}
+        static var seeds: Seeds { .spend }
+        public mutating func set(_ slot: Int, _ value: Value) {
+            switch slot {
+            case 0: leadSource = value
+            case 1: amount = value
+            case 2: currency = value
+            default: date = value
+            }
+        }
     }
 
-    /// The `account` object's slots.
-    public struct Account {
+    /// The `account` object's slots, in the order of its keys (`set`).
+    public struct Account: EventFieldsObject {
         public var status = Value.absent
         public var changedAt = Value.absent
         public var others = Others()
         public init() {}
+        static var seeds: Seeds { .account }
+        public mutating func set(_ slot: Int, _ value: Value) {
+            if slot == 0 { status = value } else { changedAt = value }
+        }
     }
 
     public var kind = Value.absent
@@ -338,4 +367,14 @@ enum UTF8Check {
         }
         return true
     }
+}
+
+/// A nested object of an event (`deal`, `spend`, `account`) as a reader fills it: a slot
+/// per key of the schema, by the key's index, and the hash of any other member.
+protocol EventFieldsObject {
+    /// Where the hash of its unknown members starts (see `EventFields.Seeds`).
+    static var seeds: EventFields.Seeds { get }
+    var others: EventFields.Others { get set }
+    /// Sets the slot of the schema's key number `slot`.
+    mutating func set(_ slot: Int, _ value: EventFields.Value)
 }

@@ -80,9 +80,9 @@ struct JSONEventScanner {
                     i += 1
                     let scanned: Bool
                     switch slot {
-                    case 5: scanned = scanDeal(into: &f.dealFields)
-                    case 6: scanned = scanSpend(into: &f.spendFields)
-                    default: scanned = scanAccount(into: &f.accountFields)
+                    case 5: scanned = scanMembers(into: &f.dealFields, keys: Self.dealKeys)
+                    case 6: scanned = scanMembers(into: &f.spendFields, keys: Self.spendKeys)
+                    default: scanned = scanMembers(into: &f.accountFields, keys: Self.accountKeys)
                     }
                     guard scanned else { return false }
                     f.setSlot(slot, .object)
@@ -94,8 +94,10 @@ struct JSONEventScanner {
         }
     }
 
-    /// The members of a `deal` object whose `{` was consumed, through its `}`.
-    private mutating func scanDeal(into d: inout EventFields.Deal) -> Bool {
+    /// The members of a nested object (`deal`, `spend`, `account`) whose `{` was
+    /// consumed, through its `}`: each of the schema's keys once, with a scalar value, into
+    /// its slot; any other key's scalar hashed into `others`.
+    private mutating func scanMembers<Object: EventFieldsObject>(into o: inout Object, keys: KeyTable) -> Bool {
         var seen: UInt32 = 0
         var unknownKeys: [Range<Int>] = []
         var first = true
@@ -104,72 +106,13 @@ struct JSONEventScanner {
             case .fail: return false
             case .end: return true
             case .key(let key):
-                guard let slot = Self.dealKeys.slot(key) else {
-                    guard unknown(key, seeds: .deal, others: &d.others, seen: &unknownKeys) else { return false }
+                guard let slot = keys.slot(key) else {
+                    guard unknown(key, seeds: Object.seeds, others: &o.others, seen: &unknownKeys) else { return false }
                     continue
                 }
                 guard seen & (1 << slot) == 0, let value = scalar() else { return false }
                 seen |= 1 << slot
-                switch slot {
-                case 0: d.pipeline = value
-                case 1: d.stage = value
-                case 2: d.status = value
-                case 3: d.amount = value
-                case 4: d.currency = value
-                case 5: d.owner = value
-                case 6: d.team = value
-                case 7: d.leadSource = value
-                case 8: d.account = value
-                case 9: d.createdAt = value
-                default: d.closedAt = value
-                }
-            }
-        }
-    }
-
-    /// The members of a `spend` object whose `{` was consumed, through its `}`.
-    private mutating func scanSpend(into s: inout EventFields.Spend) -> Bool {
-        var seen: UInt32 = 0
-        var unknownKeys: [Range<Int>] = []
-        var first = true
-        while true {
-            switch next(first: &first) {
-            case .fail: return false
-            case .end: return true
-            case .key(let key):
-                guard let slot = Self.spendKeys.slot(key) else {
-                    guard unknown(key, seeds: .spend, others: &s.others, seen: &unknownKeys) else { return false }
-                    continue
-                }
-                guard seen & (1 << slot) == 0, let value = scalar() else { return false }
-                seen |= 1 << slot
-                switch slot {
-                case 0: s.leadSource = value
-                case 1: s.amount = value
-                case 2: s.currency = value
-                default: s.date = value
-                }
-            }
-        }
-    }
-
-    /// The members of an `account` object whose `{` was consumed, through its `}`.
-    private mutating func scanAccount(into a: inout EventFields.Account) -> Bool {
-        var seen: UInt32 = 0
-        var unknownKeys: [Range<Int>] = []
-        var first = true
-        while true {
-            switch next(first: &first) {
-            case .fail: return false
-            case .end: return true
-            case .key(let key):
-                guard let slot = Self.accountKeys.slot(key) else {
-                    guard unknown(key, seeds: .account, others: &a.others, seen: &unknownKeys) else { return false }
-                    continue
-                }
-                guard seen & (1 << slot) == 0, let value = scalar() else { return false }
-                seen |= 1 << slot
-                if slot == 0 { a.status = value } else { a.changedAt = value }
+                o.set(slot, value)
             }
         }
     }

@@ -162,19 +162,7 @@ struct ProtobufEventReader {
             default: return false
             }
             guard let value else { return false }
-            switch field {
-            case 1: d.pipeline = value
-            case 2: d.stage = value
-            case 3: d.status = value
-            case 4: d.amount = value
-            case 5: d.currency = value
-            case 6: d.owner = value
-            case 7: d.team = value
-            case 8: d.leadSource = value
-            case 9: d.account = value
-            case 10: d.createdAt = value
-            default: d.closedAt = value
-            }
+            d.set(Int(field) - 1, value)  // fields 1…11 are the deal's keys in order
         }
         return true
     }
@@ -191,12 +179,7 @@ struct ProtobufEventReader {
             default: return false
             }
             guard let value else { return false }
-            switch field {
-            case 1: s.leadSource = value
-            case 2: s.amount = value
-            case 3: s.currency = value
-            default: s.date = value
-            }
+            s.set(Int(field) - 1, value)  // fields 1…4 are the spend's keys in order
         }
         return true
     }
