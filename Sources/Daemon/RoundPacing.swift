@@ -9,12 +9,13 @@ import Glibc
 /// them: a series touched by a thousand events in one round is rendered and published
 /// once. So the daemon measures what its output costs and keeps rounds far enough apart
 /// that it takes at most `outputShare` of the loop's time: the gap after a round is the
-/// smoothed cost of a round divided by the share, between `publish.interval_ms` and
+/// cost of a round as counted (`smoothed`) divided by the share, between `publish.interval_ms` and
 /// `publish.max_interval_ms`. Output is counted in the loop thread's CPU time
 /// (`threadCPUTime`), not wall time: on a machine shared by eleven processes, the time a
-/// thread waits for a core is not work its output made. At 100 events/s a round costs microseconds and every event
-/// is published within the minimum gap; a bulk import makes rounds grow towards the
-/// maximum, and `_progress` keeps going out every `publish.idle_progress_ms` meanwhile.
+/// thread waits for a core is not work its output made. At 100 events/s a round costs
+/// microseconds and every event is published within the minimum gap; a bulk import makes
+/// rounds grow towards the maximum, and `_progress` keeps going out every
+/// `publish.idle_progress_ms` meanwhile.
 struct RoundPacing {
     let minimumGap: UInt64
     let maximumGap: UInt64

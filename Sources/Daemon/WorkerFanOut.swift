@@ -19,7 +19,7 @@ extension WorkerLinkServer {
     /// waiting, otherwise with the next barrier.
     func dispatch(_ changes: [FactChange]) throws {
         pendingChanges.append(contentsOf: changes)
-        guard committer.logSeq != dispatchedLogSeq || !pendingChanges.isEmpty else { return }
+        guard hasUndispatched else { return }
         let barrier = WorkerRegistry.now() - lastBarrier >= barrierGap
         guard barrier || pendingChanges.count >= fanOutBatchFacts else { return }
         try sendPending(barrier: barrier)
@@ -28,9 +28,13 @@ extension WorkerLinkServer {
     /// Sends the waiting changes now, without a barrier: before a rebuild source is taken
     /// at the dispatched position, which must then be the store's.
     func sendPendingChanges() throws {
-        guard committer.logSeq != dispatchedLogSeq || !pendingChanges.isEmpty else { return }
+        guard hasUndispatched else { return }
         try sendPending(barrier: false)
     }
+
+    /// Whether the workers have not been sent everything committed: changes wait, or the
+    /// position moved without any.
+    private var hasUndispatched: Bool { committer.logSeq != dispatchedLogSeq || !pendingChanges.isEmpty }
 
     /// When the committed position is not a barrier yet, when the next one is due.
     var nextBarrierDue: UInt64? {

@@ -197,9 +197,9 @@ extension EventDecoder {
             stage: stage,
             status: status,
             amount: raw * fx,
-            owner: owner.isEmpty ? "unknown" : owner,
-            team: team.isEmpty ? "unknown" : team,
-            leadSource: leadSource.isEmpty ? "unknown" : leadSource,
+            owner: EventDecoder.dimensionKey(owner),
+            team: EventDecoder.dimensionKey(team),
+            leadSource: EventDecoder.dimensionKey(leadSource),
             account: account,
             createdAt: created,
             closedAt: closed,
@@ -213,7 +213,7 @@ extension EventDecoder {
         guard case .string(let text, _) = s.date, let date = Timestamp.parseDate(utf8: text) else { return nil }
         guard let leadSource = key(s.leadSource) else { return nil }
         return SpendPayload(
-            leadSource: leadSource.isEmpty ? "unknown" : leadSource,
+            leadSource: EventDecoder.dimensionKey(leadSource),
             amount: raw * fx,
             date: date,
             rawAmount: raw,

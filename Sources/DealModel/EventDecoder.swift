@@ -18,6 +18,10 @@ public struct EventDecoder: Sendable {
         self.names = ModelNames(model)
     }
 
+    /// An owner, team or lead source as the series key it becomes: absent, null or empty is
+    /// `unknown` (METRICS.md §1). Both decoding paths resolve keys here.
+    static func dimensionKey(_ raw: String) -> String { raw.isEmpty ? "unknown" : raw }
+
     /// Decodes a JSON frame: the one-pass fast path when it accepts the event, else the
     /// `JSONValue` path (which then accepts it identically, or words the rejection).
     public func decode(json frame: [UInt8]) -> Result<Event, EventRejection> {
@@ -167,9 +171,9 @@ public struct EventDecoder: Sendable {
             stage: stage,
             status: status,
             amount: raw * fx,
-            owner: owner.isEmpty ? "unknown" : owner,
-            team: team.isEmpty ? "unknown" : team,
-            leadSource: leadSource.isEmpty ? "unknown" : leadSource,
+            owner: EventDecoder.dimensionKey(owner),
+            team: EventDecoder.dimensionKey(team),
+            leadSource: EventDecoder.dimensionKey(leadSource),
             account: account,
             createdAt: created,
             closedAt: closed,
@@ -189,7 +193,7 @@ public struct EventDecoder: Sendable {
         }
         let leadSource = try key(s["lead_source"], "spend.lead_source")
         return SpendPayload(
-            leadSource: leadSource.isEmpty ? "unknown" : leadSource,
+            leadSource: EventDecoder.dimensionKey(leadSource),
             amount: raw * fx,
             date: date,
             rawAmount: raw,
