@@ -30,13 +30,17 @@ public enum HTTPScrape {
     }
 
     /// Polls `url` until it answers `status` (within `timeout` seconds); false if it never did.
+    ///
+    /// The deadline is checked after an attempt, never instead of one: `swift test` runs
+    /// blocking tests on the same two cooperative threads, and a task that wakes from its
+    /// pause past the deadline must still ask once before it calls the listener silent.
     public static func waitFor(_ url: String, status: Int, timeout: Double) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        while true {
             if let answer = try? await get(url), answer.status == status { return true }
+            guard Date() < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(50))
         }
-        return false
     }
 
     /// The samples of an exposition: `name{labels}` → value (labels as written).

@@ -97,12 +97,14 @@ final class ConnectorProcess {
         return Health(pending: pending, forwarded: forwarded, logSeq: UInt64(logSeq))
     }
 
-    /// Waits until the spool is empty (everything acknowledged by the daemon).
+    /// Waits until the spool is empty (everything acknowledged by the daemon). Like
+    /// `HTTPScrape.waitFor`, it asks once more after a pause that ran past the deadline.
     func waitDrained(timeout: Double = 60) async throws -> Health {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        while true {
             let h = try await health()
             if h.pending == 0 { return h }
+            guard Date() < deadline else { break }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw DaemonProcess.Failure(description: "spool not drained within \(timeout) s: \(log)")
