@@ -25,7 +25,7 @@ extension DaemonConfiguration {
         "workers.shards", "workers.per_family", "workers.partitions", "workers.result_timeout_ms", "workers.spawn",
         "workers.families", "workers.heartbeat_ms", "workers.liveness",
         "publish.interval_ms", "publish.idle_progress_ms", "publish.max_interval_ms", "publish.output_share_percent",
-        "publish.subscriber_hwm", "limits.max_batch_events",
+        "publish.busy_limit_percent", "publish.subscriber_hwm", "limits.max_batch_events",
         "limits.max_frame_bytes", "limits.max_outstanding_batches", "limits.max_outstanding_facts",
         "checkpoint.every_records", "ingest.curve.secret_key_file", "ingest.curve.connectors", "http.listen",
         "log.level", "log.format", "workers.curve.secret_key_file", "workers.curve.workers",
@@ -129,6 +129,7 @@ extension DaemonConfiguration {
             case "publish.idle_progress_ms": c.idleProgressMilliseconds = try int(min: 1)
             case "publish.max_interval_ms": c.publishMaxIntervalMilliseconds = try int(min: 1)
             case "publish.output_share_percent": c.publishOutputSharePercent = try int(min: 1, max: 100)
+            case "publish.busy_limit_percent": c.publishBusyLimitPercent = try int(min: 0, max: 100)
             case "publish.subscriber_hwm":
                 let v = try int(min: 0)
                 guard v <= Int(Int32.max) else { throw ConfigurationError(key: field, reason: "at most \(Int32.max)") }

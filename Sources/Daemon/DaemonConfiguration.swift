@@ -33,6 +33,9 @@ public import PipelineMetrics
 ///   - `publish.max_interval_ms` (int, default 1000) and `publish.output_share_percent`
 ///     (int 1…100, default 20): under load rounds are spaced so that output (results,
 ///     rendering, publication) takes at most that share of the loop, up to this gap
+///   - `publish.busy_limit_percent` (int 0…100, default 70): output may also take the
+///     loop's idle time, as long as the loop stays at most this busy (0: only
+///     `publish.output_share_percent`)
 ///   - `publish.idle_progress_ms` (int, default 20): with nothing new, `_progress` is still
 ///     published this often
 ///   - `publish.subscriber_hwm` (int, default 100000): updates queued per subscriber before drops
@@ -72,6 +75,8 @@ public struct DaemonConfiguration: Sendable {
     public var publishMaxIntervalMilliseconds = 1000
     /// The share of the loop's time output may take (`publish.output_share_percent`).
     public var publishOutputSharePercent = 20
+    /// How busy output may make an otherwise idle loop (`publish.busy_limit_percent`).
+    public var publishBusyLimitPercent = 70
     public var subscriberHighWaterMark: Int32 = 100_000
     public var maxBatchEvents = 10_000
     public var maxFrameBytes = 1 << 20
@@ -188,6 +193,8 @@ public struct DaemonConfiguration: Sendable {
                         c.publishMaxIntervalMilliseconds = try int(v, "publish.max_interval_ms", min: 1)
                     case "output_share_percent":
                         c.publishOutputSharePercent = try int(v, "publish.output_share_percent", min: 1, max: 100)
+                    case "busy_limit_percent":
+                        c.publishBusyLimitPercent = try int(v, "publish.busy_limit_percent", min: 0, max: 100)
                     case "subscriber_hwm":
                         c.subscriberHighWaterMark = Int32(try int(v, "publish.subscriber_hwm", min: 0))
                     default: throw ConfigurationError(key: "publish.\(k)", reason: "unknown key")

@@ -156,13 +156,35 @@ final class DaemonLoop {
         var pacing = RoundPacing(
             minimumMilliseconds: configuration.publishIntervalMilliseconds,
             maximumMilliseconds: configuration.publishMaxIntervalMilliseconds,
-            outputSharePercent: configuration.publishOutputSharePercent
+            outputSharePercent: configuration.publishOutputSharePercent,
+            busyLimitPercent: configuration.publishBusyLimitPercent
         )
         let idleProgress = UInt64(configuration.idleProgressMilliseconds) * 1_000_000
         let heartbeatInterval = UInt64(configuration.heartbeatMilliseconds) * 1_000_000
         var lastRound: UInt64 = 0
         var lastProgress: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
+        // Output work (taking results in, publishing a round) comes in slices: between two
+        // RESULTs and every `outputSlice` series of a round, the requests waiting at the
+        // front are committed and acknowledged, so an ACK waits for its sync and at most
+        // one slice, never a whole round. (No checkpoint starts there: it saves the
+        // published state, which is half a round at that point.) The CPU it takes is
+        // ingest's, not output's, for the pacing.
+        let outputSlice = 256
+        var ingestInSlices: UInt64 = 0
+        func ingestBetweenSlices() throws {
+            guard !workers.isBackPressured && front.hasRequests else { return }
+            let started = RoundPacing.threadCPUTime()
+            try serviceIngest(
+                front,
+                wake: wake,
+                workers: workers,
+                publisher: publisher,
+                layout: layout,
+                checkpointing: false
+            )
+            ingestInSlices &+= RoundPacing.threadCPUTime() - started
+        }
         while !stop.isSet {
             metrics.loopTurn()
             let acceptIngest = !workers.isBackPressured
@@ -177,11 +199,14 @@ final class DaemonLoop {
             if let barrier = workers.nextBarrierDue { due = min(due, barrier) }
             var wait = min(due > now ? Int((due - now + 999_999) / 1_000_000) : 0, configuration.heartbeatMilliseconds)
             if acceptIngest && front.hasRequests { wait = 0 }
+            let polled = WorkerRegistry.now()
             let ready = try poller.poll(timeoutMilliseconds: wait)
+            if wait > 0 { pacing.waited(WorkerRegistry.now() &- polled) }
             if ready[0] {
+                ingestInSlices = 0
                 let started = RoundPacing.threadCPUTime()
-                try workers.serviceWorkers()
-                pacing.spent(RoundPacing.threadCPUTime() - started)
+                try workers.serviceWorkers(between: ingestBetweenSlices)
+                pacing.spent(RoundPacing.threadCPUTime() &- started &- ingestInSlices)
             }
             try workers.continueRebuilds()
             if ready[3] { while try wake.receive(blocking: false) != nil {} }
@@ -201,13 +226,16 @@ final class DaemonLoop {
                 if !workers.isBackPressured && front.hasRequests {
                     try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
                 }
+                ingestInSlices = 0
                 let started = RoundPacing.threadCPUTime()
                 let seqBefore = publisher.state.seq
                 try publisher.publishRound(
-                    workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state)
+                    workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state),
+                    slice: outputSlice,
+                    between: ingestBetweenSlices
                 )
-                pacing.spent(RoundPacing.threadCPUTime() - started)
-                pacing.roundPublished()
+                pacing.spent(RoundPacing.threadCPUTime() &- started &- ingestInSlices)
+                pacing.roundPublished(at: WorkerRegistry.now())
                 metrics.paced(pacing)
                 logger.debug(
                     "Round published",
@@ -216,6 +244,7 @@ final class DaemonLoop {
                         "round.output_us": "\(pacing.lastRoundCost / 1000)",
                         "round.series": "\(publisher.state.seq - seqBefore)",
                         "publish.gap_ms": "\(Double(pacing.gap) / 1e6)",
+                        "publish.output_share": "\(pacing.share)",
                     ]
                 )
                 lastRound = after
@@ -233,12 +262,14 @@ final class DaemonLoop {
 
     /// One group: the decoded requests waiting at the front (up to the group limits) are
     /// resolved, committed with one sync, acknowledged, and dispatched as one fact batch.
+    /// With `checkpointing` false (between slices of a round) no checkpoint starts.
     private func serviceIngest(
         _ front: IngestFront,
         wake: ZMQSocket,
         workers: WorkerLinkServer,
         publisher: Publisher,
-        layout: PublishedState.Layout
+        layout: PublishedState.Layout,
+        checkpointing: Bool = true
     ) throws {
         let requests = front.take(limit: groupLimit, eventLimit: groupEventLimit)
         guard !requests.isEmpty else { return }
@@ -258,7 +289,7 @@ final class DaemonLoop {
         )
         metrics.acknowledged(requests, group.acks)
         try workers.dispatch(group.changes)
-        if committer.checkpointIfDue() {
+        if checkpointing && committer.checkpointIfDue() {
             committer.savePublished(publisher.state.encoded(layout: layout))
         }
     }

@@ -38,86 +38,107 @@ struct PublishedState {
     /// to publish (topic, payload) to `send`, `_progress` last. A removal of a live series
     /// is published once more with `"removed":true`; a value equal to the one subscribers
     /// have is not sent again (a partition's new owner reports its whole state at a switch).
+    ///
+    /// The topic is lent from the catalog's text (valid during the call); the payload is
+    /// rendered into one reused buffer. Nothing per series is allocated or reference counted.
+    ///
+    /// `between` runs after every `slice` changes: the loop takes ingest requests there, so
+    /// an ACK never waits for a whole round. It must not touch this state.
     mutating func publish(
         _ changes: WorkerRegistry.Result,
         logSeq: UInt64,
-        send: (_ topic: [UInt8], _ payload: [UInt8]) throws -> Void
-    ) rethrows {
-        try publish(changes, logSeq: logSeq, rendering: true, send: send)
-    }
-
-    /// `publish`, rendering and sending nothing when `rendering` is false (a restore).
-    private mutating func publish(
-        _ changes: WorkerRegistry.Result,
-        logSeq: UInt64,
-        rendering: Bool,
-        send: (_ topic: [UInt8], _ payload: [UInt8]) throws -> Void
-    ) rethrows {
+        slice: Int = .max,
+        between: () throws -> Void = {},
+        send: (_ topic: UnsafeBufferPointer<UInt8>, _ payload: [UInt8]) throws -> Void
+    ) throws {
         self.logSeq = logSeq
-        if entries.count < catalog.count {
-            entries.append(contentsOf: repeatElement(Entry(), count: catalog.count - entries.count))
-        }
+        grow()
         var out = buffer
         buffer = []
         defer { buffer = out }
-        for change in changes.series {
-            let id = Int(change.id)
-            if change.isRemoval {
-                guard entries[id].isLive else { continue }
-                entries[id].shape = -1
-                count -= 1
-                seq += 1
-                guard rendering else { continue }
-                out.removeAll(keepingCapacity: true)
-                out.append(contentsOf: catalog.labels[id])
-                Topics.appendRemoval(seq: seq, logSeq: logSeq, to: &out)
-                try send(catalog.topics[id], out)
-                continue
+        let catalog = self.catalog
+        try changes.words.withUnsafeBufferPointer { all in
+            try catalog.withText { text, spans in
+                for (n, change) in changes.series.enumerated() {
+                    if n > 0 && n % slice == 0 { try between() }
+                    let id = Int(change.id)
+                    let start = Int(change.offset)
+                    let new = UnsafeBufferPointer(rebasing: all[start..<(start + Int(change.fields))])
+                    guard store(change, new, logSeq: logSeq) else { continue }
+                    let span = spans[id]
+                    out.removeAll(keepingCapacity: true)
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[span.labels]))
+                    if change.isRemoval {
+                        Topics.appendRemoval(seq: seq, logSeq: logSeq, to: &out)
+                    } else {
+                        appendValues(id, to: &out)
+                    }
+                    try send(UnsafeBufferPointer(rebasing: text[span.topic]), out)
+                }
             }
-            let start = Int(change.offset)
-            let n = Int(change.fields)
-            let new = changes.words[start..<(start + n)]
-            let entry = entries[id]
-            if entry.isLive && entry.shape == change.shape
-                && words[Int(entry.offset)..<(Int(entry.offset) + n)].elementsEqual(new)
-            {
-                continue
-            }
-            if !entry.isLive { count += 1 }
-            if Int(entry.capacity) < n {
-                entries[id].offset = UInt32(words.count)
-                entries[id].capacity = UInt8(n)
-                words.append(contentsOf: new)
-            } else {
-                words.replaceSubrange(Int(entry.offset)..<(Int(entry.offset) + n), with: new)
-            }
-            seq += 1
-            entries[id].shape = change.shape
-            entries[id].seq = seq
-            entries[id].logSeq = logSeq
-            guard rendering else { continue }
-            render(id, into: &out)
-            try send(catalog.topics[id], out)
         }
-        guard rendering else { return }
-        try send(Topics.progress, Topics.position(seq: seq, logSeq: logSeq))
+        try Topics.progress.withUnsafeBufferPointer { try send($0, Topics.position(seq: seq, logSeq: logSeq)) }
+    }
+
+    /// Makes room for every series the catalog has.
+    private mutating func grow() {
+        if entries.count < catalog.count {
+            entries.append(contentsOf: repeatElement(Entry(), count: catalog.count - entries.count))
+        }
+    }
+
+    /// Stores one change at `logSeq` with the next `seq`; false when subscribers need not
+    /// hear of it (a removal of a series not live, a value equal to the published one).
+    private mutating func store(_ change: SeriesChange, _ new: UnsafeBufferPointer<UInt64>, logSeq: UInt64) -> Bool {
+        let id = Int(change.id)
+        let entry = entries[id]
+        if change.isRemoval {
+            guard entry.isLive else { return false }
+            entries[id].shape = -1
+            count -= 1
+            seq += 1
+            return true
+        }
+        let n = new.count
+        if entry.isLive && entry.shape == change.shape {
+            let same = words.withUnsafeBufferPointer { held in
+                UnsafeBufferPointer(rebasing: held[Int(entry.offset)..<(Int(entry.offset) + n)]).elementsEqual(new)
+            }
+            if same { return false }
+        }
+        if !entry.isLive { count += 1 }
+        if Int(entry.capacity) < n {
+            entries[id].offset = UInt32(words.count)
+            entries[id].capacity = UInt8(n)
+            words.append(contentsOf: new)
+        } else {
+            words.withUnsafeMutableBufferPointer { held in
+                for i in 0..<n { held[Int(entry.offset) + i] = new[i] }
+            }
+        }
+        seq += 1
+        entries[id].shape = change.shape
+        entries[id].seq = seq
+        entries[id].logSeq = logSeq
+        return true
+    }
+
+    /// Appends the fields and stamp of live series `id` as published (what follows its labels).
+    private func appendValues(_ id: Int, to out: inout [UInt8]) {
+        let entry = entries[id]
+        let fields = catalog.fields[Int(entry.shape)]
+        words.withUnsafeBufferPointer { all in
+            let start = Int(entry.offset)
+            Topics.appendFields(fields, UnsafeBufferPointer(rebasing: all[start..<(start + fields.count)]), to: &out)
+        }
+        Topics.appendStamp(seq: entry.seq, logSeq: entry.logSeq, to: &out)
     }
 
     /// Writes the payload of live series `id` as published into `out` (emptied first).
     private func render(_ id: Int, into out: inout [UInt8]) {
-        let entry = entries[id]
-        let fields = catalog.fields[Int(entry.shape)]
         out.removeAll(keepingCapacity: true)
-        out.append(contentsOf: catalog.labels[id])
-        words.withUnsafeBufferPointer { all in
-            let start = Int(entry.offset)
-            Topics.appendFields(
-                fields,
-                UnsafeBufferPointer(rebasing: all[start..<(start + fields.keys.count)]),
-                to: &out
-            )
-        }
-        Topics.appendStamp(seq: entry.seq, logSeq: entry.logSeq, to: &out)
+        out.append(contentsOf: catalog.labels(id))
+        appendValues(id, to: &out)
     }
 
     /// The live series of some partitions of a family, with their partitions (a scan:
@@ -135,10 +156,12 @@ struct PublishedState {
     /// topic order.
     func snapshot(prefix: [UInt8]) -> [(topic: [UInt8], payload: [UInt8])] {
         var out: [(topic: [UInt8], payload: [UInt8])] = []
-        for (id, entry) in entries.enumerated() where entry.isLive && catalog.topics[id].starts(with: prefix) {
+        for (id, entry) in entries.enumerated() where entry.isLive {
+            let topic = catalog.topic(id)
+            guard topic.starts(with: prefix) else { continue }
             var payload: [UInt8] = []
             render(id, into: &payload)
-            out.append((catalog.topics[id], payload))
+            out.append((topic, payload))
         }
         return out.sorted { $0.topic.lexicographicallyPrecedes($1.topic) }
     }
@@ -170,8 +193,8 @@ extension PublishedState {
         w.u64(UInt64(count))
         for (id, entry) in entries.enumerated() where entry.isLive {
             let owner = catalog.owners[id]
-            w.bytes(catalog.topics[id])
-            w.bytes(catalog.labels[id])
+            w.bytes(catalog.topic(id))
+            w.bytes(catalog.labels(id))
             w.string(owner.family.rawValue)
             w.u32(UInt32(owner.partition))
             w.u32(UInt32(entry.shape))
@@ -255,10 +278,14 @@ extension PublishedState {
         }
         guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after the published state") }
         let (savedSeq, savedLogSeq) = (seq, logSeq)
-        publish(changes, logSeq: savedLogSeq, rendering: false) { _, _ in }
-        for (change, stamp) in zip(changes.series, stamps) {
-            entries[Int(change.id)].seq = stamp.seq
-            entries[Int(change.id)].logSeq = stamp.logSeq
+        grow()
+        changes.words.withUnsafeBufferPointer { all in
+            for (change, stamp) in zip(changes.series, stamps) {
+                let start = Int(change.offset)
+                _ = store(change, UnsafeBufferPointer(rebasing: all[start..<(start + Int(change.fields))]), logSeq: 0)
+                entries[Int(change.id)].seq = stamp.seq
+                entries[Int(change.id)].logSeq = stamp.logSeq
+            }
         }
         seq = savedSeq
         logSeq = savedLogSeq

@@ -79,14 +79,24 @@ final class Publisher {
 
     /// One round (from `WorkerLinkServer.takeRound`): publishes its changes, then
     /// `_progress`. Without one only `_progress` goes out, at the last published position.
-    func publishRound(_ round: WorkerRegistry.Round?) throws {
+    /// `between` runs after every `slice` series (`PublishedState.publish`); it must not
+    /// touch this publisher.
+    func publishRound(
+        _ round: WorkerRegistry.Round?,
+        slice: Int = .max,
+        between: () throws -> Void = {}
+    ) throws {
         rounds += 1
         defer { metrics?.published(state, subscribers: subscribers.drain()) }
         guard let round else {
             try updates.send([Topics.progress, Topics.position(seq: state.seq, logSeq: state.logSeq)], blocking: false)
             return
         }
-        try state.publish(round.changes, logSeq: round.position) { try updates.send($0, $1, blocking: false) }
+        try state.publish(round.changes, logSeq: round.position, slice: slice, between: between) { topic, payload in
+            _ = try payload.withUnsafeBufferPointer {
+                try updates.send(UnsafeRawBufferPointer(topic), UnsafeRawBufferPointer($0))
+            }
+        }
     }
 
     /// The largest snapshot request (command and prefix) answered; a bigger one gets `ERR`.

@@ -17,19 +17,59 @@ import Wire
 final class SeriesCatalog {
     let partitionCount: Int
     private var index: [TopicKey: UInt32] = [:]
-    /// By id: the topic, the payload's labels (`Topics.labels(ofTopic:)`), the owner.
-    private(set) var topics: [[UInt8]] = []
-    private(set) var labels: [[UInt8]] = []
+    /// Every series' topic and then its payload's labels (`Topics.labels(ofTopic:)`), back
+    /// to back, by id at `spans[id]`: one buffer, so a round appends and sends them with no
+    /// reference counting per series (`withText`).
+    private(set) var text: [UInt8] = []
+    private(set) var spans: [TextSpan] = []
+    /// By id: the family and partition that own the series.
     private(set) var owners: [SeriesOwner] = []
+
+    /// Where a series' topic and labels are in `text`: the labels follow the topic.
+    struct TextSpan {
+        var start: UInt32
+        var topicCount: UInt32
+        var labelCount: UInt32
+        var topic: Range<Int> { Int(start)..<(Int(start) + Int(topicCount)) }
+        var labels: Range<Int> { topic.upperBound..<(topic.upperBound + Int(labelCount)) }
+    }
 
     /// By shape id (the catalog's, not a session's): the field list and its rendering.
     private(set) var shapes: [SeriesShape] = []
     private(set) var fields: [Topics.PayloadFields] = []
+    /// By shape id: its number of fields (words).
+    private(set) var fieldCounts: [UInt8] = []
     private var shapeIndex: [SeriesShape: Int32] = [:]
 
     init(partitionCount: Int) { self.partitionCount = partitionCount }
 
-    var count: Int { topics.count }
+    var count: Int { spans.count }
+
+    /// The topic of series `id` (a copy: for the paths that are not per update).
+    func topic(_ id: Int) -> [UInt8] { Array(text[spans[id].topic]) }
+
+    /// The payload labels of series `id` (a copy, as `topic`).
+    func labels(_ id: Int) -> [UInt8] { Array(text[spans[id].labels]) }
+
+    /// Calls `body` with the text buffer and the spans, for rendering many series.
+    func withText<R, E: Error>(
+        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<TextSpan>) throws(E) -> R
+    ) throws(E) -> R {
+        let text = self.text
+        let spans = self.spans
+        return try text.withUnsafeBufferPointer { t throws(E) in
+            try spans.withUnsafeBufferPointer { s throws(E) in try body(t, s) }
+        }
+    }
+
+    private func append(topic: [UInt8], labels: [UInt8], owner: SeriesOwner) {
+        spans.append(
+            TextSpan(start: UInt32(text.count), topicCount: UInt32(topic.count), labelCount: UInt32(labels.count))
+        )
+        text.append(contentsOf: topic)
+        text.append(contentsOf: labels)
+        owners.append(owner)
+    }
 
     /// The id of `topic` if it is a series `family` publishes (added the first time), nil
     /// if it is not one, or is another family's.
@@ -39,11 +79,9 @@ final class SeriesCatalog {
         guard let parsed = Topics.SeriesTopic(topic),
             let partition = SeriesCatalog.partition(of: parsed, family: family, count: partitionCount)
         else { return nil }
-        let id = UInt32(topics.count)
+        let id = UInt32(spans.count)
         index[key] = id
-        topics.append(topic)
-        labels.append(parsed.labels)
-        owners.append(SeriesOwner(family: family, partition: partition))
+        append(topic: topic, labels: parsed.labels, owner: SeriesOwner(family: family, partition: partition))
         return id
     }
 
@@ -52,11 +90,9 @@ final class SeriesCatalog {
     func restore(topic: [UInt8], labels: [UInt8], owner: SeriesOwner) -> UInt32? {
         let key = TopicKey(topic)
         if let id = index[key] { return owners[Int(id)] == owner ? id : nil }
-        let id = UInt32(topics.count)
+        let id = UInt32(spans.count)
         index[key] = id
-        topics.append(topic)
-        self.labels.append(labels)
-        owners.append(owner)
+        append(topic: topic, labels: labels, owner: owner)
         return id
     }
 
@@ -67,6 +103,7 @@ final class SeriesCatalog {
         shapeIndex[shape] = id
         shapes.append(shape)
         fields.append(Topics.PayloadFields(shape))
+        fieldCounts.append(UInt8(shape.fields.count))
         return id
     }
 
@@ -151,15 +188,17 @@ extension SessionSeries {
         series.reserveCapacity(decoded.entries.count)
         var rejected = 0
         var example: [UInt8] = []
+        let owners = catalog.owners
+        let fieldCounts = catalog.fieldCounts
         for entry in decoded.entries {
             let id = ids[Int(entry.number)]
-            let partition = id < 0 ? -1 : catalog.owners[Int(id)].partition
+            let partition = id < 0 ? -1 : owners[Int(id)].partition
             guard held.contains(partition) else {
                 rejected += 1
                 if example.isEmpty {
                     example =
                         id >= 0
-                        ? catalog.topics[Int(id)]
+                        ? catalog.topic(Int(id))
                         : refusedTopics[entry.number] ?? Array("series \(entry.number)".utf8)
                 }
                 continue
@@ -173,7 +212,7 @@ extension SessionSeries {
                         id: UInt32(id),
                         partition: partition,
                         shape: shape,
-                        fields: catalog.fields[Int(shape)].keys.count,
+                        fields: Int(fieldCounts[Int(shape)]),
                         offset: Int(entry.offset)
                     )
                 )

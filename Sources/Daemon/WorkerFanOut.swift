@@ -20,7 +20,7 @@ extension WorkerLinkServer {
     func dispatch(_ changes: [FactChange]) throws {
         pendingChanges.append(contentsOf: changes)
         guard hasUndispatched else { return }
-        let barrier = WorkerRegistry.now() - lastBarrier >= barrierGap
+        let barrier = WorkerRegistry.now() - lastBarrier >= barrierGap && !registry.isAwaitingBarrier
         guard barrier || pendingChanges.count >= fanOutBatchFacts else { return }
         try sendPending(barrier: barrier)
     }
@@ -36,9 +36,13 @@ extension WorkerLinkServer {
     /// position moved without any.
     private var hasUndispatched: Bool { committer.logSeq != dispatchedLogSeq || !pendingChanges.isEmpty }
 
-    /// When the committed position is not a barrier yet, when the next one is due.
+    /// When the committed position is not a barrier yet, when the next one is due (nil
+    /// while the last one waits for an answer: the answer wakes the loop).
     var nextBarrierDue: UInt64? {
-        registry.lastBarrier == committer.logSeq && pendingChanges.isEmpty ? nil : lastBarrier + barrierGap
+        if registry.lastBarrier == committer.logSeq && pendingChanges.isEmpty || registry.isAwaitingBarrier {
+            return nil
+        }
+        return lastBarrier + barrierGap
     }
 
     /// Sends a barrier at the committed position if one is due: the waiting changes, or an

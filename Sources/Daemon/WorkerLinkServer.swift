@@ -99,8 +99,12 @@ final class WorkerLinkServer {
     // MARK: messages from workers
 
     /// Reads every waiting worker message: `READY`, `RESULT`, `PROGRESS`, `HEARTBEAT`, `BYE`.
-    func serviceWorkers() throws {
+    /// `between` runs between two messages (the loop takes ingest requests there).
+    func serviceWorkers(between: () throws -> Void = {}) throws {
+        var taken = 0
         while let frames = try socket.receive(blocking: false) {
+            if taken > 0 { try between() }
+            taken += 1
             guard frames.count >= 2 else { continue }
             let identity = frames[0]
             let command = WorkerLink.Command(rawValue: String(decoding: frames[1], as: UTF8.self))

@@ -166,6 +166,17 @@ struct WorkerRegistry {
     private(set) var barriers: [UInt64]
     var lastBarrier: UInt64 { barriers.last ?? 0 }
 
+    /// Whether, with ownership steady, an owner has not answered the last barrier yet. The
+    /// fan-out then sends no further barrier: a worker still flushing for one gains nothing
+    /// from the next, so barriers (and rounds) come no faster than the workers answer
+    /// them, however short the pacing's gap. (During a move or a vacancy this is false:
+    /// the targets catch up at barriers.)
+    var isAwaitingBarrier: Bool {
+        guard let owners = steadyOwners else { return false }
+        let last = lastBarrier
+        return owners.contains { (sessions[$0]?.reported ?? 0) < last }
+    }
+
     mutating func addBarrier(_ position: UInt64) {
         if barriers.last != position { barriers.append(position) }
     }
@@ -523,12 +534,15 @@ struct WorkerRegistry {
                 ? Result(logSeq: position, series: [])
                 : Result.merged(Array(session.results.prefix(n)))
             update(id) { $0.results.removeFirst(n) }
+            // What a switch's new owner reported, to remove what it no longer has (only
+            // collected when this session takes partitions over in this round).
+            let taken = switchedTo[id]
             var fresh: Set<UInt32> = []
             for series in merged.series where own.owner[Int(series.partition)] == id {
                 round.changes.append(series, from: merged.words)
-                if !series.isRemoval { fresh.insert(series.id) }
+                if taken != nil && !series.isRemoval { fresh.insert(series.id) }
             }
-            if let taken = switchedTo[id] {
+            if let taken {
                 for (gone, partition) in publishedTopics(session.family, taken) where !fresh.contains(gone) {
                     round.changes.series.append(.removal(gone, partition: partition))
                 }

@@ -281,16 +281,27 @@ public enum Topics {
     private static let hexLower = Array("0123456789abcdef".utf8)
 
     /// A shape ready to render: each field's `,"name":` and its kind.
+    ///
+    /// The keys are one byte array (`keyBytes`, field `i`'s ending at `keyEnds[i]`), not
+    /// an array per key: a round renders thousands of payloads, and appending from one
+    /// buffer costs no reference counting per field.
     public struct PayloadFields: Sendable {
-        public let keys: [[UInt8]]
+        public let keyBytes: [UInt8]
+        public let keyEnds: [Int]
         public let kinds: [FieldKind]
+        /// The number of fields (words) of the shape.
+        public var count: Int { kinds.count }
         public init(_ shape: SeriesShape) {
-            keys = shape.fields.map { field in
-                var key: [UInt8] = [UInt8(ascii: ",")]
-                JSONWriter.appendString(field.name, to: &key)
-                key.append(UInt8(ascii: ":"))
-                return key
+            var bytes: [UInt8] = []
+            var ends: [Int] = []
+            for field in shape.fields {
+                bytes.append(UInt8(ascii: ","))
+                JSONWriter.appendString(field.name, to: &bytes)
+                bytes.append(UInt8(ascii: ":"))
+                ends.append(bytes.count)
             }
+            keyBytes = bytes
+            keyEnds = ends
             kinds = shape.fields.map(\.kind)
         }
     }
@@ -302,15 +313,23 @@ public enum Topics {
         _ words: UnsafeBufferPointer<UInt64>,
         to out: inout [UInt8]
     ) {
-        for i in 0..<min(fields.keys.count, words.count) {
-            out.append(contentsOf: fields.keys[i])
-            switch fields.kinds[i] {
-            case .count:
-                let n = Int64(bitPattern: words[i])
-                if n < 0 { out.append(UInt8(ascii: "-")) }
-                appendDecimal(n.magnitude, to: &out)
-            case .number:
-                appendNumber(Double(bitPattern: words[i]), to: &out)
+        fields.keyBytes.withUnsafeBufferPointer { keys in
+            fields.keyEnds.withUnsafeBufferPointer { ends in
+                fields.kinds.withUnsafeBufferPointer { kinds in
+                    var start = 0
+                    for i in 0..<min(kinds.count, words.count) {
+                        out.append(contentsOf: UnsafeBufferPointer(rebasing: keys[start..<ends[i]]))
+                        start = ends[i]
+                        switch kinds[i] {
+                        case .count:
+                            let n = Int64(bitPattern: words[i])
+                            if n < 0 { out.append(UInt8(ascii: "-")) }
+                            appendDecimal(n.magnitude, to: &out)
+                        case .number:
+                            appendNumber(Double(bitPattern: words[i]), to: &out)
+                        }
+                    }
+                }
             }
         }
     }
@@ -319,7 +338,7 @@ public enum Topics {
     /// counts kept as doubles) written digit by digit instead of through two `String`s.
     static func appendNumber(_ d: Double, to out: inout [UInt8]) {
         guard d.isFinite else {
-            out.append(contentsOf: nullText)
+            append("null", to: &out)
             return
         }
         guard d == d.rounded(), abs(d) < 1e15 else {
@@ -330,14 +349,15 @@ public enum Topics {
         let n = Int64(d)
         if n < 0 { out.append(UInt8(ascii: "-")) }
         appendDecimal(n.magnitude, to: &out)
-        out.append(contentsOf: [UInt8(ascii: "."), UInt8(ascii: "0")])
+        out.append(UInt8(ascii: "."))
+        out.append(UInt8(ascii: "0"))
     }
 
     /// Appends `,"seq":…,"log_seq":…}`: what closes every published payload.
     public static func appendStamp(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
-        out.append(contentsOf: seqKey)
+        append(",\"seq\":", to: &out)
         appendDecimal(seq, to: &out)
-        out.append(contentsOf: logSeqKey)
+        append(",\"log_seq\":", to: &out)
         appendDecimal(logSeq, to: &out)
         out.append(UInt8(ascii: "}"))
     }
@@ -345,15 +365,15 @@ public enum Topics {
     /// Appends what follows the labels of a removed series: `,"value":null,"removed":true`
     /// and the stamp.
     public static func appendRemoval(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
-        out.append(contentsOf: removedFields)
+        append(",\"value\":null,\"removed\":true", to: &out)
         appendStamp(seq: seq, logSeq: logSeq, to: &out)
     }
 
-    private static let nullText = Array("null".utf8)
-    private static let removedFields = Array(",\"value\":null,\"removed\":true".utf8)
-
-    private static let seqKey = Array(",\"seq\":".utf8)
-    private static let logSeqKey = Array(",\"log_seq\":".utf8)
+    /// Appends a literal's bytes (a `StaticString`: no array, no reference counting).
+    @inline(__always)
+    static func append(_ text: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
 
     /// Appends `v` in decimal ASCII (no `String` in between).
     static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {

@@ -176,6 +176,24 @@ public final class ZMQSocket {
         }
     }
 
+    /// `send(_:_:blocking:)` of two frames lent as raw bytes, never blocking: publication
+    /// sends each update from the buffers it rendered into, with no array per frame.
+    @discardableResult
+    public func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws(ZMQError) -> Bool {
+        while zmq_send(handle, first.baseAddress, first.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 {
+            let error = ZMQError.last("zmq_send")
+            if error.isInterrupted { continue }
+            if error.wouldBlock { return false }
+            throw error
+        }
+        while zmq_send(handle, second.baseAddress, second.count, ZMQ_DONTWAIT) < 0 {
+            let error = ZMQError.last("zmq_send")
+            if error.isInterrupted { continue }
+            throw error
+        }
+        return true
+    }
+
     /// The `User-Id` of the connection the last message received came from: the name a
     /// ZAP handler gave the peer (`ZAPAuthenticator`), nil when none did.
     ///

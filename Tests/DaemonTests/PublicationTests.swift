@@ -38,8 +38,8 @@ struct PublicationTests {
         return r
     }
 
-    private func publish(_ state: inout PublishedState, _ r: WorkerRegistry.Result, into sent: inout [String]) {
-        state.publish(r, logSeq: r.logSeq) { topic, payload in
+    private func publish(_ state: inout PublishedState, _ r: WorkerRegistry.Result, into sent: inout [String]) throws {
+        try state.publish(r, logSeq: r.logSeq) { topic, payload in
             sent.append(String(decoding: topic, as: UTF8.self) + " " + String(decoding: payload, as: UTF8.self))
         }
     }
@@ -55,12 +55,12 @@ struct PublicationTests {
         #expect(merged.series[2].offset == 2)
     }
 
-    @Test func aRoundStampsEachChangeOnceAndRemovesWithItsLabels() {
+    @Test func aRoundStampsEachChangeOnceAndRemovesWithItsLabels() throws {
         var state = PublishedState(catalog: catalog)
         var sent: [String] = []
-        publish(&state, result(4, [("a", 1.5), ("b", 2)]), into: &sent)
+        try publish(&state, result(4, [("a", 1.5), ("b", 2)]), into: &sent)
         // A removal of a series never published ("zzz") sends nothing.
-        publish(&state, result(6, [("a", nil), ("zzz", nil)]), into: &sent)
+        try publish(&state, result(6, [("a", nil), ("zzz", nil)]), into: &sent)
         let labels = { (key: String) in #"{"metric":"revenue","dimension":"owner","key":"\#(key)","period":"all""# }
         #expect(
             sent == [
@@ -85,30 +85,30 @@ struct PublicationTests {
 
     /// A partition's new owner reports its whole state at a switch: values subscribers have
     /// already seen are not sent again (no second message for a series at one log_seq).
-    @Test func theSameValueAgainIsNotPublishedAgain() {
+    @Test func theSameValueAgainIsNotPublishedAgain() throws {
         var state = PublishedState(catalog: catalog)
         var sent: [String] = []
-        publish(&state, result(4, [("a", 1)]), into: &sent)
-        publish(&state, result(4, [("a", 1), ("b", 2)]), into: &sent)
+        try publish(&state, result(4, [("a", 1)]), into: &sent)
+        try publish(&state, result(4, [("a", 1), ("b", 2)]), into: &sent)
         #expect(
             sent.map { $0.prefix { $0 != " " } } == [
                 "revenue/owner/a/all", "_progress", "revenue/owner/b/all", "_progress",
             ]
         )
         #expect(state.seq == 2)
-        publish(&state, result(5, [("a", 3)]), into: &sent)
+        try publish(&state, result(5, [("a", 3)]), into: &sent)
         #expect(sent.count == 6, "a changed value is published")
         // −0 is 0, and every non-finite number is null: equal words, equal text.
-        publish(&state, result(6, [("a", 0)]), into: &sent)
-        publish(&state, result(7, [("a", -0.0)]), into: &sent)
+        try publish(&state, result(6, [("a", 0)]), into: &sent)
+        try publish(&state, result(7, [("a", -0.0)]), into: &sent)
         #expect(sent.count == 9 && state.seq == 4)
     }
 
     @Test func theSavedStateComesBackOnlyForTheSameFamiliesAndPartitionCount() throws {
         var state = PublishedState(catalog: catalog)
         var sent: [String] = []
-        publish(&state, result(2, [("a", 7), ("b", 8)]), into: &sent)
-        publish(&state, result(3, [("b", 9)]), into: &sent)
+        try publish(&state, result(2, [("a", 7), ("b", 8)]), into: &sent)
+        try publish(&state, result(3, [("b", 9)]), into: &sent)
         let layout = PublishedState.Layout(families: [.revenue], partitions: 64)
         let bytes = state.encoded(layout: layout)
         let fresh = SeriesCatalog(partitionCount: 64)
@@ -211,7 +211,7 @@ struct PublicationTests {
                 )
                 #expect(read.rejected == 0)
                 var got: [String: String] = [:]
-                state.publish(read.result, logSeq: logSeq) { topic, payload in
+                try state.publish(read.result, logSeq: logSeq) { topic, payload in
                     let t = String(decoding: topic, as: UTF8.self)
                     guard t != "_progress" else { return }
                     #expect(got[t] == nil, "\(t) twice in one round")

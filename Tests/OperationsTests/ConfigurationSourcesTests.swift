@@ -128,6 +128,18 @@ struct ConfigurationSourcesTests {
         )
         #expect(
             error { () throws(ConfigurationError) in
+                try DaemonConfiguration.resolve(
+                    file: path,
+                    environment: ["DEALSTREAM_PUBLISH_BUSY_LIMIT_PERCENT": "-1"]
+                )
+            } == "config: publish.busy_limit_percent (DEALSTREAM_PUBLISH_BUSY_LIMIT_PERCENT): not an integer 0…100"
+        )
+        #expect(
+            try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_PUBLISH_BUSY_LIMIT_PERCENT": "0"])
+                .publishBusyLimitPercent == 0
+        )
+        #expect(
+            error { () throws(ConfigurationError) in
                 try DaemonConfiguration.resolve(file: path, environment: ["DEALSTREAM_WORKERS_SPAWN": "maybe"])
             } == "config: workers.spawn (DEALSTREAM_WORKERS_SPAWN): not a boolean (true or false)"
         )

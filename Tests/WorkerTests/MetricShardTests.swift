@@ -108,7 +108,7 @@ struct MetricShardTests {
                     let start = Int(entry.offset)
                     Topics.appendFields(
                         fields,
-                        UnsafeBufferPointer(rebasing: words[start..<(start + fields.keys.count)]),
+                        UnsafeBufferPointer(rebasing: words[start..<(start + fields.count)]),
                         to: &payload
                     )
                 }
