@@ -92,10 +92,11 @@ final class DurableStore {
             // Only the newest generation can end in a torn write: rotation starts a new one
             // with nothing pending, so a bad tail in an older one is corruption.
             let log = try ReplayPipeline.replay(path: logPath(directory, g), tailMayBeTorn: g == last, decoder: decoder)
-            {
-                switch $0 {
-                case .success(let event): _ = store.apply(event)
-                case .failure: skipped += 1
+            { replayed, buffer in
+                switch replayed {
+                case .record(let fields): _ = store.apply(fields, in: buffer, derivingChange: false)
+                case .event(let event): _ = store.apply(event)
+                case .skipped: skipped += 1
                 }
             }
             if log.truncatedBytes > 0 {
@@ -130,6 +131,41 @@ final class DurableStore {
     /// never starts with either). Logs written before event records hold only the last
     /// two, and are replayed as they always were.
     static let protobufRecordMark: UInt8 = 0
+
+    /// A log record as the replay resolves it: an `EventRecord` decoded in place (no
+    /// strings made, `EventDecoder.decodeFields`; its spans index the batch's buffer), a
+    /// frame from before event records decoded as it always was, or a record no longer
+    /// valid under this model.
+    enum Replayed {
+        case record(RecordFields)
+        case event(Event)
+        case skipped
+    }
+
+    /// The record `payload` as the replay resolves it; an event record's bytes are to be at
+    /// `base` in the buffer handed to the store with it.
+    static func replayed(
+        logRecord payload: UnsafeRawBufferPointer,
+        at base: Int,
+        with decoder: EventDecoder
+    )
+        -> Replayed
+    {
+        guard payload.first == EventRecord.format else {
+            switch decode(logRecord: Array(payload), with: decoder) {
+            case .success(let event): return .event(event)
+            case .failure: return .skipped
+            }
+        }
+        do {
+            switch try decoder.decodeFields(record: payload, at: base) {
+            case .success(let fields): return .record(fields)
+            case .failure: return .skipped
+            }
+        } catch {
+            return .skipped
+        }
+    }
 
     static func decode(logRecord payload: [UInt8], with decoder: EventDecoder) -> Result<Event, EventRejection> {
         switch payload.first {
@@ -268,7 +304,9 @@ extension FixedWidthInteger {
 /// Why it exists: a restart from the log alone replays up to a checkpoint interval of
 /// events, and reading plus decoding is about as much work as resolving; on two cores
 /// the two halves overlap. Batches of 4,096 events pass between the threads, at most four
-/// in flight, so memory stays a few batches whatever the log's size.
+/// in flight, so memory stays a few batches whatever the log's size. A batch's event
+/// records are copied into one buffer that their decoded fields index, so no record gets
+/// an array of its own (allocated on one thread, freed on the other).
 enum ReplayPipeline {
     static let batchSize = 4096
     static let batchesInFlight = 4
@@ -279,31 +317,45 @@ enum ReplayPipeline {
         path: String,
         tailMayBeTorn: Bool,
         decoder: EventDecoder,
-        apply: (Result<Event, EventRejection>) -> Void
+        apply: (DurableStore.Replayed, UnsafeRawBufferPointer) -> Void
     ) throws -> RecordLog {
         let channel = Channel()
         let thread = Thread {
             _ = CLinuxShims_setThreadName("ds-replay")
-            var batch: [Result<Event, EventRejection>] = []
-            batch.reserveCapacity(batchSize)
+            var batch = Batch()
             let opened = Result { () throws -> RecordLog in
-                try RecordLog(path: path, tailMayBeTorn: tailMayBeTorn) { payload in
-                    batch.append(DurableStore.decode(logRecord: payload, with: decoder))
-                    if batch.count == batchSize {
+                try RecordLog(opening: path, tailMayBeTorn: tailMayBeTorn) { payload in
+                    let replayed = DurableStore.replayed(logRecord: payload, at: batch.buffer.count, with: decoder)
+                    if case .record = replayed { batch.buffer.append(contentsOf: payload) }
+                    batch.items.append(replayed)
+                    if batch.items.count == batchSize {
                         channel.put(batch)
-                        batch.removeAll(keepingCapacity: true)
+                        batch = Batch()
                     }
                 }
             }
-            if !batch.isEmpty { channel.put(batch) }
+            if !batch.items.isEmpty { channel.put(batch) }
             channel.finish(Opened(result: opened))
         }
         thread.name = "ds-replay"
         thread.start()
         while let batch = channel.take() {
-            for decoded in batch { apply(decoded) }
+            batch.buffer.withUnsafeBytes { buffer in
+                for item in batch.items { apply(item, buffer) }
+            }
         }
         return try channel.opened!.result.get()
+    }
+
+    /// Up to `batchSize` decoded records, and the buffer their event records' bytes are in.
+    struct Batch {
+        var items: [DurableStore.Replayed] = []
+        var buffer: [UInt8] = []
+
+        init() {
+            items.reserveCapacity(ReplayPipeline.batchSize)
+            buffer.reserveCapacity(ReplayPipeline.batchSize * 192)
+        }
     }
 
     /// The log as the reading thread opened it, handed over once that thread is done
@@ -316,11 +368,11 @@ enum ReplayPipeline {
     /// A bounded queue of decoded batches from the reading thread to the resolving one.
     private final class Channel: @unchecked Sendable {
         private let condition = NSCondition()
-        private var batches: [[Result<Event, EventRejection>]] = []
+        private var batches: [Batch] = []
         private var done = false
         private(set) var opened: Opened?
 
-        func put(_ batch: [Result<Event, EventRejection>]) {
+        func put(_ batch: Batch) {
             condition.lock()
             while batches.count >= ReplayPipeline.batchesInFlight { condition.wait() }
             batches.append(batch)
@@ -338,7 +390,7 @@ enum ReplayPipeline {
 
         /// The next batch, or nil once the reading thread has finished and every batch
         /// was taken.
-        func take() -> [Result<Event, EventRejection>]? {
+        func take() -> Batch? {
             condition.lock()
             defer { condition.unlock() }
             while batches.isEmpty && !done { condition.wait() }

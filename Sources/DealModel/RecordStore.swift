@@ -134,29 +134,136 @@ public struct RecordStore: Sendable {
         return id
     }
 
+    private mutating func sourceID(utf8 source: UnsafeRawBufferPointer) -> UInt32 {
+        if let last = lastSource, StringTable.equal(last.name, source) { return last.id }
+        let id = strings.intern(utf8: source)
+        lastSource = (strings[id], id)
+        return id
+    }
+
     /// Resolves one validated event.
     public mutating func apply(_ event: Event) -> Resolution {
         let source = sourceID(event.source)
-        switch event.body {
-        case .deal, .dealDeleted: return applyDeal(event, source: source)
-        case .spend(let payload):
-            let facts = SpendFacts(
-                leadSource: strings.intern(payload.leadSource),
-                amount: payload.amount,
-                date: payload.date
-            )
-            return RecordStore.applySimple(event, source: source, facts: facts, keys: &spendKeys, table: &spends) {
-                .spend(old: $0, new: $1)
+        var id = event.id
+        return id.withUTF8 { idBytes in
+            let id = UnsafeRawBufferPointer(idBytes)
+            switch event.body {
+            case .deal(let payload):
+                return applyDeal(
+                    isDeletion: event.kind == .dealDeleted,
+                    source: source,
+                    id: id,
+                    version: event.version,
+                    digest: event.digest,
+                    payload: payload
+                )
+            case .dealDeleted:
+                return applyDeal(
+                    isDeletion: event.kind == .dealDeleted,
+                    source: source,
+                    id: id,
+                    version: event.version,
+                    digest: event.digest,
+                    payload: DealPayload?.none
+                )
+            case .spend(let payload):
+                let facts = SpendFacts(
+                    leadSource: strings.intern(payload.leadSource),
+                    amount: payload.amount,
+                    date: payload.date
+                )
+                return RecordStore.applySimple(
+                    id: id,
+                    source: source,
+                    version: event.version,
+                    digest: event.digest,
+                    facts: facts,
+                    keys: &spendKeys,
+                    table: &spends
+                ) { .spend(old: $0, new: $1) }
+            case .account(let payload):
+                let facts = AccountFacts(
+                    source: source,
+                    account: strings.intern(event.id),
+                    churnedAt: payload.churned ? payload.changedAt : nil
+                )
+                return RecordStore.applySimple(
+                    id: id,
+                    source: source,
+                    version: event.version,
+                    digest: event.digest,
+                    facts: facts,
+                    keys: &accountKeys,
+                    table: &accounts
+                ) { .account(old: $0, new: $1) }
             }
-        case .account(let payload):
-            let facts = AccountFacts(
+        }
+    }
+
+    /// Resolves one event record decoded without strings (`EventDecoder.decodeFields`):
+    /// the same resolution, and the same store, as `apply(fields.event(model:))`, with
+    /// every string interned from the record's bytes. Without `derivingChange` a deal's
+    /// resolution has no `change` (what a replay needs: the same store, less work).
+    public mutating func apply(_ fields: RecordFields, derivingChange: Bool = true) -> Resolution {
+        fields.bytes.withUnsafeBytes { apply(fields, in: $0, derivingChange: derivingChange) }
+    }
+
+    /// `apply(_:derivingChange:)` for fields decoded in place (`EventDecoder.decodeFields(
+    /// record:at:)`): `raw` is the buffer their spans index.
+    public mutating func apply(
+        _ fields: RecordFields,
+        in raw: UnsafeRawBufferPointer,
+        derivingChange: Bool = true
+    ) -> Resolution {
+        let source = sourceID(utf8: RecordFields.slice(raw, fields.source))
+        let id = RecordFields.slice(raw, fields.id)
+        switch fields.kind {
+        case .deal:
+            return applyDeal(
+                isDeletion: false,
                 source: source,
-                account: strings.intern(event.id),
-                churnedAt: payload.churned ? payload.changedAt : nil
+                id: id,
+                version: fields.version,
+                digest: fields.digest,
+                payload: RecordDeal(fields: fields, raw: raw),
+                derivingChange: derivingChange
+            )
+        case .dealDeleted:
+            return applyDeal(
+                isDeletion: true,
+                source: source,
+                id: id,
+                version: fields.version,
+                digest: fields.digest,
+                payload: RecordDeal?.none,
+                derivingChange: derivingChange
+            )
+        case .spend:
+            let facts = SpendFacts(
+                leadSource: strings.intern(utf8: RecordFields.slice(raw, fields.leadSource)),
+                amount: fields.amount,
+                date: fields.date
             )
             return RecordStore.applySimple(
-                event,
+                id: id,
                 source: source,
+                version: fields.version,
+                digest: fields.digest,
+                facts: facts,
+                keys: &spendKeys,
+                table: &spends
+            ) { .spend(old: $0, new: $1) }
+        case .account:
+            let facts = AccountFacts(
+                source: source,
+                account: strings.intern(utf8: id),
+                churnedAt: fields.churned ? fields.changedAt : nil
+            )
+            return RecordStore.applySimple(
+                id: id,
+                source: source,
+                version: fields.version,
+                digest: fields.digest,
                 facts: facts,
                 keys: &accountKeys,
                 table: &accounts
@@ -165,24 +272,26 @@ public struct RecordStore: Sendable {
     }
 
     private static func applySimple<Facts: Equatable>(
-        _ event: Event,
+        id: UnsafeRawBufferPointer,
         source: UInt32,
+        version: Int64,
+        digest: Digest128,
         facts: Facts,
         keys: inout RecordIndex,
         table: inout ChunkedArray<SimpleRecord<Facts>>,
         change: (Facts?, Facts?) -> FactChange
     ) -> Resolution {
-        guard let index = keys.find(source: source, id: event.id) else {
-            _ = keys.insert(source: source, id: event.id)
-            table.append(SimpleRecord(version: event.version, digest: event.digest, facts: facts))
+        guard let index = keys.find(source: source, id) else {
+            _ = keys.insert(source: source, id)
+            table.append(SimpleRecord(version: version, digest: digest, facts: facts))
             return Resolution(outcome: .applied, changedState: true, change: change(nil, facts))
         }
         let current = table[index]
-        if current.digest == event.digest { return Resolution(outcome: .duplicate, changedState: false, change: nil) }
-        guard event.version > current.version else {
+        if current.digest == digest { return Resolution(outcome: .duplicate, changedState: false, change: nil) }
+        guard version > current.version else {
             return Resolution(outcome: .stale, changedState: false, change: nil)
         }
-        table[index] = SimpleRecord(version: event.version, digest: event.digest, facts: facts)
+        table[index] = SimpleRecord(version: version, digest: digest, facts: facts)
         return Resolution(
             outcome: .applied,
             changedState: true,
@@ -191,16 +300,13 @@ public struct RecordStore: Sendable {
     }
 
     /// Writes the payload's fields into the slot (the strings interned).
-    private mutating func store(_ payload: DealPayload, into d: inout DealSlot) {
+    private mutating func store<P: DealPayloadSource>(_ payload: P, into d: inout DealSlot) {
         d.flags |= DealSlot.hasPayload
         d.pipeline = UInt16(payload.pipeline)
         d.stage = UInt16(payload.stage)
         d.status = payload.status.rawValue
         d.amount = payload.amount
-        d.owner = strings.intern(payload.owner)
-        d.team = strings.intern(payload.team)
-        d.leadSource = strings.intern(payload.leadSource)
-        d.account = payload.account.isEmpty ? DealFacts.noAccount : strings.intern(payload.account)
+        (d.owner, d.team, d.leadSource, d.account) = payload.internStrings(&strings)
         (d.createdHigh, d.createdLow) = RecordStore.split(payload.createdAt)
         if let closed = payload.closedAt {
             d.flags |= DealSlot.hasClosed
@@ -243,56 +349,67 @@ public struct RecordStore: Sendable {
         )
     }
 
-    private mutating func applyDeal(_ event: Event, source: UInt32) -> Resolution {
-        let isDeletion = event.kind == .dealDeleted
-        var payload: DealPayload?
-        if case .deal(let p) = event.body { payload = p }
-
-        guard let index = dealKeys.find(source: source, id: event.id) else {
-            var d = RecordStore.emptySlot(version: event.version, digest: event.digest)
+    /// Resolves a deal event or deletion (`payload` nil) for the deal `(source, id)`.
+    /// Without `derivingChange` the resolution has no `change` (a replay, whose changes
+    /// nobody reads, skips deriving the facts before and after).
+    private mutating func applyDeal<P: DealPayloadSource>(
+        isDeletion: Bool,
+        source: UInt32,
+        id: UnsafeRawBufferPointer,
+        version: Int64,
+        digest: Digest128,
+        payload: P?,
+        derivingChange: Bool = true
+    ) -> Resolution {
+        guard let index = dealKeys.find(source: source, id) else {
+            var d = RecordStore.emptySlot(version: version, digest: digest)
             if isDeletion {
                 d.flags = DealSlot.deleted
-                d.boundary = event.version
+                d.boundary = version
             }
             if let payload {
                 store(payload, into: &d)
                 d.historyStart = UInt32(historyVersions.count)
                 d.historyCapacity = 1
                 d.historyCount = 1
-                historyVersions.append(event.version)
+                historyVersions.append(version)
                 historyStages.append(RecordStore.stage(payload, model))
             }
-            _ = dealKeys.insert(source: source, id: event.id)
+            _ = dealKeys.insert(source: source, id)
             deals.append(d)
+            guard derivingChange else {
+                if RecordStore.isLive(d) { liveDeals += 1 }
+                return Resolution(outcome: .applied, changedState: true, change: nil)
+            }
             let facts = facts(of: d, source: source)
             if facts != nil { liveDeals += 1 }
             return Resolution(outcome: .applied, changedState: true, change: facts.map { .deal(old: nil, new: $0) })
         }
         var d = deals[index]
-        if d.digestHigh == event.digest.high && d.digestLow == event.digest.low {
+        if d.digestHigh == digest.high && d.digestLow == digest.low {
             return Resolution(outcome: .duplicate, changedState: false, change: nil)
         }
-        let old = facts(of: d, source: source)
+        let wasLive = RecordStore.isLive(d)
+        let old = derivingChange ? facts(of: d, source: source) : nil
 
-        let becomesCurrent =
-            event.version > d.version || (event.version == d.version && isDeletion && !d.isDeleted)
+        let becomesCurrent = version > d.version || (version == d.version && isDeletion && !d.isDeleted)
         var changed = becomesCurrent
         if isDeletion {
-            if event.version > d.boundary {
-                d.boundary = event.version
-                removeHistory(&d) { version, _ in version <= event.version }
+            if version > d.boundary {
+                d.boundary = version
+                removeHistory(&d) { v, _ in v <= version }
                 // A later boundary changes what future stale events may add: keep it even
                 // when the history did not shrink.
                 changed = true
             }
-        } else if let payload, event.version > d.boundary {
-            changed = insertHistory(&d, version: event.version, stage: RecordStore.stage(payload, model)) || changed
+        } else if let payload, version > d.boundary {
+            changed = insertHistory(&d, version: version, stage: RecordStore.stage(payload, model)) || changed
         }
         guard changed else { return Resolution(outcome: .stale, changedState: false, change: nil) }
         if becomesCurrent {
-            d.version = event.version
-            d.digestHigh = event.digest.high
-            d.digestLow = event.digest.low
+            d.version = version
+            d.digestHigh = digest.high
+            d.digestLow = digest.low
             if isDeletion {
                 d.flags = DealSlot.deleted
             } else if let payload {
@@ -304,15 +421,23 @@ public struct RecordStore: Sendable {
         if historyHoles > historyCompactionMinimumHoles && historyHoles * 4 > historyVersions.count {
             compactHistory()
         }
-        let new = facts(of: deals[index], source: source)
-        liveDeals += (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
+        // Compaction may have moved the slot's history: read it back. (Into a local first:
+        // `facts(of: deals[index], …)` made the compiler copy the whole store per event,
+        // about a third of the replay's resolving time.)
+        let stored = deals[index]
+        liveDeals += (RecordStore.isLive(stored) ? 1 : 0) - (wasLive ? 1 : 0)
+        guard derivingChange else {
+            return Resolution(outcome: becomesCurrent ? .applied : .stale, changedState: true, change: nil)
+        }
+        let new = facts(of: stored, source: source)
         let change: FactChange? = old == new ? nil : .deal(old: old, new: new)
         return Resolution(outcome: becomesCurrent ? .applied : .stale, changedState: true, change: change)
     }
 
     /// A history entry's pipeline and reached stage in one word.
-    private static func stage(_ payload: DealPayload, _ model: Model) -> UInt32 {
-        pack(pipeline: UInt16(payload.pipeline), reached: Int16(payload.reachedIndex(in: model)))
+    private static func stage<P: DealPayloadSource>(_ payload: P, _ model: Model) -> UInt32 {
+        let reached = payload.status == .won ? model.pipelines[payload.pipeline].lastIndex : payload.stage
+        return pack(pipeline: UInt16(payload.pipeline), reached: Int16(reached))
     }
 
     private static func pack(pipeline: UInt16, reached: Int16) -> UInt32 {
@@ -402,10 +527,15 @@ public struct RecordStore: Sendable {
         historyCompactions += 1
     }
 
+    /// Whether `facts(of: d, …)` is not nil: the deal is not deleted and has a payload
+    /// above its deletions.
+    @inline(__always)
+    static func isLive(_ d: DealSlot) -> Bool { !d.isDeleted && d.hasPayload && d.version > d.boundary }
+
     /// The derived facts of a deal slot, or nil when it is deleted, has no payload, or
     /// its payload is at or below a deletion.
     func facts(of d: DealSlot, source: UInt32) -> DealFacts? {
-        guard !d.isDeleted, d.hasPayload, d.version > d.boundary else { return nil }
+        guard RecordStore.isLive(d) else { return nil }
         let pipeline = d.pipeline
         let status = DealStatus(rawValue: d.status)!
         var furthest = Int16(status == .won ? model.pipelines[Int(pipeline)].lastIndex : Int(d.stage))
@@ -440,6 +570,53 @@ public struct RecordStore: Sendable {
         for i in 0..<spends.count { out.append(.spend(old: nil, new: spends[i].facts)) }
         for i in 0..<accounts.count { out.append(.account(old: nil, new: accounts[i].facts)) }
         return out
+    }
+}
+
+/// What the record store reads of a deal event's payload, from an `Event` (its strings)
+/// or from an event record's bytes (`RecordFields`), so that resolving a deal is written
+/// once for both.
+protocol DealPayloadSource {
+    var pipeline: Int { get }
+    var stage: Int { get }
+    var status: DealStatus { get }
+    /// In the reporting currency.
+    var amount: Double { get }
+    var createdAt: Instant { get }
+    var closedAt: Instant? { get }
+    /// Owner, team, lead source and account (`DealFacts.noAccount` when there is none) as
+    /// `StringTable` ids, interned in that order.
+    func internStrings(_ strings: inout StringTable) -> (UInt32, UInt32, UInt32, UInt32)
+}
+
+extension DealPayload: DealPayloadSource {
+    func internStrings(_ strings: inout StringTable) -> (UInt32, UInt32, UInt32, UInt32) {
+        let owner = strings.intern(owner)
+        let team = strings.intern(team)
+        let leadSource = strings.intern(leadSource)
+        return (owner, team, leadSource, account.isEmpty ? DealFacts.noAccount : strings.intern(account))
+    }
+}
+
+/// A deal record's payload read in place (valid inside `fields.bytes.withUnsafeBytes`).
+struct RecordDeal: DealPayloadSource {
+    let fields: RecordFields
+    let raw: UnsafeRawBufferPointer
+    var pipeline: Int { fields.pipeline }
+    var stage: Int { fields.stage }
+    var status: DealStatus { fields.status }
+    var amount: Double { fields.amount }
+    var createdAt: Instant { fields.createdAt }
+    var closedAt: Instant? { fields.closedAt }
+
+    func internStrings(_ strings: inout StringTable) -> (UInt32, UInt32, UInt32, UInt32) {
+        let owner = strings.intern(utf8: RecordFields.slice(raw, fields.owner))
+        let team = strings.intern(utf8: RecordFields.slice(raw, fields.team))
+        let leadSource = strings.intern(utf8: RecordFields.slice(raw, fields.leadSource))
+        let account =
+            fields.account.count == 0
+            ? DealFacts.noAccount : strings.intern(utf8: RecordFields.slice(raw, fields.account))
+        return (owner, team, leadSource, account)
     }
 }
 

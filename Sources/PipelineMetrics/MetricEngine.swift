@@ -243,7 +243,7 @@ public struct MetricEngine: Sendable {
     private mutating func applyDeal(_ d: DealFacts, sign: Int32, strings: StringTable, allKey: UInt32) {
         let qualifiedIndex = model.pipelines[Int(d.pipelineIndex)].qualifiedIndex
         let durationNs = d.status == .won ? d.closedAt!.nanoseconds - d.createdAt.nanoseconds : 0
-        let durationDays = Double(durationNs) / 86_400e9
+        let durationDays = Double(nearest: durationNs) / 86_400e9
         let createdMonth = d.createdAt.monthIndex
         let closedMonth = d.closedAt?.monthIndex ?? 0
         for dimension in Dimension.allCases where dimensionMask & (1 << dimension.rawValue) != 0 {
@@ -393,7 +393,7 @@ public struct MetricEngine: Sendable {
         let w = Int(c.won)
         let revenue = c.wonAmount.value
         let aov: Double? = w == 0 ? nil : revenue / Double(w)
-        let cycle: Double? = w == 0 ? nil : Double(c.wonDurationNanoseconds) / 86_400e9 / Double(w)
+        let cycle: Double? = w == 0 ? nil : Double(nearest: c.wonDurationNanoseconds) / 86_400e9 / Double(w)
         let winRate: Double? = closed == 0 ? nil : Double(c.won) / Double(closed)
         switch family {
         case .newOpportunities:

@@ -4,6 +4,19 @@ import Testing
 @testable import PipelineMetrics
 
 struct AggregateTests {
+    @Test func int128ToDoubleWithoutTheGenericConversionRoundsTheSame() {
+        var values: [Int128] = [
+            0, 1, -1, Int128(Int64.max), Int128(Int64.min), Int128(Int64.max) + 1, Int128(Int64.min) - 1,
+        ]
+        values += [Int128.max, Int128.min, (1 << 70) + 12_345, -(1 << 90) - 7, 86_400_000_000_000 * 3_650_000]
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<2_000 {
+            x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            values.append(Int128(Int64(bitPattern: x)) << Int(x % 64) | Int128(x >> 7))
+        }
+        for v in values { #expect(Double(nearest: v) == Double(v), "\(v)") }
+    }
+
     @Test func exactSumRetractsWithoutResidue() {
         var s = ExactSum()
         s.add(1e6, times: 1)
