@@ -54,7 +54,8 @@ struct RoundPacingTests {
         #expect(pacing.outputShare == 0.01)
     }
 
-    @Test func anIdleLoopLendsOutputItsSpareTimeUpToTheBusyLimit() {
+    /// Share 20 %, busy limit 70 %: one round of 2 ms output published at 100 ms.
+    private func busyLimitedAfterAFirstRound() -> RoundPacing {
         var pacing = RoundPacing(
             minimumMilliseconds: 1,
             maximumMilliseconds: 1000,
@@ -62,8 +63,13 @@ struct RoundPacingTests {
             busyLimitPercent: 70
         )
         pacing.spent(2 * ms)
-        pacing.roundPublished(at: 100 * ms)  // the first round: no window yet, the share alone
-        #expect(pacing.gap == 10 * ms)
+        pacing.roundPublished(at: 100 * ms)
+        return pacing
+    }
+
+    @Test func anIdleLoopLendsOutputItsSpareTimeUpToTheBusyLimit() {
+        var pacing = busyLimitedAfterAFirstRound()
+        #expect(pacing.gap == 10 * ms)  // the first round: no window yet, the share alone
         // 10 ms since: 6 ms idle in the poll, 2 ms of output, so 2 ms (20 %) of other work.
         pacing.waited(6 * ms)
         pacing.spent(2 * ms)
@@ -73,14 +79,7 @@ struct RoundPacingTests {
     }
 
     @Test func aLoopThatNeverIdlesKeepsTheShareAlone() {
-        var pacing = RoundPacing(
-            minimumMilliseconds: 1,
-            maximumMilliseconds: 1000,
-            outputSharePercent: 20,
-            busyLimitPercent: 70
-        )
-        pacing.spent(2 * ms)
-        pacing.roundPublished(at: 100 * ms)
+        var pacing = busyLimitedAfterAFirstRound()
         pacing.spent(2 * ms)  // 10 ms of loop: 2 ms output, 8 ms ingest, no idle
         pacing.roundPublished(at: 110 * ms)
         #expect(pacing.share == 0.2)
