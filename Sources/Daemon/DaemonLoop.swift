@@ -185,6 +185,14 @@ final class DaemonLoop {
             )
             ingestInSlices &+= RoundPacing.threadCPUTime() - started
         }
+        /// Runs output work and counts its CPU for the pacing, less the ingest done in its
+        /// slices.
+        func output<R>(_ work: () throws -> R) throws -> R {
+            ingestInSlices = 0
+            let started = RoundPacing.threadCPUTime()
+            defer { pacing.spent(RoundPacing.threadCPUTime() &- started &- ingestInSlices) }
+            return try work()
+        }
         while !stop.isSet {
             metrics.loopTurn()
             let acceptIngest = !workers.isBackPressured
@@ -202,12 +210,7 @@ final class DaemonLoop {
             let polled = WorkerRegistry.now()
             let ready = try poller.poll(timeoutMilliseconds: wait)
             if wait > 0 { pacing.waited(WorkerRegistry.now() &- polled) }
-            if ready[0] {
-                ingestInSlices = 0
-                let started = RoundPacing.threadCPUTime()
-                try workers.serviceWorkers(between: ingestBetweenSlices)
-                pacing.spent(RoundPacing.threadCPUTime() &- started &- ingestInSlices)
-            }
+            if ready[0] { try output { try workers.serviceWorkers(between: ingestBetweenSlices) } }
             try workers.continueRebuilds()
             if ready[3] { while try wake.receive(blocking: false) != nil {} }
             if acceptIngest {
@@ -226,15 +229,14 @@ final class DaemonLoop {
                 if !workers.isBackPressured && front.hasRequests {
                     try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
                 }
-                ingestInSlices = 0
-                let started = RoundPacing.threadCPUTime()
                 let seqBefore = publisher.state.seq
-                try publisher.publishRound(
-                    workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state),
-                    slice: outputSlice,
-                    between: ingestBetweenSlices
-                )
-                pacing.spent(RoundPacing.threadCPUTime() &- started &- ingestInSlices)
+                try output {
+                    try publisher.publishRound(
+                        workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state),
+                        slice: outputSlice,
+                        between: ingestBetweenSlices
+                    )
+                }
                 pacing.roundPublished(at: WorkerRegistry.now())
                 metrics.paced(pacing)
                 logger.debug(

@@ -337,7 +337,6 @@ enum ReplayPipeline {
             if !batch.items.isEmpty { channel.put(batch) }
             channel.finish(Opened(result: opened))
         }
-        thread.name = "ds-replay"
         thread.start()
         while let batch = channel.take() {
             batch.buffer.withUnsafeBytes { buffer in

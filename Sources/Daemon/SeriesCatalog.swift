@@ -37,8 +37,6 @@ final class SeriesCatalog {
     /// By shape id (the catalog's, not a session's): the field list and its rendering.
     private(set) var shapes: [SeriesShape] = []
     private(set) var fields: [Topics.PayloadFields] = []
-    /// By shape id: its number of fields (words).
-    private(set) var fieldCounts: [UInt8] = []
     private var shapeIndex: [SeriesShape: Int32] = [:]
 
     init(partitionCount: Int) { self.partitionCount = partitionCount }
@@ -103,7 +101,6 @@ final class SeriesCatalog {
         shapeIndex[shape] = id
         shapes.append(shape)
         fields.append(Topics.PayloadFields(shape))
-        fieldCounts.append(UInt8(shape.fields.count))
         return id
     }
 
@@ -189,7 +186,7 @@ extension SessionSeries {
         var rejected = 0
         var example: [UInt8] = []
         let owners = catalog.owners
-        let fieldCounts = catalog.fieldCounts
+        let fields = catalog.fields
         for entry in decoded.entries {
             let id = ids[Int(entry.number)]
             let partition = id < 0 ? -1 : owners[Int(id)].partition
@@ -212,7 +209,7 @@ extension SessionSeries {
                         id: UInt32(id),
                         partition: partition,
                         shape: shape,
-                        fields: Int(fieldCounts[Int(shape)]),
+                        fields: fields[Int(shape)].count,
                         offset: Int(entry.offset)
                     )
                 )

@@ -20,7 +20,7 @@ extension WorkerLinkServer {
     func dispatch(_ changes: [FactChange]) throws {
         pendingChanges.append(contentsOf: changes)
         guard hasUndispatched else { return }
-        let barrier = WorkerRegistry.now() - lastBarrier >= barrierGap && !registry.isAwaitingBarrier
+        let barrier = nextBarrierDue.map { WorkerRegistry.now() >= $0 } ?? false
         guard barrier || pendingChanges.count >= fanOutBatchFacts else { return }
         try sendPending(barrier: barrier)
     }

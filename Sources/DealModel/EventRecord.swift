@@ -72,98 +72,10 @@ public enum EventRecord {
 extension EventDecoder {
     /// Decodes an `EventRecord`: a rejection (named by field, as for JSON) when the
     /// model no longer has the record's pipeline, stage or currency; a `BinaryDecodingError`
-    /// when the bytes are not a record.
+    /// when the bytes are not a record. `decodeFields(record:)` with the strings made: one
+    /// decoder of the format, whichever form the caller needs.
     public func decode(record bytes: [UInt8]) throws(BinaryDecodingError) -> Result<Event, EventRejection> {
-        var r = BinaryReader(bytes)
-        let format = try r.u8("event record format")
-        guard format == EventRecord.format else {
-            throw BinaryDecodingError("event record format \(format) is not \(EventRecord.format)")
-        }
-        guard let kind = EventKind(rawValue: try r.u8("event record kind")) else {
-            throw BinaryDecodingError("event record of an unknown kind")
-        }
-        func short(_ what: String) throws(BinaryDecodingError) -> String {
-            let n = Int(try r.u8(what))
-            guard n > 0, n <= EventDecoder.maximumIdentifierBytes else {
-                throw BinaryDecodingError("event record \(what) of \(n) bytes")
-            }
-            return try r.string(count: n, what)
-        }
-        let source = try short("source")
-        let id = try short("id")
-        let version = Int64(bitPattern: try r.u64("version"))
-        guard version >= 0 else { throw BinaryDecodingError("event record version below zero") }
-        let digest = Digest128(high: try r.u64("digest"), low: try r.u64("digest"))
-        let body: Event.Body
-        switch kind {
-        case .deal:
-            let pipelineName = try r.string("deal.pipeline")
-            let stageName = try r.string("deal.stage")
-            guard let statusValue = DealStatus(rawValue: try r.u8("deal.status")) else {
-                throw BinaryDecodingError("event record deal.status unknown")
-            }
-            let raw = try r.f64("deal.amount")
-            let currency = try r.string("deal.currency")
-            let owner = try r.string("deal.owner")
-            let team = try r.string("deal.team")
-            let lead = try r.string("deal.lead_source")
-            let account = try r.string("deal.account")
-            let created = Instant(nanoseconds: try r.i128("deal.created_at"))
-            let closed = try r.u8("deal.closed_at") != 0 ? Instant(nanoseconds: try r.i128("deal.closed_at")) : nil
-            guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after an event record") }
-            guard let pipeline = model.pipelineIndex(named: pipelineName) else {
-                return .failure(EventRejection("deal.pipeline", "not a configured pipeline"))
-            }
-            guard let stage = model.pipelines[pipeline].stages.firstIndex(of: stageName) else {
-                return .failure(EventRejection("deal.stage", "not a configured stage of pipeline \(pipelineName)"))
-            }
-            guard let fx = model.fx[currency] else {
-                return .failure(EventRejection("deal.currency", "no configured rate"))
-            }
-            guard (raw * fx).isFinite else {
-                return .failure(EventRejection("deal.amount", "not finite in the reporting currency"))
-            }
-            body = .deal(
-                DealPayload(
-                    pipeline: pipeline,
-                    stage: stage,
-                    status: statusValue,
-                    amount: raw * fx,
-                    owner: owner,
-                    team: team,
-                    leadSource: lead,
-                    account: account,
-                    createdAt: created,
-                    closedAt: closed,
-                    rawAmount: raw,
-                    currency: currency
-                )
-            )
-        case .dealDeleted:
-            guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after an event record") }
-            body = .dealDeleted
-        case .spend:
-            let lead = try r.string("spend.lead_source")
-            let raw = try r.f64("spend.amount")
-            let currency = try r.string("spend.currency")
-            let date = Instant(nanoseconds: try r.i128("spend.date"))
-            guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after an event record") }
-            guard let fx = model.fx[currency] else {
-                return .failure(EventRejection("spend.currency", "no configured rate"))
-            }
-            guard (raw * fx).isFinite else {
-                return .failure(EventRejection("spend.amount", "not finite in the reporting currency"))
-            }
-            body = .spend(
-                SpendPayload(leadSource: lead, amount: raw * fx, date: date, rawAmount: raw, currency: currency)
-            )
-        case .account:
-            let churned = try r.u8("account.status") != 0
-            let changed = Instant(nanoseconds: try r.i128("account.changed_at"))
-            guard r.isAtEnd else { throw BinaryDecodingError("trailing bytes after an event record") }
-            body = .account(AccountPayload(churned: churned, changedAt: changed))
-        }
-        return .success(Event(kind: kind, source: source, id: id, version: version, body: body, digest: digest))
+        try decodeFields(record: bytes).map { $0.event(model: model) }
     }
 }
 
@@ -175,9 +87,8 @@ extension EventDecoder {
 /// interval. Decoding a record into an `Event` made nine strings (source, id, pipeline,
 /// stage, currency, owner, team, lead source, account), and the store then hashed four of
 /// them again with `Hasher` to intern them; both were a large part of the replay
-/// (docs/performance.md, "Restart, third attempt"). The checks are the ones
-/// `EventDecoder.decode(record:)` makes, in the same order, so a record is skipped or
-/// taken exactly as that path would skip or take it.
+/// (docs/performance.md, "Restart, third attempt"). `EventDecoder.decode(record:)` is
+/// this with the strings made, so a record is skipped or taken the same way in both forms.
 public struct RecordFields: Sendable {
     /// A field's bytes: `count` bytes from `start` in `bytes`.
     public struct Span: Sendable, Equatable {
@@ -232,8 +143,8 @@ public struct RecordFields: Sendable {
         UnsafeRawBufferPointer(rebasing: raw[Int(span.start)..<Int(span.start + span.count)])
     }
 
-    /// The same event as `EventDecoder.decode(record:)` gives (strings made): for tests and
-    /// for the rare caller that needs an `Event`.
+    /// The event with its strings made (`EventDecoder.decode(record:)`): for the callers
+    /// that need an `Event`.
     public func event(model: Model) -> Event {
         bytes.withUnsafeBytes { raw in
             func text(_ span: Span) -> String { String(decoding: RecordFields.slice(raw, span), as: UTF8.self) }
@@ -275,10 +186,9 @@ public struct RecordFields: Sendable {
 }
 
 extension EventDecoder {
-    /// Decodes an `EventRecord` into `RecordFields`: what `decode(record:)` decides (a
-    /// rejection when the model no longer has the record's pipeline, stage or currency, a
-    /// `BinaryDecodingError` when the bytes are not a record, a string not UTF-8 included),
-    /// without making strings.
+    /// Decodes an `EventRecord` into `RecordFields`, without making strings: a rejection
+    /// when the model no longer has the record's pipeline, stage or currency, a
+    /// `BinaryDecodingError` when the bytes are not a record (a string not UTF-8 included).
     public func decodeFields(record bytes: [UInt8]) throws(BinaryDecodingError) -> Result<RecordFields, EventRejection>
     {
         // `Array.withUnsafeBytes` rethrows untyped errors: the outcome comes out as a value.
@@ -473,12 +383,7 @@ struct RawRecordReader {
         let o = try take(n, what)
         let bytes = UnsafeRawBufferPointer(rebasing: raw[o..<o + n])
         let ascii = RawRecordReader.isASCII(bytes)
-        if !ascii {
-            // What `BinaryReader.string(count:)` accepts: repairing changes invalid UTF-8.
-            var s = String(decoding: bytes, as: UTF8.self)
-            let same = s.withUTF8 { $0.count == n && memcmp($0.baseAddress!, bytes.baseAddress!, n) == 0 }
-            guard same else { throw BinaryDecodingError("\(what) is not UTF-8") }
-        }
+        if !ascii && !UTF8Check.isValid(bytes, from: 0) { throw BinaryDecodingError("\(what) is not UTF-8") }
         return Text(
             span: RecordFields.Span(start: UInt32(base + o), count: UInt32(n)),
             local: RecordFields.Span(start: UInt32(o), count: UInt32(n)),

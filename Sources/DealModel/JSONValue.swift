@@ -470,15 +470,19 @@ public enum JSONHash {
 /// Writes JSON text: strings escaped per RFC 8259, numbers as JSON allows.
 public enum JSONWriter {
     public static func appendString(_ s: String, to out: inout [UInt8]) {
+        appendString(utf8: s.utf8, to: &out)
+    }
+
+    /// `appendString` of a string's UTF-8 bytes: the one JSON string escaping, for
+    /// callers that hold bytes (a topic's labels are written straight from them).
+    @inlinable
+    public static func appendString<Bytes: Sequence<UInt8>>(utf8 bytes: Bytes, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for byte in s.utf8 {
+        for byte in bytes {
             switch byte {
-            case UInt8(ascii: "\""):
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
                 out.append(0x5C)
-                out.append(0x22)
-            case UInt8(ascii: "\\"):
-                out.append(0x5C)
-                out.append(0x5C)
+                out.append(byte)
             case 0x0A:
                 out.append(0x5C)
                 out.append(UInt8(ascii: "n"))
@@ -489,11 +493,13 @@ public enum JSONWriter {
                 out.append(0x5C)
                 out.append(UInt8(ascii: "t"))
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [
-                    0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)],
-                    hex[Int(byte & 0xF)],
-                ])
+                let hex: StaticString = "0123456789abcdef"
+                out.append(0x5C)
+                out.append(UInt8(ascii: "u"))
+                out.append(UInt8(ascii: "0"))
+                out.append(UInt8(ascii: "0"))
+                out.append(hex.utf8Start[Int(byte >> 4)])
+                out.append(hex.utf8Start[Int(byte & 0xF)])
             default: out.append(byte)
             }
         }

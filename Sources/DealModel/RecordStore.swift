@@ -150,7 +150,7 @@ public struct RecordStore: Sendable {
             switch event.body {
             case .deal(let payload):
                 return applyDeal(
-                    isDeletion: event.kind == .dealDeleted,
+                    isDeletion: false,
                     source: source,
                     id: id,
                     version: event.version,
@@ -159,7 +159,7 @@ public struct RecordStore: Sendable {
                 )
             case .dealDeleted:
                 return applyDeal(
-                    isDeletion: event.kind == .dealDeleted,
+                    isDeletion: true,
                     source: source,
                     id: id,
                     version: event.version,

@@ -180,7 +180,7 @@ public enum Topics {
             func label(_ name: [UInt8], _ segment: ArraySlice<UInt8>) -> Bool {
                 out.append(contentsOf: name)
                 guard Topics.percentDecode(segment, into: &scratch) else { return false }
-                Topics.appendJSONString(scratch, to: &out)
+                JSONWriter.appendString(utf8: scratch, to: &out)
                 return true
             }
             let conversion = Topics.conversionPrefix
@@ -253,32 +253,6 @@ public enum Topics {
         default: nil
         }
     }
-
-    /// `JSONWriter.appendString` of UTF-8 bytes (the same escapes).
-    static func appendJSONString(_ bytes: [UInt8], to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                out.append(0x5C)
-                out.append(byte)
-            case 0x0A:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0..<0x20:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                out.append(hexLower[Int(byte >> 4)])
-                out.append(hexLower[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
-    private static let hexLower = Array("0123456789abcdef".utf8)
 
     /// A shape ready to render: each field's `,"name":` and its kind.
     ///

@@ -154,30 +154,9 @@ public final class ZMQSocket {
         return true
     }
 
-    /// Sends a two-frame message (a topic and its payload) with no array of frames built
-    /// for it: what publication does for every update. As `send(_:blocking:)`.
-    @discardableResult
-    public func send(_ first: [UInt8], _ second: [UInt8], blocking: Bool = true) throws(ZMQError) -> Bool {
-        let more = ZMQ_SNDMORE | (blocking ? 0 : ZMQ_DONTWAIT)
-        while true {
-            let rc = first.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, more) }
-            if rc >= 0 { break }
-            let error = ZMQError.last("zmq_send")
-            if error.isInterrupted { continue }
-            if error.wouldBlock { return false }
-            throw error
-        }
-        while true {
-            let rc = second.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, blocking ? 0 : ZMQ_DONTWAIT) }
-            if rc >= 0 { return true }
-            let error = ZMQError.last("zmq_send")
-            if error.isInterrupted { continue }
-            throw error
-        }
-    }
-
-    /// `send(_:_:blocking:)` of two frames lent as raw bytes, never blocking: publication
-    /// sends each update from the buffers it rendered into, with no array per frame.
+    /// Sends a two-frame message (a topic and its payload) lent as raw bytes, never
+    /// blocking: publication sends each update from the buffers it rendered into, with no
+    /// array of frames, nor an array per frame. False when the first frame would block.
     @discardableResult
     public func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws(ZMQError) -> Bool {
         while zmq_send(handle, first.baseAddress, first.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 {

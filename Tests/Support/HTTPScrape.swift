@@ -29,18 +29,10 @@ public enum HTTPScrape {
         return status.withLock { $0 }
     }
 
-    /// Polls `url` until it answers `status` (within `timeout` seconds); false if it never did.
-    ///
-    /// The deadline is checked after an attempt, never instead of one: `swift test` runs
-    /// blocking tests on the same two cooperative threads, and a task that wakes from its
-    /// pause past the deadline must still ask once before it calls the listener silent.
+    /// Polls `url` until it answers `status` (within `timeout` seconds, see `poll`); false
+    /// if it never did.
     public static func waitFor(_ url: String, status: Int, timeout: Double) async -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if let answer = try? await get(url), answer.status == status { return true }
-            guard Date() < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
+        await poll(timeout: timeout) { (try? await get(url))?.status == status ? true : nil } ?? false
     }
 
     /// The samples of an exposition: `name{labels}` → value (labels as written).

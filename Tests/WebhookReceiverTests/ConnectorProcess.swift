@@ -97,17 +97,16 @@ final class ConnectorProcess {
         return Health(pending: pending, forwarded: forwarded, logSeq: UInt64(logSeq))
     }
 
-    /// Waits until the spool is empty (everything acknowledged by the daemon). Like
-    /// `HTTPScrape.waitFor`, it asks once more after a pause that ran past the deadline.
+    /// Waits until the spool is empty (everything acknowledged by the daemon; see `poll`).
     func waitDrained(timeout: Double = 60) async throws -> Health {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
+        let drained = try await poll(timeout: timeout) {
             let h = try await health()
-            if h.pending == 0 { return h }
-            guard Date() < deadline else { break }
-            try await Task.sleep(for: .milliseconds(50))
+            return h.pending == 0 ? h : nil
         }
-        throw DaemonProcess.Failure(description: "spool not drained within \(timeout) s: \(log)")
+        guard let drained else {
+            throw DaemonProcess.Failure(description: "spool not drained within \(timeout) s: \(log)")
+        }
+        return drained
     }
 
     /// Stops with SIGTERM; the exit status.
