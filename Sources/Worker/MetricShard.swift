@@ -46,17 +46,16 @@ public struct MetricShard {
 
     /// Stops computing `partitions` (moved to another worker); a lane left with none is closed.
     public mutating func release(_ partitions: [Int]) {
-        for (id, var lane) in lanes {
-            var kept = lane.engine.assignment
+        for id in Array(lanes.keys) {
+            var kept = lanes[id]!.engine.assignment
             for p in partitions { kept.remove(p) }
-            guard kept != lane.engine.assignment else { continue }
+            guard kept != lanes[id]!.engine.assignment else { continue }
             if kept.isEmpty {
                 lanes[id] = nil
                 completed.removeAll { $0 == id }
                 continue
             }
-            lane.engine.restrict(to: kept, strings: strings, allKey: MetricShard.allKey)
-            lanes[id] = lane
+            lanes[id]!.engine.restrict(to: kept, strings: strings, allKey: MetricShard.allKey)
         }
     }
 
@@ -81,7 +80,10 @@ public struct MetricShard {
         }
         for s in batch.strings { strings.append(s) }
         if batch.lane == WorkerLink.everyLane {
-            for id in lanes.keys {
+            // The ids are copied out first: iterating `lanes.keys` would keep a second
+            // reference to the dictionary's storage, so the first change of the batch would
+            // copy it, and with it every array of every engine (each cell's aggregates).
+            for id in Array(lanes.keys) {
                 if lanes[id]!.waiting != nil {
                     lanes[id]!.waiting!.append(batch.changes)
                 } else {
