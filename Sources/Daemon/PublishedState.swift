@@ -58,7 +58,7 @@ struct PublishedState {
         defer { buffer = out }
         let catalog = self.catalog
         try changes.words.withUnsafeBufferPointer { all in
-            try catalog.withText { text, spans in
+            try catalog.withText { text, spans, fields in
                 for (n, change) in changes.series.enumerated() {
                     if n > 0 && n % slice == 0 { try between() }
                     let id = Int(change.id)
@@ -71,7 +71,7 @@ struct PublishedState {
                     if change.isRemoval {
                         Topics.appendRemoval(seq: seq, logSeq: logSeq, to: &out)
                     } else {
-                        appendValues(id, to: &out)
+                        appendValues(id, fields: fields[Int(entries[id].shape)], to: &out)
                     }
                     try send(UnsafeBufferPointer(rebasing: text[span.topic]), out)
                 }
@@ -123,10 +123,10 @@ struct PublishedState {
         return true
     }
 
-    /// Appends the fields and stamp of live series `id` as published (what follows its labels).
-    private func appendValues(_ id: Int, to out: inout [UInt8]) {
+    /// Appends the fields and stamp of live series `id` as published (what follows its
+    /// labels); `fields` is the rendering of its shape.
+    private func appendValues(_ id: Int, fields: borrowing Topics.PayloadFields, to out: inout [UInt8]) {
         let entry = entries[id]
-        let fields = catalog.fields[Int(entry.shape)]
         words.withUnsafeBufferPointer { all in
             let start = Int(entry.offset)
             Topics.appendFields(fields, UnsafeBufferPointer(rebasing: all[start..<(start + fields.count)]), to: &out)
@@ -138,7 +138,7 @@ struct PublishedState {
     private func render(_ id: Int, into out: inout [UInt8]) {
         out.removeAll(keepingCapacity: true)
         out.append(contentsOf: catalog.labels(id))
-        appendValues(id, to: &out)
+        appendValues(id, fields: catalog.fields[Int(entries[id].shape)], to: &out)
     }
 
     /// The live series of some partitions of a family, with their partitions (a scan:

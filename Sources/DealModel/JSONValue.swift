@@ -508,9 +508,53 @@ public enum JSONWriter {
 
     /// A double as JSON: the shortest text that round-trips; `null` when not finite.
     public static func number(_ d: Double) -> String {
-        guard d.isFinite else { return "null" }
-        if d == d.rounded() && abs(d) < 1e15 { return String(Int64(d)) + ".0" }
-        return "\(d)"
+        var out: [UInt8] = []
+        appendNumber(d, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `number(d)`: integral values (most sums and counts kept as doubles) digit by
+    /// digit, the others as `Double.description` writes them, taken from the standard
+    /// library's own digit buffer (`ByteAppender`), so no `String` is made per number.
+    public static func appendNumber(_ d: Double, to out: inout [UInt8]) {
+        guard d.isFinite else {
+            out.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+            return
+        }
+        guard d == d.rounded(), abs(d) < 1e15 else {
+            withUnsafeMutablePointer(to: &out) { pointer in
+                var appender = ByteAppender(out: pointer)
+                d.write(to: &appender)
+            }
+            return
+        }
+        let n = Int64(d)
+        if n < 0 { out.append(UInt8(ascii: "-")) }
+        appendDecimal(n.magnitude, to: &out)
+        out.append(UInt8(ascii: "."))
+        out.append(UInt8(ascii: "0"))
+    }
+
+    /// Appends `v` in decimal ASCII (no `String` in between).
+    public static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
+            var i = 20
+            var rest = v
+            repeat {
+                i -= 1
+                buffer[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
+            } while rest > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
+        }
+    }
+
+    /// The stream `Double.write(to:)` writes into: the standard library hands its digits
+    /// to `_writeASCII` as bytes (the same text as `description`), appended here as they are.
+    private struct ByteAppender: TextOutputStream {
+        let out: UnsafeMutablePointer<[UInt8]>
+        mutating func write(_ string: String) { out.pointee.append(contentsOf: string.utf8) }
+        mutating func _writeASCII(_ buffer: UnsafeBufferPointer<UInt8>) { out.pointee.append(contentsOf: buffer) }
     }
 
     /// An optional double as JSON (`null` when absent).
@@ -526,7 +570,7 @@ public enum JSONWriter {
         case .bool(let b): out += Array((b ? "true" : "false").utf8)
         case .int(let i): out += Array(String(i).utf8)
         case .bigInt(let digits, _): out += Array(digits.utf8)
-        case .double(let d): out += Array(number(d).utf8)
+        case .double(let d): appendNumber(d, to: &out)
         case .string(let s): appendString(s, to: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))

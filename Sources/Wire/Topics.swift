@@ -283,7 +283,7 @@ public enum Topics {
     /// Appends the fields of a payload: `,"name":value` for each field and its word
     /// (`FieldWord`), numbers written by `JSONWriter.number` as `payload` writes them.
     public static func appendFields(
-        _ fields: PayloadFields,
+        _ fields: borrowing PayloadFields,
         _ words: UnsafeBufferPointer<UInt64>,
         to out: inout [UInt8]
     ) {
@@ -298,9 +298,9 @@ public enum Topics {
                         case .count:
                             let n = Int64(bitPattern: words[i])
                             if n < 0 { out.append(UInt8(ascii: "-")) }
-                            appendDecimal(n.magnitude, to: &out)
+                            JSONWriter.appendDecimal(n.magnitude, to: &out)
                         case .number:
-                            appendNumber(Double(bitPattern: words[i]), to: &out)
+                            JSONWriter.appendNumber(Double(bitPattern: words[i]), to: &out)
                         }
                     }
                 }
@@ -308,31 +308,12 @@ public enum Topics {
         }
     }
 
-    /// Appends `JSONWriter.number(d)`: the same text, with the integral case (most sums and
-    /// counts kept as doubles) written digit by digit instead of through two `String`s.
-    static func appendNumber(_ d: Double, to out: inout [UInt8]) {
-        guard d.isFinite else {
-            append("null", to: &out)
-            return
-        }
-        guard d == d.rounded(), abs(d) < 1e15 else {
-            var text = d.description
-            text.withUTF8 { out.append(contentsOf: $0) }
-            return
-        }
-        let n = Int64(d)
-        if n < 0 { out.append(UInt8(ascii: "-")) }
-        appendDecimal(n.magnitude, to: &out)
-        out.append(UInt8(ascii: "."))
-        out.append(UInt8(ascii: "0"))
-    }
-
     /// Appends `,"seq":…,"log_seq":…}`: what closes every published payload.
     public static func appendStamp(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
         append(",\"seq\":", to: &out)
-        appendDecimal(seq, to: &out)
+        JSONWriter.appendDecimal(seq, to: &out)
         append(",\"log_seq\":", to: &out)
-        appendDecimal(logSeq, to: &out)
+        JSONWriter.appendDecimal(logSeq, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 
@@ -347,20 +328,6 @@ public enum Topics {
     @inline(__always)
     static func append(_ text: StaticString, to out: inout [UInt8]) {
         out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
-
-    /// Appends `v` in decimal ASCII (no `String` in between).
-    static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
-            var i = 20
-            var rest = v
-            repeat {
-                i -= 1
-                buffer[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
-                rest /= 10
-            } while rest > 0
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
-        }
     }
 
     /// `{"seq":…,"log_seq":…}`: the body of `_progress` and of a snapshot's `END`.
