@@ -3,6 +3,10 @@
 #ifdef __linux__
 #include <malloc.h>
 #include <sys/prctl.h>
+#include <errno.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
@@ -35,5 +39,32 @@ int CLinuxShims_threadID(void) {
     return (int)gettid();
 #else
     return 0;
+#endif
+}
+
+int CLinuxShims_requestShortSlice(unsigned long long nanoseconds) {
+#if defined(__linux__) && defined(SYS_sched_setattr)
+    struct {
+        uint32_t size;
+        uint32_t sched_policy;
+        uint64_t sched_flags;
+        int32_t sched_nice;
+        uint32_t sched_priority;
+        uint64_t sched_runtime;
+        uint64_t sched_deadline;
+        uint64_t sched_period;
+    } attr = {0};
+    attr.size = sizeof(attr);
+    attr.sched_policy = 0; /* SCHED_OTHER */
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0);
+    if (nice == -1 && errno != 0) return -1;
+    attr.sched_nice = nice;
+    attr.sched_runtime = nanoseconds;
+    return (int)syscall(SYS_sched_setattr, 0, &attr, 0);
+#else
+    (void)nanoseconds;
+    errno = ENOSYS;
+    return -1;
 #endif
 }

@@ -58,6 +58,7 @@ final class DaemonLoop {
 
     /// Binds the sockets, calls `bound`, and runs until the stop flag is set.
     func run(bound: @Sendable () -> Void) throws {
+        let slice = ThreadSlice.request()
         // The ZAP handler is bound before the ingest and worker sockets and stopped after
         // they are closed (defers run in reverse): while no handler is bound, libzmq admits
         // any CURVE key. It keeps the connectors' and the workers' keys apart (ZAP domains).
@@ -110,6 +111,7 @@ final class DaemonLoop {
                 "endpoint.snapshot": "\(configuration.snapshotEndpoint)",
                 "endpoint.workers": "\(configuration.resolvedWorkerEndpoint)",
                 "workers.partitions": "\(configuration.partitions)",
+                "threads.slice": "\(slice)",
                 "ingest.curve": "\(configuration.ingestCurve.map { "on, \($0.connectors.count) connectors" } ?? "off")",
                 "workers.curve": "\(configuration.workerCurve.map { "on, \($0.allowlist.count) keys" } ?? "off")",
             ]

@@ -55,6 +55,7 @@ final class IngestFront: Sendable {
         let decoder = EventDecoder(model: model)
         thread.withLock {
             $0 = ZMQThread(name: "ds-ingest") { [self] in
+                _ = ThreadSlice.request()
                 var didBind = false
                 do {
                     let router = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
