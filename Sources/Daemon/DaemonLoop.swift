@@ -12,7 +12,8 @@ import ZeroMQ
 /// policy), `WorkerLinkServer` (admit, partitions and moves, rebuild, fan-out, heartbeats), `Publisher` (rounds
 /// and snapshots). One event goes: `IngestFront` (decode, on its own thread) →
 /// `serviceIngest` here → `IngestCommitter.commit` → ACK → `WorkerLinkServer.dispatch` →
-/// a worker's `RESULT` → `Publisher.publishRound` → subscribers.
+/// a worker's `RESULT` → `Publisher.publishRound` → `UpdatesPublisher` (rendered and sent
+/// on its own thread) → subscribers.
 ///
 /// Made on the thread that runs it (see `DaemonService`): the replay of the checkpoint
 /// and the log in `init` never runs on the cooperative pool.
@@ -125,7 +126,7 @@ final class DaemonLoop {
         while front.hasRequests {
             try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
         }
-        try publisher.publishRound(workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state))
+        publisher.publishRound(try workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state))
         committer.finalCheckpoint()
         committer.savePublished(publisher.state.encoded(layout: layout))
         logger.info(
@@ -142,10 +143,11 @@ final class DaemonLoop {
     /// Polls and dispatches until the stop flag is set.
     ///
     /// Rounds are event-driven and paced by `RoundPacing`: one runs as soon as every owner
-    /// has answered a barrier, at most one per the pacing's gap, which is
-    /// `publish.interval_ms` under a light load and grows with what output costs (up to
+    /// has answered a barrier and the round before it is sent, at most one per the
+    /// pacing's gap, which is `publish.interval_ms` under a light load and grows with what
+    /// output costs (storing here, rendering and sending on the updates thread; up to
     /// `publish.max_interval_ms`) so that it stays within `publish.output_share_percent` of
-    /// the loop. Under a heavy load a round so covers more positions, each series published
+    /// a core. Under a heavy load a round so covers more positions, each series published
     /// once for all of them. Between rounds `_progress` still goes out every
     /// `publish.idle_progress_ms`, at the last published position.
     private func poll(
@@ -166,13 +168,11 @@ final class DaemonLoop {
         var lastRound: UInt64 = 0
         var lastProgress: UInt64 = 0
         var nextHeartbeat = WorkerRegistry.now()
-        // Output work (taking results in, publishing a round) comes in slices: between two
-        // RESULTs and every `outputSlice` series of a round, the requests waiting at the
-        // front are committed and acknowledged, so an ACK waits for its sync and at most
-        // one slice, never a whole round. (No checkpoint starts there: it saves the
-        // published state, which is half a round at that point.) The CPU it takes is
-        // ingest's, not output's, for the pacing.
-        let outputSlice = 256
+        // Taking results in comes in slices: between two RESULTs the requests waiting at
+        // the front are committed and acknowledged, so an ACK waits for its sync and at
+        // most one result, never for all of them. (No checkpoint starts there, to keep
+        // that step short.) The CPU it takes is ingest's, not output's, for the pacing.
+        // Rendering and sending a round is not on this thread at all (`UpdatesPublisher`).
         var ingestInSlices: UInt64 = 0
         func ingestBetweenSlices() throws {
             guard !workers.isBackPressured && front.hasRequests else { return }
@@ -198,6 +198,9 @@ final class DaemonLoop {
         while !stop.isSet {
             metrics.loopTurn()
             let acceptIngest = !workers.isBackPressured
+            // The updates thread's CPU for the rounds it sent counts as output.
+            pacing.spent(publisher.takeOutputCost())
+            let sending = publisher.isSending
             let publishable = workers.hasPublishableResults(after: publisher.state.logSeq)
             var poller = ZMQPoller()
             workers.addSocket(to: &poller)
@@ -208,23 +211,26 @@ final class DaemonLoop {
             if publishable { due = min(due, lastRound + pacing.gap) }
             if let barrier = workers.nextBarrierDue { due = min(due, barrier) }
             var wait = min(due > now ? Int((due - now + 999_999) / 1_000_000) : 0, configuration.heartbeatMilliseconds)
+            // While a round is being sent the next one waits for it (polled each ms).
+            if publishable && sending { wait = min(wait, 1) }
             if acceptIngest && front.hasRequests { wait = 0 }
             let polled = WorkerRegistry.now()
             let ready = try poller.poll(timeoutMilliseconds: wait)
             if wait > 0 { pacing.waited(WorkerRegistry.now() &- polled) }
             if ready[0] { try output { try workers.serviceWorkers(between: ingestBetweenSlices) } }
             try workers.continueRebuilds()
-            if ready[3] { while try wake.receive(blocking: false) != nil {} }
+            if ready[2] { while try wake.receive(blocking: false) != nil {} }
             if acceptIngest {
                 try serviceIngest(front, wake: wake, workers: workers, publisher: publisher, layout: layout)
             }
-            if ready[2] { try publisher.serviceSnapshots(status: workers.statusJSON) }
-            if ready[1] { try publisher.drainSubscriptions() }
+            if ready[1] { try publisher.serviceSnapshots(status: workers.statusJSON) }
             for pid in deadWorkers.drain() { try workers.dropSessions(pid: pid) }
             workers.barrierGap = pacing.gap
             try workers.barrierIfDue()
             let after = WorkerRegistry.now()
-            if after >= lastRound + pacing.gap && workers.hasPublishableResults(after: publisher.state.logSeq) {
+            if after >= lastRound + pacing.gap && !publisher.isSending
+                && workers.hasPublishableResults(after: publisher.state.logSeq)
+            {
                 // Requests that arrived while results were read are committed and
                 // acknowledged before the round, not after it: an ACK waits for its sync,
                 // not for publication.
@@ -233,10 +239,8 @@ final class DaemonLoop {
                 }
                 let seqBefore = publisher.state.seq
                 try output {
-                    try publisher.publishRound(
-                        workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state),
-                        slice: outputSlice,
-                        between: ingestBetweenSlices
+                    publisher.publishRound(
+                        try workers.takeRound(notBefore: publisher.state.logSeq, published: publisher.state)
                     )
                 }
                 pacing.roundPublished(at: WorkerRegistry.now())
@@ -253,8 +257,8 @@ final class DaemonLoop {
                 )
                 lastRound = after
                 lastProgress = after
-            } else if after >= lastProgress + idleProgress {
-                try publisher.publishRound(nil)
+            } else if after >= lastProgress + idleProgress && !publisher.isSending {
+                publisher.publishRound(nil)
                 lastProgress = after
             }
             if after >= nextHeartbeat {

@@ -53,10 +53,10 @@ extension DaemonMetrics {
         publishLag.set(Double(logSeq &- min(logSeq, publishedPosition.load(ordering: .relaxed))))
     }
 
-    /// After a publication round: its position and sequence number, and the subscribers.
-    func published(_ state: PublishedState, subscribers connected: Int) {
+    /// After a publication round was sent (on the updates thread): its position and
+    /// sequence number, and the subscribers.
+    func published(logSeq: UInt64, seq: UInt64, subscribers connected: Int) {
         subscribers.set(Double(connected))
-        let (logSeq, seq) = (state.logSeq, state.seq)
         rounds.increment()
         let before = publishedSeq.exchange(seq, ordering: .relaxed)
         if seq > before { seriesPublished.increment(by: Int64(seq - before)) }

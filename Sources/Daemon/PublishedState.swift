@@ -5,11 +5,12 @@ import Wire
 /// The published state: the latest values of every live series with the `seq` and
 /// `log_seq` they were published at, and the position of the last publication round.
 ///
-/// Values are kept as words (`FieldWord`) with their shape, never as JSON: a round renders
-/// each change once, straight into the buffer it sends (labels from the `SeriesCatalog`,
-/// then the fields, then `seq` and `log_seq`), and a snapshot renders from the stored
-/// values the same bytes the update carried. Owned by the loop thread, which also answers
-/// snapshots, so a snapshot is always one whole round: never half of one.
+/// Values are kept as words (`FieldWord`) with their shape, never as JSON: a round's
+/// changes are stored here and copied out as a `RoundOutput`, which the `UpdatesPublisher`
+/// renders once into the messages it sends (labels, then the fields, then `seq` and
+/// `log_seq`), and a snapshot renders from the stored values the same bytes the update
+/// carried. Owned by the loop thread, which also answers snapshots, so a snapshot is
+/// always one whole round: never half of one.
 struct PublishedState {
     /// One series by catalog id: its shape (-1: not live), where its words are in `words`
     /// (`capacity` of them reserved there), and the `seq`/`log_seq` it was published at.
@@ -29,56 +30,55 @@ struct PublishedState {
     private(set) var count = 0
     private(set) var seq: UInt64 = 0
     private(set) var logSeq: UInt64 = 0
-    /// Where each message is rendered before it is sent (reused).
-    private var buffer: [UInt8] = []
 
     init(catalog: SeriesCatalog) { self.catalog = catalog }
 
-    /// Applies one round's coalesced changes at position `logSeq` and hands each message
-    /// to publish (topic, payload) to `send`, `_progress` last. A removal of a live series
-    /// is published once more with `"removed":true`; a value equal to the one subscribers
-    /// have is not sent again (a partition's new owner reports its whole state at a switch).
+    /// Applies one round's coalesced changes at position `logSeq` and returns what
+    /// subscribers are to receive of it (rendered and sent by the `UpdatesPublisher`,
+    /// `_progress` last). A removal of a live series is published once more with
+    /// `"removed":true`; a value equal to the one subscribers have is not sent again (a
+    /// partition's new owner reports its whole state at a switch).
     ///
-    /// The topic is lent from the catalog's text (valid during the call); the payload is
-    /// rendered into one reused buffer. Nothing per series is allocated or reference counted.
-    ///
-    /// `between` runs after every `slice` changes: the loop takes ingest requests there, so
-    /// an ACK never waits for a whole round. It must not touch this state.
-    mutating func publish(
-        _ changes: WorkerRegistry.Result,
-        logSeq: UInt64,
-        slice: Int = .max,
-        between: () throws -> Void = {},
-        send: (_ topic: UnsafeBufferPointer<UInt8>, _ payload: [UInt8]) throws -> Void
-    ) throws {
+    /// Only stores and copies: each update's topic and labels (from the catalog) and its
+    /// values go into the output, so rendering needs nothing of this state.
+    mutating func apply(_ changes: WorkerRegistry.Result, logSeq: UInt64) -> RoundOutput {
         self.logSeq = logSeq
         grow()
-        var out = buffer
-        buffer = []
-        defer { buffer = out }
+        var output = RoundOutput(logSeq: logSeq, seq: seq, fields: catalog.fields)
+        output.updates.reserveCapacity(changes.series.count)
+        output.words.reserveCapacity(changes.words.count)
+        output.text.reserveCapacity(changes.series.count * 192)
         let catalog = self.catalog
-        try changes.words.withUnsafeBufferPointer { all in
-            try catalog.withText { text, spans, fields in
-                for (n, change) in changes.series.enumerated() {
-                    if n > 0 && n % slice == 0 { try between() }
-                    let id = Int(change.id)
+        changes.words.withUnsafeBufferPointer { all in
+            catalog.withText { text, spans in
+                for change in changes.series {
                     let start = Int(change.offset)
                     let new = UnsafeBufferPointer(rebasing: all[start..<(start + Int(change.fields))])
                     guard store(change, new, logSeq: logSeq) else { continue }
-                    let span = spans[id]
-                    out.removeAll(keepingCapacity: true)
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[span.labels]))
-                    if change.isRemoval {
-                        Topics.appendRemoval(seq: seq, logSeq: logSeq, to: &out)
-                    } else {
-                        appendValues(id, fields: fields[Int(entries[id].shape)], to: &out)
-                    }
-                    try send(UnsafeBufferPointer(rebasing: text[span.topic]), out)
+                    let span = spans[Int(change.id)]
+                    output.updates.append(
+                        RoundOutput.Update(
+                            start: UInt32(output.text.count),
+                            topicCount: span.topicCount,
+                            labelCount: span.labelCount,
+                            shape: change.shape,
+                            offset: UInt32(output.words.count),
+                            seq: seq
+                        )
+                    )
+                    output.text.append(
+                        contentsOf: UnsafeBufferPointer(rebasing: text[span.topic.lowerBound..<span.labels.upperBound])
+                    )
+                    if !change.isRemoval { output.words.append(contentsOf: new) }
                 }
             }
         }
-        try Topics.progress.withUnsafeBufferPointer { try send($0, Topics.position(seq: seq, logSeq: logSeq)) }
+        output.seq = seq
+        return output
     }
+
+    /// What `_progress` carries between rounds: nothing changed, at the last position.
+    var progressOnly: RoundOutput { RoundOutput(logSeq: logSeq, seq: seq) }
 
     /// Makes room for every series the catalog has.
     private mutating func grow() {

@@ -3,20 +3,19 @@ import Logging
 import Wire
 import ZeroMQ
 
-/// Publication and snapshots: the updates socket (XPUB) and the snapshot socket (ROUTER).
+/// Publication and snapshots: rounds for the updates socket (sent by the
+/// `UpdatesPublisher` on its own thread) and the snapshot socket (ROUTER).
 ///
-/// Owned by the loop thread, like everything the loop touches. A round publishes the
-/// changes `WorkerRegistry.takeRound` took (each series once, from its partition's one
-/// owner) and `_progress`, and stores them in the `PublishedState` that snapshots are
-/// answered from, so a snapshot is always one whole round (PROTOCOL.md §3, the Clone
-/// pattern). The snapshot socket also answers `STATUS` (docs/workers.md).
+/// Owned by the loop thread, like everything the loop touches. A round stores the changes
+/// `WorkerRegistry.takeRound` took (each series once, from its partition's one owner) in
+/// the `PublishedState` that snapshots are answered from, so a snapshot is always one
+/// whole round (PROTOCOL.md §3, the Clone pattern), and hands what subscribers are to
+/// receive of it, `_progress` last, to the updates thread. The snapshot socket also
+/// answers `STATUS` (docs/workers.md).
 final class Publisher {
-    private let updates: ZMQSocket
+    private let updates: UpdatesPublisher
     private let snapshots: ZMQSocket
     private let logger: Logger
-    private let metrics: DaemonMetrics?
-    /// Counts the subscribers connected to the updates socket.
-    private let subscribers: ZMQConnectionMonitor
     /// Every series topic accepted from workers, by id (shared with the `WorkerLinkServer`).
     let catalog: SeriesCatalog
     private(set) var state: PublishedState
@@ -26,13 +25,15 @@ final class Publisher {
     init(configuration: DaemonConfiguration, context: ZMQContext, logger: Logger, metrics: DaemonMetrics? = nil) throws
     {
         self.logger = logger
-        self.metrics = metrics
         catalog = SeriesCatalog(partitionCount: configuration.partitions)
         state = PublishedState(catalog: catalog)
-        updates = try ZMQSocket(context: context, type: .xpub, lingerMilliseconds: 0)
-        subscribers = try updates.monitorConnections()
-        try updates.set(.sendHighWaterMark, configuration.subscriberHighWaterMark)
-        try updates.bind(configuration.updatesEndpoint)
+        updates = try UpdatesPublisher(
+            context: context,
+            endpoint: configuration.updatesEndpoint,
+            highWaterMark: configuration.subscriberHighWaterMark,
+            logger: logger,
+            metrics: metrics
+        )
         snapshots = try ZMQSocket(context: context, type: .router, lingerMilliseconds: 1000)
         try snapshots.set(.sendHighWaterMark, 0)
         // Requests up to 64× the limit are read and answered with ERR naming the limit; a
@@ -41,15 +42,14 @@ final class Publisher {
         try snapshots.bind(configuration.snapshotEndpoint)
     }
 
+    /// Sends what was handed to the updates thread, then closes both sockets.
     func close() {
-        subscribers.close()
-        updates.close()
+        updates.finish()
         snapshots.close()
     }
 
-    /// The sockets the loop polls, in this order: updates (subscriptions), snapshots.
+    /// The socket the loop polls: snapshots.
     func addSockets(to poller: inout ZMQPoller) {
-        poller.add(updates)
         poller.add(snapshots)
     }
 
@@ -72,32 +72,20 @@ final class Publisher {
         }
     }
 
-    /// Subscriptions arrive on the XPUB; nothing is done with them but reading them.
-    func drainSubscriptions() throws {
-        while try updates.receive(blocking: false) != nil {}
+    /// One round (from `WorkerLinkServer.takeRound`): stores its changes and hands them to
+    /// the updates thread, then `_progress`. Without one only `_progress` goes out, at the
+    /// last published position.
+    func publishRound(_ round: WorkerRegistry.Round?) {
+        rounds += 1
+        updates.publish(round.map { state.apply($0.changes, logSeq: $0.position) } ?? state.progressOnly)
     }
 
-    /// One round (from `WorkerLinkServer.takeRound`): publishes its changes, then
-    /// `_progress`. Without one only `_progress` goes out, at the last published position.
-    /// `between` runs after every `slice` series (`PublishedState.publish`); it must not
-    /// touch this publisher.
-    func publishRound(
-        _ round: WorkerRegistry.Round?,
-        slice: Int = .max,
-        between: () throws -> Void = {}
-    ) throws {
-        rounds += 1
-        defer { metrics?.published(state, subscribers: subscribers.drain()) }
-        guard let round else {
-            try updates.send([Topics.progress, Topics.position(seq: state.seq, logSeq: state.logSeq)], blocking: false)
-            return
-        }
-        try state.publish(round.changes, logSeq: round.position, slice: slice, between: between) { topic, payload in
-            _ = try payload.withUnsafeBufferPointer {
-                try updates.send(UnsafeRawBufferPointer(topic), UnsafeRawBufferPointer($0))
-            }
-        }
-    }
+    /// Whether the last round handed over is still being sent: the loop hands over the
+    /// next one only after it (results meanwhile coalesce into it).
+    var isSending: Bool { updates.isSending }
+
+    /// The CPU (ns) the updates thread spent on the rounds sent since the last call.
+    func takeOutputCost() -> UInt64 { updates.takeCost() }
 
     /// The largest snapshot request (command and prefix) answered; a bigger one gets `ERR`.
     static let maximumSnapshotRequestBytes = 64 << 10

@@ -49,19 +49,14 @@ final class SeriesCatalog {
     /// The payload labels of series `id` (a copy, as `topic`).
     func labels(_ id: Int) -> [UInt8] { Array(text[spans[id].labels]) }
 
-    /// Calls `body` with the text buffer, the spans and the shapes' renderings, for
-    /// rendering many series (lent, so nothing is reference counted per series).
+    /// Calls `body` with the text buffer and the spans, for copying out many series.
     func withText<R, E: Error>(
-        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<TextSpan>, UnsafeBufferPointer<Topics.PayloadFields>)
-            throws(E) -> R
+        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<TextSpan>) throws(E) -> R
     ) throws(E) -> R {
         let text = self.text
         let spans = self.spans
-        let fields = self.fields
         return try text.withUnsafeBufferPointer { t throws(E) in
-            try spans.withUnsafeBufferPointer { s throws(E) in
-                try fields.withUnsafeBufferPointer { f throws(E) in try body(t, s, f) }
-            }
+            try spans.withUnsafeBufferPointer { s throws(E) in try body(t, s) }
         }
     }
 

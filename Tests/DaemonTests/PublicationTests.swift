@@ -39,7 +39,7 @@ struct PublicationTests {
     }
 
     private func publish(_ state: inout PublishedState, _ r: WorkerRegistry.Result, into sent: inout [String]) throws {
-        try state.publish(r, logSeq: r.logSeq) { topic, payload in
+        try state.apply(r, logSeq: r.logSeq).render { topic, payload in
             sent.append(String(decoding: topic, as: UTF8.self) + " " + String(decoding: payload, as: UTF8.self))
         }
     }
@@ -211,7 +211,7 @@ struct PublicationTests {
                 )
                 #expect(read.rejected == 0)
                 var got: [String: String] = [:]
-                try state.publish(read.result, logSeq: logSeq) { topic, payload in
+                try state.apply(read.result, logSeq: logSeq).render { topic, payload in
                     let t = String(decoding: topic, as: UTF8.self)
                     guard t != "_progress" else { return }
                     #expect(got[t] == nil, "\(t) twice in one round")

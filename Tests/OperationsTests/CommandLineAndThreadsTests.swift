@@ -105,7 +105,7 @@ struct CommandLineAndThreadsTests {
         _ = try daemon.waitUntilPublished(ack.logSeq)
         // A checkpoint thread runs only while one is written; the graceful stop writes one.
         let names = threadNames(daemon.process.processIdentifier)
-        for expected in ["ds-loop", "ds-ingest", "ds-supervisor"] {
+        for expected in ["ds-loop", "ds-ingest", "ds-publish", "ds-supervisor"] {
             #expect(names.contains(expected), "\(names)")
         }
         #expect(names.contains { $0.hasPrefix("ZMQbg/") }, "\(names)")
