@@ -11,11 +11,19 @@ public enum Partitioning {
     }
 
     /// `partition(of:key:count:)` of a key given as its UTF-8 bytes.
+    /// The hashed bytes are `<dimension>/<key>`, written on the stack (no array per call).
     public static func partition<C: Collection<UInt8>>(of dimension: Dimension, keyBytes: C, count: Int) -> Int {
-        var bytes = Array(dimension.name.utf8)
-        bytes.append(0x2F)
-        bytes.append(contentsOf: keyBytes)
-        return Int(StableHash.hash64(bytes) % UInt64(count))
+        var name = dimension.name
+        return name.withUTF8 { prefix in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: prefix.count + 1 + keyBytes.count) { buffer in
+                _ = buffer.initialize(fromContentsOf: prefix)
+                buffer[prefix.count] = 0x2F
+                _ = UnsafeMutableBufferPointer(rebasing: buffer[(prefix.count + 1)...]).initialize(
+                    fromContentsOf: keyBytes
+                )
+                return Int(StableHash.hash64(UnsafeRawBufferPointer(buffer)) % UInt64(count))
+            }
+        }
     }
 }
 

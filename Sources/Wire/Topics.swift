@@ -154,9 +154,23 @@ public enum Topics {
         public let labels: [UInt8]
 
         public init?(_ topic: [UInt8]) {
+            guard let parsed = topic.withUnsafeBufferPointer(SeriesTopic.parse) else { return nil }
+            self = parsed
+        }
+
+        private init(metricSegment: String, dimension: Dimension, key: [UInt8], labels: [UInt8]) {
+            self.metricSegment = metricSegment
+            self.dimension = dimension
+            self.key = key
+            self.labels = labels
+        }
+
+        /// One pass over the topic's bytes: the three slashes, the dimension, then each
+        /// segment percent-decoded once, straight into the labels.
+        private static func parse(_ topic: UnsafeBufferPointer<UInt8>) -> SeriesTopic? {
             var slashes = (0, 0, 0)
             var n = 0
-            for (i, b) in topic.enumerated() where b == UInt8(ascii: "/") {
+            for i in 0..<topic.count where topic[i] == UInt8(ascii: "/") {
                 switch n {
                 case 0: slashes.0 = i
                 case 1: slashes.1 = i
@@ -168,79 +182,94 @@ public enum Topics {
             guard n == 3, slashes.0 > 0, slashes.1 > slashes.0 + 1, slashes.2 > slashes.1 + 1,
                 slashes.2 < topic.count - 1
             else { return nil }
-            let metric = topic[..<slashes.0]
-            let dimensionBytes = topic[(slashes.0 + 1)..<slashes.1]
-            guard let dimension = Dimension.allCases.first(where: { dimensionBytes.elementsEqual($0.name.utf8) }) else {
-                return nil
+            func segment(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+                UnsafeBufferPointer(rebasing: topic[range])
             }
+            let metric = segment(0..<slashes.0)
+            let dimensionBytes = segment((slashes.0 + 1)..<slashes.1)
+            let keyBytes = segment((slashes.1 + 1)..<slashes.2)
+            let period = segment((slashes.2 + 1)..<topic.count)
+            guard
+                let dimension = Dimension.allCases.first(where: {
+                    $0.name.utf8.count == dimensionBytes.count && $0.name.utf8.elementsEqual(dimensionBytes)
+                })
+            else { return nil }
+            var key: [UInt8] = []
+            key.reserveCapacity(keyBytes.count)
+            guard Topics.percentDecode(keyBytes, into: &key) else { return nil }
             var out: [UInt8] = []
             out.reserveCapacity(topic.count + 96)
             var scratch: [UInt8] = []
             scratch.reserveCapacity(topic.count)
-            func label(_ name: [UInt8], _ segment: ArraySlice<UInt8>) -> Bool {
-                out.append(contentsOf: name)
+            func label(_ name: StaticString, _ segment: UnsafeBufferPointer<UInt8>) -> Bool {
+                append(name, to: &out)
                 guard Topics.percentDecode(segment, into: &scratch) else { return false }
                 JSONWriter.appendString(utf8: scratch, to: &out)
                 return true
             }
-            let conversion = Topics.conversionPrefix
-            if metric.starts(with: conversion) {
+            func keyLabel() {
+                append(#","key":"#, to: &out)
+                JSONWriter.appendString(utf8: key, to: &out)
+            }
+            let conversion: StaticString = "stage_conversion:"
+            if metric.starts(
+                with: UnsafeBufferPointer(start: conversion.utf8Start, count: conversion.utf8CodeUnitCount)
+            ) {
                 var colons: [Int] = []
-                for i in (metric.startIndex + conversion.count)..<metric.endIndex where topic[i] == UInt8(ascii: ":") {
+                for i in conversion.utf8CodeUnitCount..<metric.count where metric[i] == UInt8(ascii: ":") {
                     colons.append(i)
                 }
                 guard colons.count == 2 else { return nil }
-                out.append(contentsOf: Topics.conversionMetricLabel)
-                guard label(Topics.dimensionLabel, dimensionBytes),
-                    label(Topics.keyLabel, topic[(slashes.1 + 1)..<slashes.2]),
-                    label(Topics.periodLabel, topic[(slashes.2 + 1)...]),
-                    label(Topics.pipelineLabel, metric[(metric.startIndex + conversion.count)..<colons[0]]),
-                    label(Topics.fromLabel, metric[(colons[0] + 1)..<colons[1]]),
-                    label(Topics.toLabel, metric[(colons[1] + 1)...])
+                append(#"{"metric":"stage_conversion""#, to: &out)
+                guard label(#","dimension":"#, dimensionBytes) else { return nil }
+                keyLabel()
+                guard label(#","period":"#, period),
+                    label(
+                        #","pipeline":"#,
+                        UnsafeBufferPointer(rebasing: metric[conversion.utf8CodeUnitCount..<colons[0]])
+                    ),
+                    label(#","from":"#, UnsafeBufferPointer(rebasing: metric[(colons[0] + 1)..<colons[1]])),
+                    label(#","to":"#, UnsafeBufferPointer(rebasing: metric[(colons[1] + 1)...]))
                 else { return nil }
             } else {
-                guard label(Topics.metricLabel, metric), label(Topics.dimensionLabel, dimensionBytes),
-                    label(Topics.keyLabel, topic[(slashes.1 + 1)..<slashes.2]),
-                    label(Topics.periodLabel, topic[(slashes.2 + 1)...])
-                else { return nil }
+                guard label(#"{"metric":"#, metric), label(#","dimension":"#, dimensionBytes) else { return nil }
+                keyLabel()
+                guard label(#","period":"#, period) else { return nil }
             }
-            guard Topics.percentDecode(topic[(slashes.1 + 1)..<slashes.2], into: &scratch) else { return nil }
-            key = scratch
-            labels = out
-            metricSegment = String(decoding: metric, as: UTF8.self)
-            self.dimension = dimension
+            return SeriesTopic(
+                metricSegment: String(decoding: metric, as: UTF8.self),
+                dimension: dimension,
+                key: key,
+                labels: out
+            )
         }
     }
 
-    private static let conversionPrefix = Array("stage_conversion:".utf8)
-    private static let conversionMetricLabel = Array(#"{"metric":"stage_conversion""#.utf8)
-    private static let metricLabel = Array(#"{"metric":"#.utf8)
-    private static let dimensionLabel = Array(#","dimension":"#.utf8)
-    private static let keyLabel = Array(#","key":"#.utf8)
-    private static let periodLabel = Array(#","period":"#.utf8)
-    private static let pipelineLabel = Array(#","pipeline":"#.utf8)
-    private static let fromLabel = Array(#","from":"#.utf8)
-    private static let toLabel = Array(#","to":"#.utf8)
-
-    /// `percentDecode` into `out` (emptied first); false for a malformed escape or invalid UTF-8.
-    static func percentDecode(_ bytes: ArraySlice<UInt8>, into out: inout [UInt8]) -> Bool {
+    /// `percentDecode` into `out` (emptied first); false for a malformed escape or invalid
+    /// UTF-8. Runs without an escape are copied whole.
+    static func percentDecode(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) -> Bool {
         out.removeAll(keepingCapacity: true)
         var ascii = true
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            var b = bytes[i]
-            if b == UInt8(ascii: "%") {
-                guard i + 2 < bytes.endIndex, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
-                    return false
-                }
-                b = hi << 4 | lo
-                i += 3
-            } else {
+        var i = 0
+        var run = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            guard b == UInt8(ascii: "%") else {
+                if b >= 0x80 { ascii = false }
                 i += 1
+                continue
             }
-            if b >= 0x80 { ascii = false }
-            out.append(b)
+            guard i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
+                return false
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+            let decoded = hi << 4 | lo
+            if decoded >= 0x80 { ascii = false }
+            out.append(decoded)
+            i += 3
+            run = i
         }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<bytes.count]))
         return ascii || String(validating: out, as: UTF8.self) != nil
     }
 
