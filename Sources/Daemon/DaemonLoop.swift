@@ -200,7 +200,7 @@ final class DaemonLoop {
             let acceptIngest = !workers.isBackPressured
             // The updates thread's CPU for the rounds it sent counts as output.
             pacing.spent(publisher.takeOutputCost())
-            let sending = publisher.isSending
+            let sending = publisher.isSendingRound
             let publishable = workers.hasPublishableResults(after: publisher.state.logSeq)
             var poller = ZMQPoller()
             workers.addSocket(to: &poller)
@@ -228,7 +228,7 @@ final class DaemonLoop {
             workers.barrierGap = pacing.gap
             try workers.barrierIfDue()
             let after = WorkerRegistry.now()
-            if after >= lastRound + pacing.gap && !publisher.isSending
+            if after >= lastRound + pacing.gap && !publisher.isSendingRound
                 && workers.hasPublishableResults(after: publisher.state.logSeq)
             {
                 // Requests that arrived while results were read are committed and
@@ -257,7 +257,7 @@ final class DaemonLoop {
                 )
                 lastRound = after
                 lastProgress = after
-            } else if after >= lastProgress + idleProgress && !publisher.isSending {
+            } else if after >= lastProgress + idleProgress && !publisher.isBusy {
                 publisher.publishRound(nil)
                 lastProgress = after
             }

@@ -82,7 +82,11 @@ final class Publisher {
 
     /// Whether the last round handed over is still being sent: the loop hands over the
     /// next one only after it (results meanwhile coalesce into it).
-    var isSending: Bool { updates.isSending }
+    var isSendingRound: Bool { updates.isSendingRound }
+
+    /// Whether anything handed over is still being sent: an idle `_progress` is then not
+    /// needed.
+    var isBusy: Bool { updates.isBusy }
 
     /// The CPU (ns) the updates thread spent on the rounds sent since the last call.
     func takeOutputCost() -> UInt64 { updates.takeCost() }

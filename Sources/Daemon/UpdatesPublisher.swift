@@ -10,15 +10,17 @@ import ZeroMQ
 /// Exists so that output, most of what a round costs (rendering every changed series and
 /// a `zmq_send` for each), runs beside the loop instead of in it: the loop meanwhile keeps
 /// committing and acknowledging requests and reading results. The loop hands over one
-/// round at a time (`isSending`): while one is being sent, results coalesce into the next,
+/// round at a time (`isSendingRound`): while one is being sent, results coalesce into the next,
 /// so a big round or a slow core makes later rounds larger, never a queue. What a round
 /// cost this thread is handed back (`takeCost`) to the loop's `RoundPacing`, so output
 /// keeps to its budget wherever it runs.
 final class UpdatesPublisher: Sendable {
     private struct Shared {
         var queue: [RoundOutput] = []
-        /// From a hand-over until that round is sent.
-        var sending = false
+        /// Rounds with updates handed over and not sent yet.
+        var roundsInFlight = 0
+        /// Anything handed over and not sent yet (a round or a `_progress`).
+        var busy = false
         var finished = false
         /// CPU (ns) of the rounds sent since the last `takeCost`.
         var cost: UInt64 = 0
@@ -66,13 +68,18 @@ final class UpdatesPublisher: Sendable {
     func publish(_ output: RoundOutput) {
         shared.withLock {
             $0.queue.append(output)
-            $0.sending = true
+            if !output.updates.isEmpty { $0.roundsInFlight += 1 }
+            $0.busy = true
         }
         work.signal()
     }
 
-    /// Whether a round handed over is still being sent.
-    var isSending: Bool { shared.withLock { $0.sending } }
+    /// Whether a round with updates handed over is still being sent (a `_progress` alone
+    /// does not hold the next round back).
+    var isSendingRound: Bool { shared.withLock { $0.roundsInFlight > 0 } }
+
+    /// Whether anything handed over is still being sent.
+    var isBusy: Bool { shared.withLock { $0.busy } }
 
     /// The CPU (ns) this thread spent on the rounds sent since the last call.
     func takeCost() -> UInt64 {
@@ -98,7 +105,7 @@ final class UpdatesPublisher: Sendable {
         while true {
             // Subscriptions arrive on the XPUB; nothing is done with them but reading them.
             _ = work.wait(timeout: .now() + .milliseconds(100))
-            while (try? socket.receive(blocking: false)) ?? nil != nil {}
+            while (try? socket.receive(blocking: false)) != nil {}
             while let output = shared.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) {
                 let started = RoundPacing.threadCPUTime()
                 do {
@@ -112,7 +119,8 @@ final class UpdatesPublisher: Sendable {
                 let cost = RoundPacing.threadCPUTime() &- started
                 shared.withLock {
                     $0.cost &+= cost
-                    if $0.queue.isEmpty { $0.sending = false }
+                    if !output.updates.isEmpty { $0.roundsInFlight -= 1 }
+                    if $0.queue.isEmpty { $0.busy = false }
                 }
             }
             if shared.withLock({ $0.finished && $0.queue.isEmpty }) { return }
