@@ -123,22 +123,22 @@ struct PublishedState {
         return true
     }
 
-    /// Appends the fields and stamp of live series `id` as published (what follows its
-    /// labels); `fields` is the rendering of its shape.
-    private func appendValues(_ id: Int, fields: borrowing Topics.PayloadFields, to out: inout [UInt8]) {
-        let entry = entries[id]
-        words.withUnsafeBufferPointer { all in
-            let start = Int(entry.offset)
-            Topics.appendFields(fields, UnsafeBufferPointer(rebasing: all[start..<(start + fields.count)]), to: &out)
-        }
-        Topics.appendStamp(seq: entry.seq, logSeq: entry.logSeq, to: &out)
-    }
-
     /// Writes the payload of live series `id` as published into `out` (emptied first).
     private func render(_ id: Int, into out: inout [UInt8]) {
+        let entry = entries[id]
+        let fields = catalog.fields[Int(entry.shape)]
         out.removeAll(keepingCapacity: true)
         out.append(contentsOf: catalog.labels(id))
-        appendValues(id, fields: catalog.fields[Int(entries[id].shape)], to: &out)
+        words.withUnsafeBufferPointer { all in
+            let start = Int(entry.offset)
+            Topics.appendValues(
+                fields,
+                UnsafeBufferPointer(rebasing: all[start..<(start + fields.count)]),
+                seq: entry.seq,
+                logSeq: entry.logSeq,
+                to: &out
+            )
+        }
     }
 
     /// The live series of some partitions of a family, with their partitions (a scan:

@@ -56,12 +56,13 @@ struct RoundOutput: Sendable {
                         } else {
                             let shape = fields[Int(update.shape)]
                             let start = Int(update.offset)
-                            Topics.appendFields(
+                            Topics.appendValues(
                                 shape,
                                 UnsafeBufferPointer(rebasing: words[start..<(start + shape.count)]),
+                                seq: update.seq,
+                                logSeq: logSeq,
                                 to: &out
                             )
-                            Topics.appendStamp(seq: update.seq, logSeq: logSeq, to: &out)
                         }
                         try out.withUnsafeBufferPointer { payload in
                             try send(UnsafeBufferPointer(rebasing: text[Int(update.start)..<topicEnd]), payload)

@@ -337,6 +337,19 @@ public enum Topics {
         }
     }
 
+    /// Appends what follows the labels of a live series' payload: its fields (`appendFields`)
+    /// and the stamp. One writer for an update and for the same series in a snapshot.
+    public static func appendValues(
+        _ fields: borrowing PayloadFields,
+        _ words: UnsafeBufferPointer<UInt64>,
+        seq: UInt64,
+        logSeq: UInt64,
+        to out: inout [UInt8]
+    ) {
+        appendFields(fields, words, to: &out)
+        appendStamp(seq: seq, logSeq: logSeq, to: &out)
+    }
+
     /// Appends `,"seq":…,"log_seq":…}`: what closes every published payload.
     public static func appendStamp(seq: UInt64, logSeq: UInt64, to out: inout [UInt8]) {
         append(",\"seq\":", to: &out)
